@@ -1,0 +1,220 @@
+"""The extractive reader: find answer spans in passages with a question-answering model (no pipeline needed).
+
+transformers 5 has no question-answering pipeline, so this module tokenises with doc stride, runs
+`AutoModelForQuestionAnswering` once over all windows of all passages, and decodes spans itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.errors import ReaderError
+from bot.records import Span
+
+__all__ = ["Reader", "SpanCandidate", "decode_spans"]
+
+logger = logging.getLogger(__name__)
+
+MAX_QUESTION_TOKENS = 64
+N_BEST_PER_SIDE = 20
+
+
+@dataclass(frozen=True)
+class SpanCandidate:
+    """A span in token positions of one window, before it is mapped to characters."""
+
+    start_token: int
+    end_token: int
+    score: float  # p(start) * p(end) under the window's softmax, [CLS] ("no answer") included
+    logit: float  # start_logit + end_logit
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+def decode_spans(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray, *,
+                 max_answer_tokens: int, top_n: int = 5) -> tuple[list[SpanCandidate], float]:
+    """Best answer spans of one window, and the window's probability of "no answer".
+
+    Spans lie wholly inside the context (`context_mask`), with start <= end < start + max_answer_tokens.
+    Scores are probabilities under one softmax over the context positions plus position 0 ([CLS]), so a model
+    trained with unanswerable examples lowers every span's score when it would rather abstain.
+
+    :param start_logits: shape (seq_len,)
+    :param end_logits: shape (seq_len,)
+    :param context_mask: shape (seq_len,), True where the token belongs to the context
+    :returns: (candidates best first, no-answer probability)
+    """
+    if max_answer_tokens <= 0:
+        raise ValueError(f"max_answer_tokens must be positive, got {max_answer_tokens}")
+    allowed = context_mask.copy()
+    allowed[0] = True  # [CLS] stands for "no answer"
+    start = np.where(allowed, start_logits, -np.inf).astype(np.float64)
+    end = np.where(allowed, end_logits, -np.inf).astype(np.float64)
+    p_start, p_end = _softmax(start), _softmax(end)
+    null_probability = float(p_start[0] * p_end[0])
+
+    context_positions = np.flatnonzero(context_mask)
+    if context_positions.size == 0:
+        return [], null_probability
+    n_best = min(N_BEST_PER_SIDE, context_positions.size)
+    best_starts = context_positions[np.argsort(-start[context_positions])[:n_best]]
+    best_ends = context_positions[np.argsort(-end[context_positions])[:n_best]]
+    # (n_best, n_best) grid of start/end pairs; keep only well-formed, short enough spans
+    s_grid, e_grid = np.meshgrid(best_starts, best_ends, indexing="ij")
+    valid = (e_grid >= s_grid) & (e_grid - s_grid < max_answer_tokens)
+    scores = np.where(valid, p_start[s_grid] * p_end[e_grid], -1.0)
+    order = np.argsort(-scores, axis=None)[:top_n]
+    candidates = []
+    for flat in order:
+        i, j = np.unravel_index(flat, scores.shape)
+        if scores[i, j] < 0:
+            break
+        s, e = int(s_grid[i, j]), int(e_grid[i, j])
+        candidates.append(SpanCandidate(s, e, float(scores[i, j]), float(start[s] + end[e])))
+    return candidates, null_probability
+
+
+class Reader:
+    """Read passages with an extractive QA model and return answer spans with character offsets.
+
+        reader = Reader("models/minilm-squad-reader")
+        spans = reader.run("Who founded the club?", ["The club was founded by Ada Park in 2019."])
+        spans[0].text  # 'Ada Park'
+
+    :param model: local directory (or Hugging Face id, when online) of an `AutoModelForQuestionAnswering` checkpoint.
+    :param max_length: tokens per window (question + context).
+    :param doc_stride: tokens shared by consecutive windows of a long passage.
+    :param max_answer_tokens: longest answer, in tokens.
+    :param dtype: "float32", "bfloat16" (autocast) or "int8" (dynamic quantisation of linear layers).
+    :param threads: torch CPU threads; None keeps torch's choice.
+    :param batch_size: windows per forward pass.
+    """
+
+    def __init__(self, model: str | Path, *, max_length: int = 384, doc_stride: int = 128,
+                 max_answer_tokens: int = 30, dtype: str = "float32", threads: int | None = None,
+                 batch_size: int = 32) -> None:
+        if doc_stride >= max_length // 2:
+            raise ValueError(f"doc_stride must be under half of max_length, got {doc_stride} and {max_length}")
+        if dtype not in ("float32", "bfloat16", "int8"):
+            raise ValueError(f"dtype must be float32, bfloat16 or int8, got {dtype!r}")
+        self.model_name = str(model)
+        self.max_length, self.doc_stride, self.max_answer_tokens = max_length, doc_stride, max_answer_tokens
+        self.dtype, self.threads, self.batch_size = dtype, threads, batch_size
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> Reader:
+        """Load tokenizer and model once (later calls do nothing). Never downloads for a local directory.
+
+        :raises ReaderError: when the model cannot be found or is not an extractive QA model.
+        """
+        if self._model is not None:
+            return self
+        import torch
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on the user's terminal
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        local = Path(self.model_name).is_dir()
+        if not local and (self.model_name.startswith((".", "/", "~")) or Path(self.model_name).suffix):
+            raise ReaderError(f"Reader model directory {self.model_name} does not exist. Set QABOT_READER_MODEL "
+                              "to a folder holding config.json, the weights and tokenizer files.")
+        started = time.perf_counter()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=local)
+            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, local_files_only=local,
+                                                                  dtype=torch.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ReaderError(f"Cannot load the reader model {self.model_name}: {exc}".splitlines()[0]
+                              + " Set QABOT_READER_MODEL to a local extractive-QA model folder.") from exc
+        if not tokenizer.is_fast:
+            raise ReaderError(f"The tokenizer of {self.model_name} is not a fast tokenizer; span offsets need one.")
+        model.eval()
+        if self.dtype == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self._tokenizer, self._model = tokenizer, model
+        logger.info("reader loaded model=%s dtype=%s load_ms=%.0f", self.model_name, self.dtype,
+                    (time.perf_counter() - started) * 1000)
+        return self
+
+    def _trim_question(self, question: str) -> str:
+        # A very long question would leave no room for the context; keep its first MAX_QUESTION_TOKENS tokens.
+        encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= MAX_QUESTION_TOKENS:
+            return question
+        return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+    def run(self, question: str, contexts: Sequence[str], *, top_n: int = 5) -> list[Span]:
+        """Candidate answers across all contexts, best first (by probability within their context).
+
+        Every span satisfies `contexts[span.context_index][span.char_start:span.char_end] == span.text`.
+        """
+        import torch
+
+        self.load()
+        question = self._trim_question(question.strip())
+        if not question or not contexts:
+            return []
+        encoded = self._tokenizer(
+            [question] * len(contexts), list(contexts), truncation="only_second", max_length=self.max_length,
+            stride=self.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+            padding="longest", return_tensors="np")
+        window_context = encoded["overflow_to_sample_mapping"]  # (n_windows,)
+        offsets = encoded["offset_mapping"]  # (n_windows, seq_len, 2)
+        context_masks = np.array([[sid == 1 for sid in encoded.sequence_ids(w)] for w in range(len(window_context))])
+        inputs = {name: torch.from_numpy(encoded[name]) for name in ("input_ids", "attention_mask", "token_type_ids")
+                  if name in encoded}
+        start_logits, end_logits = self._forward(inputs)  # each (n_windows, seq_len)
+
+        best: dict[tuple[int, int, int], Span] = {}
+        for w, context_index in enumerate(window_context.tolist()):
+            candidates, _ = decode_spans(start_logits[w], end_logits[w], context_masks[w],
+                                         max_answer_tokens=self.max_answer_tokens, top_n=top_n)
+            context = contexts[context_index]
+            for cand in candidates:
+                char_start, char_end = int(offsets[w, cand.start_token, 0]), int(offsets[w, cand.end_token, 1])
+                text = context[char_start:char_end]
+                if not text.strip():
+                    continue
+                key = (context_index, char_start, char_end)
+                if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
+                    best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit)
+        return sorted(best.values(), key=lambda s: (-s.score, -s.logit))[: max(top_n, 1) * len(contexts)]
+
+    def best(self, question: str, contexts: Sequence[str]) -> Span | None:
+        """The single best span, or None when no span can be read from the contexts."""
+        spans = self.run(question, contexts, top_n=1)
+        return spans[0] if spans else None
+
+    def _forward(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        starts, ends = [], []
+        total = inputs["input_ids"].shape[0]
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            for first in range(0, total, self.batch_size):
+                batch = {name: tensor[first:first + self.batch_size] for name, tensor in inputs.items()}
+                try:
+                    output = self._model(**batch)
+                except RuntimeError as exc:
+                    raise ReaderError(f"The reader model failed on a batch: {exc}") from exc
+                starts.append(output.start_logits.float().numpy())
+                ends.append(output.end_logits.float().numpy())
+        return np.concatenate(starts), np.concatenate(ends)

@@ -1,0 +1,100 @@
+"""Settings read from `QABOT_*` environment variables and a `.env` file; Slack credentials keep Slack's usual names."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "shipped_reader_dir"]
+
+SHIPPED_READER_NAME = "minilm-squad-reader"
+
+
+def shipped_reader_dir() -> Path | None:
+    """The reader model that ships inside the `models` package, or None when this install has none."""
+    try:
+        candidate = Path(str(importlib.resources.files("models") / SHIPPED_READER_NAME))
+    except ModuleNotFoundError:
+        return None
+    return candidate if (candidate / "config.json").is_file() else None
+
+
+def _default_reader_model() -> str | None:
+    shipped = shipped_reader_dir()
+    return str(shipped) if shipped else None
+
+
+class Settings(BaseSettings):
+    """Everything qa-bot can be configured with.
+
+    Build one directly in code and tests, or read the environment with `load_settings()`:
+
+        settings = Settings(db_path="qa.db", reader_model="models/minilm-squad-reader")
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QABOT_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", populate_by_name=True)
+
+    # Storage
+    db_path: Path = Field(default=Path("qa-bot.db"), description="SQLite database holding articles and Slack state.")
+
+    # Answering
+    reader_model: str | None = Field(default_factory=_default_reader_model,
+                                     description="Local directory or Hugging Face id of an extractive QA model.")
+    top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
+    answer_threshold: float = Field(default=0.25, ge=0.0, le=1.0,
+                                    description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.")
+    max_answer_tokens: int = Field(default=30, gt=0, le=200)
+    max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")
+    doc_stride: int = Field(default=128, ge=16, le=256, description="Token overlap between windows of a long passage.")
+    reader_dtype: str = Field(default="float32", pattern="^(float32|bfloat16|int8)$")
+    threads: int | None = Field(default=None, gt=0, description="Torch CPU threads (default: torch's own choice).")
+
+    # Slack
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token"))
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"))
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_api_url: str | None = Field(default=None, description="Override of https://slack.com/api/ (tests, proxies).")
+    admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                            description="Slack user ids allowed to /ingest, comma-separated.")
+    rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_max_bytes: int = Field(default=5_000_000, gt=0)
+
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("admin_user_ids", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str | None) -> str | None:
+        # slack_sdk joins base_url and method with urljoin, which drops the last path segment without a slash.
+        if value and not value.endswith("/"):
+            return value + "/"
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`; explicit overrides (from CLI options) win.
+
+    :raises ConfigError: with one line naming the bad setting and what it should be.
+    """
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        env_name = name if name.isupper() else f"QABOT_{name.upper()}"
+        raise ConfigError(f"Invalid setting {env_name}: {first['msg']} (got {first.get('input')!r}).") from exc

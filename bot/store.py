@@ -1,0 +1,181 @@
+"""The article store: one SQLite file (sqlite-utils) with articles, sentences, passages and an FTS5 index."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import sqlite_utils
+
+from bot.errors import StoreError
+from bot.records import Article, ArticleRef, Passage, Sentence
+from bot.text import group_passages, split_sentences
+
+__all__ = ["Store", "StoredOutcome", "content_hash"]
+
+logger = logging.getLogger(__name__)
+
+PASSAGE_MAX_WORDS = 80
+# bm25() column weights for passages_fts(title, text): the body counts most, the title helps pick the article.
+_BM25_WEIGHTS = "0.5, 1.0"
+
+
+def content_hash(article: Article) -> str:
+    """Fingerprint of what a reader would see; re-ingesting the same content is a no-op."""
+    digest = hashlib.sha256()
+    for part in (article.title, article.body, article.url or "", article.published_at or ""):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """What storing one article did: `added`, `updated` (same url/source, new content) or `unchanged`."""
+
+    status: Literal["added", "updated", "unchanged"]
+    article_id: int
+    title: str
+
+
+class Store:
+    """Articles and their passages in SQLite, searchable with BM25 through FTS5.
+
+        store = Store("qa.db")
+        store.add_article(Article(title="...", body="...", source="notes.txt"))
+        passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
+
+    :param path: database file; created with its schema when missing. `":memory:"` works for experiments.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(self.path)
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self._ensure_schema()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db).") from exc
+
+    def _ensure_schema(self) -> None:
+        db = self.db
+        if "articles" in db.table_names():
+            return
+        with db.conn:
+            db["articles"].create({
+                "id": int, "key": str, "title": str, "body": str, "source": str, "url": str,
+                "published_at": str, "content_hash": str, "ingested_at": str,
+            }, pk="id", not_null={"key", "title", "body", "source", "content_hash"})
+            db["articles"].create_index(["key"], unique=True)
+            db["articles"].create_index(["content_hash"])
+            db["sentences"].create({
+                "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "text": str,
+            }, pk="id", foreign_keys=[("article_id", "articles", "id")])
+            db["sentences"].create_index(["article_id", "char_start"])
+            db["passages"].create({
+                "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "title": str, "text": str,
+            }, pk="id", foreign_keys=[("article_id", "articles", "id")])
+            db["passages"].create_index(["article_id"])
+        db["passages"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+
+    # Writing -------------------------------------------------------------------------------------------------
+
+    def add_article(self, article: Article) -> StoredOutcome:
+        """Store one article with its sentences and passages in a single transaction.
+
+        Identical content already stored (from any source) is left alone; an article whose url (or, without url,
+        whose source) is already stored is updated in place.
+        """
+        digest = content_hash(article)
+        key = article.identity
+        try:
+            same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
+            if same:
+                return StoredOutcome("unchanged", same["id"], article.title)
+            existing = next(self.db.query("select id from articles where key = ?", [key]), None)
+            sentences = split_sentences(article.body)
+            row = {
+                "key": key, "title": article.title, "body": article.body, "source": article.source,
+                "url": article.url, "published_at": article.published_at, "content_hash": digest,
+                "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            with self.db.conn:
+                if existing:
+                    article_id = existing["id"]
+                    self.db.execute("delete from passages where article_id = ?", [article_id])
+                    self.db.execute("delete from sentences where article_id = ?", [article_id])
+                    self.db["articles"].update(article_id, row)
+                else:
+                    article_id = self.db["articles"].insert(row).last_pk
+                self._insert_parts(article_id, article, sentences)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
+        return StoredOutcome("updated" if existing else "added", article_id, article.title)
+
+    def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
+        self.db["sentences"].insert_all(
+            ({"article_id": article_id, "idx": s.index, "char_start": s.char_start, "char_end": s.char_end,
+              "text": s.text} for s in sentences), batch_size=500)
+        passages = []
+        for idx, (first, last) in enumerate(group_passages(sentences, max_words=PASSAGE_MAX_WORDS)):
+            start, end = sentences[first].char_start, sentences[last].char_end
+            passages.append({"article_id": article_id, "idx": idx, "char_start": start, "char_end": end,
+                             "title": article.title, "text": article.body[start:end]})
+        self.db["passages"].insert_all(passages, batch_size=500)
+
+    # Reading -------------------------------------------------------------------------------------------------
+
+    def search_sql(self) -> str:
+        """The BM25 search query; takes `:query` (an FTS5 MATCH expression) and `:limit`."""
+        return (
+            "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url, a.published_at,\n"
+            f"  bm25(passages_fts, {_BM25_WEIGHTS}) as rank\n"
+            "from passages_fts\n"
+            "join passages p on p.id = passages_fts.rowid\n"
+            "join articles a on a.id = p.article_id\n"
+            "where passages_fts match :query\n"
+            "order by rank limit :limit"
+        )
+
+    def search(self, fts_query: str, *, limit: int) -> list[Passage]:
+        """Passages matching an FTS5 expression, best BM25 first. Quote user text first (see `retrieve`)."""
+        if not fts_query:
+            return []
+        try:
+            rows = list(self.db.query(self.search_sql(), {"query": fts_query, "limit": limit}))
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"Search failed for {fts_query!r}: {exc}") from exc
+        return [
+            Passage(id=row["id"], article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"],
+                                                     row["published_at"]),
+                    char_start=row["char_start"], char_end=row["char_end"], text=row["text"], bm25=row["rank"])
+            for row in rows
+        ]
+
+    def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
+        """The sentences of an article that overlap body[char_start:char_end], in order."""
+        rows = self.db.query(
+            "select idx, char_start, char_end, text from sentences where article_id = ? "
+            "and char_end > ? and char_start < ? order by char_start",
+            [article_id, char_start, max(char_end, char_start + 1)])
+        return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"]) for r in rows]
+
+    def article_body(self, article_id: int) -> str:
+        row = next(self.db.query("select body from articles where id = ?", [article_id]), None)
+        if row is None:
+            raise StoreError(f"No article with id {article_id} in {self.path}.")
+        return row["body"]
+
+    def article_count(self) -> int:
+        return self.db["articles"].count
+
+    def close(self) -> None:
+        self.db.close()

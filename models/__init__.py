@@ -1,0 +1,1 @@
+"""Reader models that ship with qa-bot (data only)."""

@@ -1,0 +1,1 @@
+"""User-facing message templates (data only); rendered by bot.messages."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,15 +51,18 @@ class Store:
         store.add_article(Article(title="...", body="...", source="notes.txt"))
         passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
 
+    One connection is shared by the threads of a server; `lock` serialises its use (SQLite writes are serial anyway).
+
     :param path: database file; created with its schema when missing. `":memory:"` works for experiments.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self.lock = threading.RLock()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite_utils.Database(self.path)
+            self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False))
             if self.path != ":memory:":
                 self.db.enable_wal()
             self._ensure_schema()
@@ -96,6 +100,10 @@ class Store:
         """
         digest = content_hash(article)
         key = article.identity
+        with self.lock:
+            return self._add_article(article, digest, key)
+
+    def _add_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
         try:
             same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
             if same:
@@ -150,7 +158,8 @@ class Store:
         if not fts_query:
             return []
         try:
-            rows = list(self.db.query(self.search_sql(), {"query": fts_query, "limit": limit}))
+            with self.lock:
+                rows = list(self.db.query(self.search_sql(), {"query": fts_query, "limit": limit}))
         except sqlite3.OperationalError as exc:
             raise StoreError(f"Search failed for {fts_query!r}: {exc}") from exc
         return [
@@ -162,20 +171,23 @@ class Store:
 
     def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
         """The sentences of an article that overlap body[char_start:char_end], in order."""
-        rows = self.db.query(
-            "select idx, char_start, char_end, text from sentences where article_id = ? "
-            "and char_end > ? and char_start < ? order by char_start",
-            [article_id, char_start, max(char_end, char_start + 1)])
+        with self.lock:
+            rows = list(self.db.query(
+                "select idx, char_start, char_end, text from sentences where article_id = ? "
+                "and char_end > ? and char_start < ? order by char_start",
+                [article_id, char_start, max(char_end, char_start + 1)]))
         return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"]) for r in rows]
 
     def article_body(self, article_id: int) -> str:
-        row = next(self.db.query("select body from articles where id = ?", [article_id]), None)
+        with self.lock:
+            row = next(self.db.query("select body from articles where id = ?", [article_id]), None)
         if row is None:
             raise StoreError(f"No article with id {article_id} in {self.path}.")
         return row["body"]
 
     def article_count(self) -> int:
-        return self.db["articles"].count
+        with self.lock:
+            return self.db["articles"].count
 
     def close(self) -> None:
         self.db.close()

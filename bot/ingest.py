@@ -5,6 +5,7 @@ A bad input is reported with its path and reason and skipped; everything else st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -70,7 +71,7 @@ def article_from_text(text: str, *, source: str, url: str | None = None, key: st
     return Article(title=title, body=body, source=source, url=url, key=key)
 
 
-def article_from_html(html: str, *, source: str, url: str | None = None) -> Article:
+def article_from_html(html: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
     """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped)."""
     import trafilatura
 
@@ -88,10 +89,10 @@ def article_from_html(html: str, *, source: str, url: str | None = None) -> Arti
     body = "\n\n".join(paragraphs)
     if not body:
         raise IngestError("no readable article text found in the HTML")
-    return Article(title=title, body=body, source=source, url=url, published_at=data.get("date"))
+    return Article(title=title, body=body, source=source, url=url, published_at=data.get("date"), key=key)
 
 
-def _article_from_record(record: object, *, path: str, where: str) -> Article:
+def _article_from_record(record: object, *, path: str, where: str, key_path: str) -> Article:
     if not isinstance(record, dict):
         raise IngestError(f"{where}: expected a JSON object with title and body, got {type(record).__name__}")
     title = record.get("title")
@@ -105,7 +106,7 @@ def _article_from_record(record: object, *, path: str, where: str) -> Article:
     source = record.get("source") or path
     return Article(title=normalize_whitespace(title), body=normalize_whitespace(body), source=str(source),
                    url=str(url) if url else None, published_at=str(published) if published else None,
-                   key=None if url else f"{path}#{normalize_whitespace(title)}")
+                   key=None if url else f"{key_path}#{normalize_whitespace(title)}")
 
 
 def _decode(path: Path) -> str:
@@ -132,32 +133,46 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
     if not text.strip():
         raise IngestError("empty file")
     source = str(path)
+    key = str(path.resolve())  # one identity however the path was spelled, so an edited file is updated in place
     if suffix in (".txt", ".md"):
-        yield article_from_text(text, source=source)
+        yield article_from_text(text, source=source, key=key)
     elif suffix in (".html", ".htm"):
-        yield article_from_html(text, source=source)
+        yield article_from_html(text, source=source, key=key)
     elif suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise IngestError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
         records = data if isinstance(data, list) else [data]
+        seen: dict[str, int] = {}
         for index, record in enumerate(records):
-            yield _guard(lambda r=record, i=index: _article_from_record(r, path=source, where=f"record {i + 1}"),
-                         source)
+            yield _distinct_key(_guard(lambda r=record, i=index: _article_from_record(
+                r, path=source, where=f"record {i + 1}", key_path=key), source), seen)
     else:  # .jsonl
+        seen = {}
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            yield _guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n), source)
+            yield _distinct_key(_guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n,
+                                                                               key_path=key), source), seen)
 
 
-def _jsonl_record(line: str, *, path: str, lineno: int) -> Article:
+def _distinct_key(item: Article | IngestFailure, seen: dict[str, int]) -> Article | IngestFailure:
+    # Records without url are keyed by file and title; a title repeated in one file gets "#2", "#3", ... so the
+    # records don't overwrite each other and ingesting the file again changes nothing.
+    if isinstance(item, Article) and item.key:
+        seen[item.key] = count = seen.get(item.key, 0) + 1
+        if count > 1:
+            return dataclasses.replace(item, key=f"{item.key}#{count}")
+    return item
+
+
+def _jsonl_record(line: str, *, path: str, lineno: int, key_path: str) -> Article:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise IngestError(f"line {lineno}: malformed JSON at column {exc.colno}: {exc.msg}") from exc
-    return _article_from_record(record, path=path, where=f"line {lineno}")
+    return _article_from_record(record, path=path, where=f"line {lineno}", key_path=key_path)
 
 
 def _guard(make: Callable[[], Article], source: str) -> Article | IngestFailure:
@@ -167,11 +182,18 @@ def _guard(make: Callable[[], Article], source: str) -> Article | IngestFailure:
         return IngestFailure(source, str(exc))
 
 
-def _expand(paths: Iterable[Path]) -> Iterator[Path | IngestFailure]:
+def _database_files(store: Store) -> set[Path]:
+    # The database (and its -wal/-shm/-journal files) may sit in a folder being ingested: it is not an article.
+    db = Path(store.path).resolve()
+    return {db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
+
+
+def _expand(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | IngestFailure]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                if (child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts)
+                        and child.resolve() not in skip):
                     yield child
         elif path.exists():
             yield path
@@ -195,7 +217,7 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
     from tqdm import tqdm
 
     report = IngestReport()
-    items = list(_expand(Path(p) for p in paths))
+    items = list(_expand((Path(p) for p in paths), skip=_database_files(store)))
     for item in tqdm(items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False):
         if isinstance(item, IngestFailure):
             report.failures.append(item)
@@ -209,7 +231,8 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
         except (IngestError, StoreError) as exc:
             report.failures.append(IngestFailure(str(item), str(exc)))
     for failure in report.failures:
-        logger.warning("ingest skipped path=%s reason=%s", failure.path, failure.reason)
+        # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
+        logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
     logger.info("ingested added=%d updated=%d unchanged=%d failed=%d", report.added, report.updated,
                 report.unchanged, report.failed)
     return report

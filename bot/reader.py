@@ -154,12 +154,15 @@ class Reader:
         return self
 
     def _trim_question(self, question: str) -> str:
-        # A very long question would leave no room for the context; keep its first MAX_QUESTION_TOKENS tokens.
+        # A very long question would leave no room for the context; keep its first tokens. The tokenizer also needs
+        # more context room per window than doc_stride (else it fails), which short max_lengths make tight.
+        room = self.max_length - self._tokenizer.num_special_tokens_to_add(pair=True) - self.doc_stride - 1
+        limit = max(1, min(MAX_QUESTION_TOKENS, room))
         encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
-        if len(offsets) <= MAX_QUESTION_TOKENS:
+        if len(offsets) <= limit:
             return question
-        return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+        return question[: offsets[limit - 1][1]]
 
     def run(self, question: str, contexts: Sequence[str], *, top_n: int = 5) -> list[Span]:
         """Candidate answers across all contexts, best first (by probability within their context).

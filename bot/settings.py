@@ -6,7 +6,7 @@ import importlib.resources
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -76,6 +76,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("doc_stride")
+    @classmethod
+    def _stride_under_half_window(cls, value: int, info: ValidationInfo) -> int:
+        # The reader's windows of max_length tokens overlap by doc_stride; a larger overlap cannot make progress.
+        max_length = info.data.get("max_length")
+        if max_length is not None and value >= max_length // 2:
+            raise ValueError(f"must be under half of QABOT_MAX_LENGTH ({max_length})")
+        return value
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str | None) -> str | None:
@@ -97,4 +106,5 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "settings"
         env_name = name if name.isupper() else f"QABOT_{name.upper()}"
-        raise ConfigError(f"Invalid setting {env_name}: {first['msg']} (got {first.get('input')!r}).") from exc
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own validators
+        raise ConfigError(f"Invalid setting {env_name}: {message} (got {first.get('input')!r}).") from exc

@@ -105,10 +105,15 @@ class Store:
 
     def _add_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
         try:
-            same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
+            existing = next(self.db.query("select id, content_hash from articles where key = ?", [key]), None)
+            # Unchanged: same content under this key or, for a new key, anywhere (a moved file). An article edited
+            # to equal another one is still updated, so its old text cannot linger.
+            if existing is None:
+                same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
+            else:
+                same = existing if existing["content_hash"] == digest else None
             if same:
                 return StoredOutcome("unchanged", same["id"], article.title)
-            existing = next(self.db.query("select id from articles where key = ?", [key]), None)
             sentences = split_sentences(article.body)
             row = {
                 "key": key, "title": article.title, "body": article.body, "source": article.source,

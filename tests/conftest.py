@@ -1,0 +1,103 @@
+"""Shared fixtures: a clean environment, Settings built in code, a store of three tiny articles, a tiny QA model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.ingest import ingest_paths
+from bot.settings import Settings
+from bot.store import Store
+
+DATA_DIR = Path(__file__).parent / "data" / "articles"
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the checkout, when present
+
+# Words of the three test articles and their questions; everything else becomes [UNK], which is fine for a
+# model that is only checked for invariants.
+TINY_VOCAB = """[PAD] [UNK] [CLS] [SEP] [MASK] . , ? ' ’ $ - the a of in on by at to for and was is who what when
+where which how ceo kestrel foods company dr amara velasquez tom becker shares chief executive bridge riverton
+mill repairs engineer lena ortiz county chess club elm street founded noor haddad player sam lee boston library
+2015 monday may""".split()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No QABOT_*/SLACK_* variables and no `.env` file from the developer's machine; logging left as found."""
+    for name in list(os.environ):
+        if name.startswith(("QABOT_", "SLACK_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    # `qa-bot` calls configure_logging(force=True) inside CliRunner; don't leave a handler on a closed stream.
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def articles_dir() -> Path:
+    """tests/data/articles: three five-sentence articles (.txt, .md, .json) with known answers."""
+    return DATA_DIR
+
+
+@pytest.fixture
+def sample_article() -> Path:
+    """The shared sample news article (read by path, never copied into the project)."""
+    path = SHARED_DIR / "corpus" / "turkey-s400-sanctions.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture
+def dev_reader_dir() -> Path:
+    """The shared development reader checkpoint, for @pytest.mark.slow tests."""
+    path = SHARED_DIR / "models" / "dev-reader"
+    if not (path / "config.json").is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reader_dir(tmp_path_factory) -> Path:
+    """A randomly initialised BERT QA model with a ~60-word vocabulary, saved like a real checkpoint."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, BertConfig, BertTokenizerFast
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file))
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        vocab_size=len(TINY_VOCAB))
+    model = AutoModelForQuestionAnswering.from_config(config)
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_reader_dir) -> Settings:
+    return Settings(db_path=tmp_path / "qa.db", reader_model=str(tiny_reader_dir))
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    """The three articles of tests/data/articles/ ingested into a fresh database (the `settings` db_path)."""
+    store = Store(tmp_path / "qa.db")
+    report = ingest_paths(store, [DATA_DIR])
+    assert (report.added, report.failures) == (3, [])
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(settings, store):
+    from bot.service import build_service
+
+    return build_service(settings, store=store)

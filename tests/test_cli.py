@@ -1,0 +1,200 @@
+"""The qa-bot command line: exit codes, the exact lines a user sees, and the JSON shape of `ask --json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bot.settings
+from bot.cli import cli
+from bot.reader import Reader
+
+ELM_QUESTION = "Who founded the Elm Street chess club?"
+NO_READER = ("Error: No reader model configured. Set QABOT_READER_MODEL to a local extractive-QA model folder "
+             "(for development: QABOT_READER_MODEL=../shared/models/dev-reader).\n")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def indexed(runner, articles_dir):
+    """qa.db in the working directory (tmp_path) with the three test articles."""
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def tiny_reader_env(monkeypatch, tiny_reader_dir):
+    monkeypatch.setenv("QABOT_READER_MODEL", str(tiny_reader_dir))
+
+
+@pytest.fixture
+def reader_points_at_haddad(monkeypatch, tiny_reader_env):
+    """Every Reader built by the CLI gets a fake forward pass whose logits point at the token "haddad"."""
+
+    def forward(self, inputs):
+        target = self._tokenizer.convert_tokens_to_ids("haddad")
+        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
+        return logits, logits.copy()
+
+    monkeypatch.setattr(Reader, "_forward", forward)
+
+
+# ingest ------------------------------------------------------------------------------------------------------
+
+def test_ingest_prints_the_counts_line(runner, articles_dir):
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n", "")
+
+
+def test_ingest_twice_reports_unchanged(runner, articles_dir, indexed):
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
+    assert (result.exit_code, result.stdout) == (0, "Ingested into qa.db: 0 added, 0 updated, 3 unchanged, 0 failed.\n")
+
+
+def test_ingest_uses_qabot_db_path(runner, articles_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("QABOT_DB_PATH", str(tmp_path / "env.db"))
+    result = runner.invoke(cli, ["ingest", str(articles_dir / "riverton-bridge.md")])
+    assert result.stdout == f"Ingested into {tmp_path / 'env.db'}: 1 added, 0 updated, 0 unchanged, 0 failed.\n"
+
+
+def test_ingest_with_bad_files_reports_each_one_and_exits_1(runner, articles_dir, tmp_path):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "slides.pdf").write_bytes(b"%PDF")
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir), "empty.txt", "slides.pdf", "nope.md"])
+    assert result.exit_code == 1
+    assert result.stdout == "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 3 failed.\n"
+    assert result.stderr == (
+        "skipped empty.txt: empty file\n"
+        "skipped slides.pdf: unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl\n"
+        "skipped nope.md: no such file or folder\n")
+
+
+def test_ingest_needs_a_path(runner):
+    result = runner.invoke(cli, ["ingest"])
+    assert result.exit_code == 2
+    assert "Missing argument 'PATHS...'" in result.stderr
+
+
+# ask ---------------------------------------------------------------------------------------------------------
+
+def test_ask_prints_the_answer_with_its_sentence_and_source(runner, indexed, reader_points_at_haddad):
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "Haddad\n"
+        "  “The club was founded by Noor Haddad in 2015.”\n"
+        "  — Elm Street Chess Club wins regional title (https://news.example.org/elm-street-chess, 2024-03-10)\n"
+        "  confidence: 100%\n")
+
+
+def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, reader_points_at_haddad):
+    result = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", ELM_QUESTION])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    assert data == {
+        "question": ELM_QUESTION,
+        "answer": "Haddad",
+        "score": data["score"],
+        "sentence": "The club was founded by Noor Haddad in 2015.",
+        "article": {"id": 1, "title": "Elm Street Chess Club wins regional title", "source": "Springfield Weekly",
+                    "url": "https://news.example.org/elm-street-chess", "published_at": "2024-03-10"},
+        "answer_in_sentence": [29, 35],
+        "alternatives": [],
+        "searched": ["Elm Street Chess Club wins regional title"],
+    }
+    assert 0.99 <= data["score"] <= 1.0
+
+
+def test_ask_json_without_a_confident_answer(runner, indexed, tiny_reader_env, monkeypatch):
+    monkeypatch.setenv("QABOT_ANSWER_THRESHOLD", "1")
+    result = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", ELM_QUESTION])
+    data = json.loads(result.stdout)
+    assert (data["answer"], data["sentence"], data["article"], data["alternatives"], data["answer_in_sentence"]) == (
+        None, None, None, [], None)
+    assert data["searched"][0] == "Elm Street Chess Club wins regional title"
+
+
+def test_ask_without_a_confident_answer_lists_what_was_searched(runner, indexed, tiny_reader_env, monkeypatch):
+    monkeypatch.setenv("QABOT_ANSWER_THRESHOLD", "1")
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", "Who founded the Elm Street chess club in Springfield?"])
+    assert result.exit_code == 0
+    assert result.stdout == ("No confident answer to “Who founded the Elm Street chess club in Springfield?”.\n"
+                             "Searched: Elm Street Chess Club wins regional title\n")
+
+
+def test_ask_about_nothing_stored_says_no_article_matched(runner, indexed, tiny_reader_env):
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", "Zanzibar volcano?"])
+    assert result.stdout == ("No confident answer to “Zanzibar volcano?”.\n"
+                             "Searched: no article matched the question's words\n")
+
+
+def test_ask_batch_reads_one_question_per_stdin_line(runner, indexed, tiny_reader_env):
+    questions = ["Who is the CEO of Kestrel Foods?", "", "  ", "Who founded the Elm Street chess club?"]
+    result = runner.invoke(cli, ["ask", "--json", "--db", "qa.db"], input="\n".join(questions) + "\n")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["question"] for line in lines] == [
+        "Who is the CEO of Kestrel Foods?", "Who founded the Elm Street chess club?"]
+
+
+def test_ask_without_question_or_stdin_is_a_usage_error(runner, indexed, tiny_reader_env):
+    result = runner.invoke(cli, ["ask", "--db", "qa.db"], input="")
+    assert result.exit_code == 2
+    assert "Give a question, or one question per line on stdin." in result.stderr
+
+
+def test_ask_without_a_reader_model_is_one_error_line(runner, indexed, monkeypatch):
+    monkeypatch.setattr(bot.settings, "shipped_reader_dir", lambda: None)
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", NO_READER)
+
+
+def test_ask_with_a_missing_model_folder_is_one_error_line(runner, indexed, monkeypatch, tmp_path):
+    monkeypatch.setenv("QABOT_READER_MODEL", str(tmp_path / "gone"))
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: Reader model directory {tmp_path / 'gone'} does not exist. Set QABOT_READER_MODEL to a folder "
+           "holding config.json, the weights and tokenizer files.\n")
+
+
+def test_ask_on_an_empty_database_says_to_ingest_first(runner, tiny_reader_env):
+    result = runner.invoke(cli, ["ask", "--db", "empty.db", ELM_QUESTION])
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n")
+
+
+@pytest.mark.parametrize("name, value, line", [
+    ("QABOT_TOP_K", "0", "Error: Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0').\n"),
+    ("QABOT_MAX_LENGTH", "128", "Error: Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH "
+                                "(128) (got 128).\n"),
+])
+def test_invalid_setting_is_one_error_line(runner, indexed, tiny_reader_env, monkeypatch, name, value, line):
+    monkeypatch.setenv(name, value)
+    result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", line)
+
+
+# the program -------------------------------------------------------------------------------------------------
+
+def test_python_dash_m_bot_help_works():
+    result = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: qa-bot [OPTIONS] COMMAND [ARGS]...\n")
+    assert "\n  ask " in result.stdout and "\n  ingest " in result.stdout
+
+
+def test_version_option(runner):
+    result = runner.invoke(cli, ["--version"], prog_name="qa-bot")
+    assert (result.exit_code, result.stdout) == (0, "qa-bot, version 0.1.0\n")

@@ -1,0 +1,125 @@
+"""Citations and answers: a span is quoted with the exact stored sentence(s) of its article."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.compose import cite, compose_answer
+from bot.records import Answer, ArticleRef, Article, Citation, Passage, Span
+from bot.store import Store
+
+ELM_REF = ArticleRef(1, "Elm Street Chess Club wins regional title", "Springfield Weekly",
+                     "https://news.example.org/elm-street-chess", "2024-03-10")
+
+
+def passage_of(store: Store, word: str) -> Passage:
+    (passage,) = store.search(f'"{word}"', limit=1)
+    return passage
+
+
+def span_of(passage: Passage, text: str, *, context_index: int = 0, score: float = 0.9, logit: float = 5.0,
+            end_text: str | None = None) -> Span:
+    """A reader span over `text` (or from `text` up to the end of `end_text`) inside the passage."""
+    start = passage.text.index(text)
+    end = passage.text.index(end_text) + len(end_text) if end_text else start + len(text)
+    return Span(context_index, start, end, passage.text[start:end], score, logit)
+
+
+def test_citation_is_the_exact_sentence_holding_the_answer(store):
+    passage = passage_of(store, "haddad")
+    citation = cite(store, passage, span_of(passage, "Noor Haddad"))
+    assert citation == Citation(article=ELM_REF, sentence="The club was founded by Noor Haddad in 2015.",
+                                sentence_start=75, answer_start=24, answer_end=35)
+    assert citation.sentence[citation.answer_start:citation.answer_end] == "Noor Haddad"
+
+
+def test_answer_across_two_sentences_quotes_both_exactly_as_stored(store):
+    passage = passage_of(store, "haddad")
+    citation = cite(store, passage, span_of(passage, "2015", end_text="Sam Lee"))
+    assert citation.sentence == "The club was founded by Noor Haddad in 2015. Its youngest player, Sam Lee, is nine years old."
+    assert citation.sentence == store.article_body(1)[75:168]
+    assert citation.sentence[citation.answer_start:citation.answer_end] == "2015. Its youngest player, Sam Lee"
+
+
+def test_citation_in_a_later_passage_of_a_long_article(tmp_path):
+    store = Store(tmp_path / "long.db")
+    filler = [f"Paragraph {n} repeats the same twelve words about the weather in the valley today." for n in range(12)]
+    body = " ".join(filler[:9]) + " The harbour master is Ines Caldwell. " + " ".join(filler[9:])
+    store.add_article(Article(title="Valley weather", body=body, source="valley.txt"))
+    passage = passage_of(store, "caldwell")
+    assert passage.char_start > 0  # not the first passage: offsets must be shifted into the body
+    citation = cite(store, passage, span_of(passage, "Ines Caldwell"))
+    assert (citation.sentence, citation.sentence_start) == ("The harbour master is Ines Caldwell.",
+                                                            body.index("The harbour master"))
+    assert citation.sentence[citation.answer_start:citation.answer_end] == "Ines Caldwell"
+
+
+def test_answer_below_threshold_is_no_answer_with_searched_titles(store):
+    passages = store.search('"club" OR "bridge"', limit=5)
+    spans = [span_of(passages[0], "the", score=0.2)]
+    answer = compose_answer("Who?", passages, spans, store=store, threshold=0.25)
+    assert answer == Answer(question="Who?", text=None, score=0.2,
+                            searched=tuple(p.article.title for p in passages))
+    assert not answer.is_answered
+
+
+def test_no_spans_is_no_answer(store):
+    passages = store.search('"club"', limit=5)
+    assert compose_answer("Who?", passages, [], store=store, threshold=0.25) == Answer(
+        question="Who?", text=None, score=0.0, searched=("Elm Street Chess Club wins regional title",))
+
+
+def test_no_passages_is_no_answer_with_nothing_searched(store):
+    assert compose_answer("Who?", [], [], store=store, threshold=0.0) == Answer(question="Who?", text=None, score=0.0)
+
+
+def test_best_span_is_the_answer_with_its_citation(store):
+    passages = [passage_of(store, "haddad"), passage_of(store, "ortiz")]
+    spans = [span_of(passages[1], "Lena Ortiz", context_index=1, score=0.2),  # under threshold / 2: no alternative
+             span_of(passages[0], "Noor Haddad", context_index=0, score=0.8)]
+    answer = compose_answer("Who founded the club?", passages, spans, store=store, threshold=0.5)
+    assert (answer.text, answer.score, answer.citation.article, answer.alternatives) == ("Noor Haddad", 0.8, ELM_REF, ())
+    assert answer.searched == ("Elm Street Chess Club wins regional title", "Riverton bridge reopens after repairs")
+
+
+def test_alternatives_come_from_other_articles_with_distinct_text_at_most_two(store):
+    store.add_article(Article(title="Fourth article", body="Quill Benton founded the quiz league.", source="4.txt"))
+    elm, kestrel, riverton, fourth = (passage_of(store, w) for w in ("haddad", "velasquez", "ortiz", "quill"))
+    passages = [elm, kestrel, riverton, fourth]
+    spans = [
+        span_of(elm, "Noor Haddad", context_index=0, score=0.9),
+        span_of(elm, "Sam Lee", context_index=0, score=0.8),  # same article as the answer
+        span_of(kestrel, "Amara Velasquez", context_index=1, score=0.7),
+        span_of(kestrel, "Tom Becker", context_index=1, score=0.65),  # second span of an article already used
+        span_of(riverton, "Lena Ortiz", context_index=2, score=0.6),
+        span_of(fourth, "Quill Benton", context_index=3, score=0.55),  # would be a third alternative
+    ]
+    answer = compose_answer("Who?", passages, spans, store=store, threshold=0.5)
+    assert answer.text == "Noor Haddad"
+    assert [(alt.text, alt.citation.article.title, alt.citation.sentence) for alt in answer.alternatives] == [
+        ("Amara Velasquez", "Kestrel Foods names a new chief executive",
+         "Kestrel Foods said on Monday that Dr. Amara Velasquez will become its CEO in May."),
+        ("Lena Ortiz", "Riverton bridge reopens after repairs",
+         "Engineer Lena Ortiz said the bridge's steel beams were replaced."),
+    ]
+
+
+def test_alternative_with_the_same_text_or_too_low_a_score_is_left_out(store):
+    store.add_article(Article(title="Fourth article", body="Coach NOOR HADDAD also runs the quiz league.", source="4.txt"))
+    elm, kestrel, fourth = (passage_of(store, w) for w in ("founded", "velasquez", "coach"))
+    passages = [elm, fourth, kestrel]
+    spans = [
+        span_of(elm, "Noor Haddad", context_index=0, score=0.9),
+        span_of(fourth, "NOOR HADDAD", context_index=1, score=0.8),  # the answer again, in capitals
+        span_of(kestrel, "Amara Velasquez", context_index=2, score=0.2),  # under threshold / 2
+    ]
+    answer = compose_answer("Who?", passages, spans, store=store, threshold=0.5)
+    assert (answer.text, answer.alternatives) == ("Noor Haddad", ())
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9])
+def test_threshold_is_inclusive(store, threshold):
+    passage = passage_of(store, "haddad")
+    answer = compose_answer("Who?", [passage], [span_of(passage, "Noor Haddad", score=threshold)], store=store,
+                            threshold=threshold)
+    assert answer.text == "Noor Haddad"

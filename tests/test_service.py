@@ -1,0 +1,107 @@
+"""The answering service: retrieval, reading and citation wired together by build_service."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bot.settings
+from bot.errors import ConfigError
+from bot.records import Answer
+from bot.service import build_reader, build_service
+from bot.settings import Settings
+
+
+def fake_forward_pointing_at(reader, token: str):
+    """Replace the model's forward pass with logits that point at one vocabulary token (a fake model)."""
+    reader.load()
+    target = reader._tokenizer.convert_tokens_to_ids(token)
+
+    def forward(inputs):
+        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
+        return logits, logits.copy()
+
+    return forward
+
+
+def test_answer_cites_the_sentence_the_reader_points_at(service, monkeypatch):
+    monkeypatch.setattr(service.reader, "_forward", fake_forward_pointing_at(service.reader, "haddad"))
+    answer = service.answer("  Who   founded the Elm Street chess club?  ")
+    assert (answer.question, answer.text) == ("Who founded the Elm Street chess club?", "Haddad")
+    assert answer.citation.sentence == "The club was founded by Noor Haddad in 2015."
+    assert answer.citation.article.title == "Elm Street Chess Club wins regional title"
+    assert answer.citation.article.url == "https://news.example.org/elm-street-chess"
+    assert answer.citation.sentence[answer.citation.answer_start:answer.citation.answer_end] == "Haddad"
+    assert answer.score > 0.9
+
+
+def test_random_model_answer_is_quoted_from_a_stored_sentence(settings, store):
+    service = build_service(settings.model_copy(update={"answer_threshold": 0.0}), store=store)
+    answer = service.answer("Who is the CEO of Kestrel Foods?")
+    citation = answer.citation
+    assert answer.is_answered
+    assert citation.sentence[citation.answer_start:citation.answer_end] == answer.text
+    body = store.article_body(citation.article.id)
+    assert body[citation.sentence_start:citation.sentence_start + len(citation.sentence)] == citation.sentence
+    assert "Kestrel Foods names a new chief executive" in answer.searched
+    assert set(service.last_timings_ms) == {"retrieve", "read", "total"}
+
+
+def test_unconfident_answer_is_no_answer_listing_what_was_searched(settings, store):
+    service = build_service(settings.model_copy(update={"answer_threshold": 1.0}), store=store)
+    answer = service.answer("Who founded the Elm Street chess club?")
+    assert (answer.text, answer.citation, answer.alternatives) == (None, None, ())
+    assert answer.searched[0] == "Elm Street Chess Club wins regional title"
+
+
+def test_question_matching_no_article_searches_nothing(service):
+    answer = service.answer("Zanzibar volcano?")
+    assert answer == Answer(question="Zanzibar volcano?", text=None, score=0.0)
+
+
+def test_top_k_setting_limits_the_passages_read(settings, store):
+    service = build_service(settings.model_copy(update={"top_k": 1}), store=store)
+    assert len(service.answer("club bridge company").searched) == 1
+
+
+def test_warm_up_loads_the_model(service):
+    assert not service.reader.is_loaded
+    service.warm_up()
+    assert service.reader.is_loaded
+
+
+def test_reader_is_built_from_settings(settings):
+    reader = build_reader(settings.model_copy(update={"max_length": 256, "doc_stride": 64, "max_answer_tokens": 12}))
+    assert (reader.model_name, reader.max_length, reader.doc_stride, reader.max_answer_tokens, reader.dtype) == (
+        settings.reader_model, 256, 64, 12, "float32")
+
+
+def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(bot.settings, "shipped_reader_dir", lambda: None)
+    with pytest.raises(ConfigError, match=r"^No reader model configured\. Set QABOT_READER_MODEL to a local "):
+        build_service(Settings(db_path=tmp_path / "qa.db"))
+
+
+@pytest.mark.slow
+def test_dev_reader_answers_from_the_sample_article_and_the_examples(tmp_path, dev_reader_dir, sample_article):
+    from pathlib import Path
+
+    from bot.ingest import ingest_paths
+    from bot.store import Store
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
+    store = Store(tmp_path / "qa.db")
+    assert ingest_paths(store, [sample_article, examples]).failures == []
+    service = build_service(Settings(db_path=tmp_path / "qa.db", reader_model=str(dev_reader_dir)), store=store)
+
+    ceo = service.answer("Who is the CEO of Rosoboronexport?")
+    assert (ceo.text, ceo.citation.sentence, ceo.citation.article.source) == (
+        "Alexander Mikheyev",
+        "Rosoboronexport CEO Alexander Mikheyev told reporters at the MAKS-2021 air show that Russia expects to "
+        "complete the work in the coming months.",
+        str(sample_article))
+
+    founder = service.answer("Who founded the Lakeside Robotics Club?")
+    assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (
+        "Ada Park", "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
+        "Lakeside Robotics Club wins the state cup")

@@ -64,7 +64,7 @@ def article_from_text(text: str, *, source: str, url: str | None = None, key: st
         lines.pop(0)
     if not lines:
         raise IngestError("empty: no text at all")
-    title = lines[0].lstrip("#").strip()
+    title = lines[0].strip().strip("#").strip()  # a Markdown heading, "# Title" or "## Title ##", is the title
     body = normalize_whitespace("\n".join(lines[1:]))
     if not body:
         raise IngestError(f"no body: only a title line ({title[:60]!r}) was found")

@@ -171,6 +171,8 @@ def test_html_with_url_keeps_it(tmp_path):
 def test_markdown_heading_marks_are_removed_from_the_title():
     article = article_from_text("\n\n## Big news\n\nBody line one.\nBody line two.", source="n.md")
     assert article == Article(title="Big news", body="Body line one.\nBody line two.", source="n.md")
+    closed = article_from_text("## Big news ##\nBody.", source="n.md")
+    assert closed.title == "Big news"
 
 
 def test_pasted_text_without_body_raises():

@@ -49,7 +49,7 @@ def split_sentences(body: str) -> list[Sentence]:
         paragraph = body[para_start:para_end]
         if not paragraph.strip():
             continue
-        cursor = 0
+        cursor, first_in_paragraph = 0, len(sentences)
         for piece in _segmenter().segment(paragraph):
             stripped = piece.strip()
             if not stripped:
@@ -59,7 +59,12 @@ def split_sentences(body: str) -> list[Sentence]:
                 found = cursor + (len(paragraph[cursor:]) - len(paragraph[cursor:].lstrip()))
                 stripped = paragraph[found:].rstrip()
             start = para_start + found
-            sentences.append(Sentence(len(sentences), start, start + len(stripped), stripped))
+            if found == cursor and len(sentences) > first_in_paragraph:
+                # No space between two pieces ("<!channel>", "Yahoo!Inc") is never a sentence boundary: merge.
+                previous = sentences.pop()
+                start = previous.char_start
+            end = para_start + found + len(stripped)
+            sentences.append(Sentence(len(sentences), start, end, body[start:end]))
             cursor = found + len(stripped)
             if cursor >= len(paragraph.rstrip()):
                 break

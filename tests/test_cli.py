@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,7 @@ def test_ask_on_an_empty_database_says_to_ingest_first(runner, tiny_reader_env):
     result = runner.invoke(cli, ["ask", "--db", "empty.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (
         1, "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n")
+    assert not Path("empty.db").exists()  # a mistyped --db leaves no empty database behind
 
 
 @pytest.mark.parametrize("name, value, line", [

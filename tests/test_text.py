@@ -120,3 +120,8 @@ def test_normalize_whitespace_unifies_newlines_and_keeps_one_blank_line():
 
 def test_escaping_turns_chat_markup_into_plain_text():
     assert escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
+
+
+def test_slack_markup_in_an_article_stays_inside_one_sentence():
+    body = "Alert for <!channel> and <@U123> now. Next one!"
+    assert [s.text for s in split_sentences(body)] == ["Alert for <!channel> and <@U123> now.", "Next one!"]

@@ -1,0 +1,219 @@
+"""Block Kit rendering: answers, "no confident answer", apologies, notices and ingest reports as Slack messages.
+
+Pure functions from records to `{"text": fallback, "blocks": [...]}` dicts; no Slack client, no I/O. Wording comes
+from prompts/. Every piece of article text or user text is escaped with `escape_slack` before it is placed
+between our own mrkdwn markup, so a stored `<!channel>` shows as text and never pings anyone.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from bot import messages
+from bot.records import Answer, ArticleRef, Citation
+from bot.text import escape_slack
+
+__all__ = [
+    "ACTION_FEEDBACK_UP", "ACTION_FEEDBACK_DOWN", "ACTION_SHARE", "answer_message", "error_message", "notice",
+    "mrkdwn_notice", "ingest_report_message", "ingest_failure_message", "highlighted_quote", "title_link",
+    "feedback_value", "parse_feedback_value", "VOTES",
+]
+
+ACTION_FEEDBACK_UP = "feedback_up"
+ACTION_FEEDBACK_DOWN = "feedback_down"
+ACTION_SHARE = "share_answer"
+VOTES = {"up": ":+1:", "down": ":-1:"}
+
+MAX_QUOTE_CHARS = 1500  # a section's text may hold 3000 characters; escaping can make the quote longer
+MAX_FALLBACK_CHARS = 3000
+ELLIPSIS = "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _percent(score: float) -> str:
+    return f"{score:.0%}"
+
+
+def _section(text: str, *, block_id: str | None = None) -> dict:
+    block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def _context(text: str, *, block_id: str | None = None) -> dict:
+    block = {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def _button(template: str, *, action_id: str, value: str, style: str | None = None) -> dict:
+    button = {"type": "button", "action_id": action_id, "value": value,
+              "text": {"type": "plain_text", "text": messages.render(template), "emoji": True}}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_FALLBACK_CHARS else text[:MAX_FALLBACK_CHARS - 1] + ELLIPSIS
+
+
+# Pieces -------------------------------------------------------------------------------------------------------
+
+def title_link(article: ArticleRef) -> str:
+    """The article title as mrkdwn: a `<url|title>` link when the article has an http(s) url, else plain text.
+
+        >>> title_link(ArticleRef(1, "A & B", "feed", "https://example.com/a?x=1&y=2"))
+        '<https://example.com/a?x=1&amp;y=2|A &amp; B>'
+    """
+    title = escape_slack(_one_line(article.title))
+    url = (article.url or "").strip()
+    parts = urlsplit(url) if url else None
+    if not parts or parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+        return title
+    # `|` and `>` would end the link early; `&` must be escaped inside the link too.
+    safe_url = escape_slack(url).replace("|", "%7C")
+    return f"<{safe_url}|{title}>"
+
+
+def highlighted_quote(citation: Citation, *, max_chars: int = MAX_QUOTE_CHARS) -> str:
+    """The cited sentence as mrkdwn with the answer in bold; each piece is escaped separately.
+
+    A very long sentence is shortened around the answer with "…" so the block stays within Slack's limits.
+    For the sentence "Sergey <b> leads it." with the answer at 0..6 this gives `*Sergey* &lt;b&gt; leads it.`
+    """
+    sentence = citation.sentence
+    start = max(0, min(citation.answer_start, len(sentence)))
+    end = max(start, min(citation.answer_end, len(sentence)))
+    # Slack renders *bold* only when the asterisks touch the word: whitespace at the answer's edges moves out.
+    while start < end and sentence[start].isspace():
+        start += 1
+    while end > start and sentence[end - 1].isspace():
+        end -= 1
+    before, middle, after = sentence[:start], sentence[start:end], sentence[end:]
+    if len(sentence) > max_chars:
+        room = max(0, max_chars - len(middle)) // 2
+        if len(before) > room:
+            before = ELLIPSIS + before[len(before) - room:]
+        if len(after) > room:
+            after = after[:room] + ELLIPSIS
+    before, middle, after = _squash(before), _one_line(middle), _squash(after)
+    if not middle:
+        return escape_slack(_one_line(before + after))
+    return f"{escape_slack(before)}*{escape_slack(middle)}*{escape_slack(after)}"
+
+
+def _squash(text: str) -> str:
+    """Runs of whitespace (newlines included) become one space; a space at either edge is kept."""
+    return re.sub(r"\s+", " ", text)
+
+
+def feedback_value(vote: str, answer_id: str) -> str:
+    """The value of a feedback button: the vote and the answer it is about (`up:3f2a…`)."""
+    return f"{vote}:{answer_id}"
+
+
+def parse_feedback_value(value: str) -> tuple[str, str | None]:
+    """(vote, answer id or None) from a feedback button value; a bare `up`/`down` carries no answer id."""
+    vote, _, answer_id = (value or "").partition(":")
+    return vote, (answer_id or None)
+
+
+# Messages -----------------------------------------------------------------------------------------------------
+
+def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
+                   asked_by: str | None = None) -> dict:
+    """An answer (or "no confident answer") as a Slack message: `{"text": fallback, "blocks": [...]}`.
+
+        message = answer_message(service.answer(question), answer_id="3f2a9c")
+        client.chat_postMessage(channel=channel, thread_ts=ts, **message)
+
+    :param answer_id: put into the buttons, so a click can find the answer again.
+    :param shareable: add the "Share to channel" button (ephemeral /ask answers).
+    :param asked_by: a Slack user id; adds "<@user> asked: …" on top (answers shared from /ask).
+    """
+    blocks: list[dict] = []
+    if asked_by:
+        blocks.append(_context(messages.render("slack_asked_by", user=f"<@{asked_by}>",
+                                               question=escape_slack(_one_line(answer.question))),
+                               block_id="asked_by"))
+    if not answer.is_answered or answer.citation is None:
+        text = _no_answer_text(answer)
+        blocks.append(_section(text, block_id="no_answer"))
+        return {"text": _clip(text), "blocks": blocks}
+
+    citation = answer.citation
+    answer_text = escape_slack(_one_line(answer.text or ""))
+    blocks.append(_section(messages.render("slack_answer", answer=answer_text, quote=highlighted_quote(citation)),
+                           block_id="answer"))
+    blocks.append(_context(_source_line(citation, answer.score), block_id="source"))
+    alternatives = [alt for alt in answer.alternatives if alt.citation and alt.text][:2]
+    if alternatives:
+        lines = [messages.render("slack_alternative", answer=escape_slack(_one_line(alt.text or "")),
+                                 title=title_link(alt.citation.article), confidence=_percent(alt.score))
+                 for alt in alternatives]
+        blocks.append(_context("\n".join(lines), block_id="alternatives"))
+    blocks.append({"type": "actions", "block_id": "feedback", "elements": [
+        _button("slack_button_helpful", action_id=ACTION_FEEDBACK_UP, value=feedback_value("up", answer_id)),
+        _button("slack_button_not_helpful", action_id=ACTION_FEEDBACK_DOWN, value=feedback_value("down", answer_id)),
+    ]})
+    if shareable:
+        blocks.append({"type": "actions", "block_id": "share", "elements": [
+            _button("slack_button_share", action_id=ACTION_SHARE, value=answer_id, style="primary"),
+        ]})
+    fallback = messages.render("slack_answer_fallback", answer=answer_text,
+                               sentence=escape_slack(_one_line(citation.sentence)),
+                               title=escape_slack(_one_line(citation.article.title)),
+                               confidence=_percent(answer.score))
+    return {"text": _clip(fallback), "blocks": blocks}
+
+
+def _source_line(citation: Citation, score: float) -> str:
+    article = citation.article
+    date = f", {escape_slack(article.published_at)}" if article.published_at else ""
+    return messages.render("slack_answer_source", title=title_link(article), source=escape_slack(article.source),
+                           date=date, confidence=_percent(score))
+
+
+def _no_answer_text(answer: Answer) -> str:
+    question = escape_slack(_one_line(answer.question))
+    if not answer.searched:
+        return messages.render("slack_no_answer_nothing_searched", question=question)
+    searched = "\n".join(f"• {escape_slack(_one_line(title))}" for title in answer.searched)
+    return messages.render("slack_no_answer", question=question, searched=searched)
+
+
+def error_message(reference: str) -> dict:
+    """The apology shown when answering failed; `reference` finds the traceback in the log."""
+    return notice(messages.render("error", reference=reference))
+
+
+def notice(text: str) -> dict:
+    """A short message from plain text (usage, refusals, help): the whole text is escaped, no markup survives."""
+    escaped = escape_slack(text)
+    return {"text": _clip(escaped), "blocks": [_section(escaped)]}
+
+
+def mrkdwn_notice(text: str) -> dict:
+    """A short message whose mrkdwn is ours (values already escaped by the caller)."""
+    return {"text": _clip(text), "blocks": [_section(text)]}
+
+
+def ingest_report_message(*, title: str, source: str, status: str) -> dict:
+    """What `/ingest` did with one article: added, updated or unchanged."""
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    counts[status] = 1
+    return notice(messages.render("slack_ingest_report", title=_one_line(title), source=source, **counts))
+
+
+def ingest_failure_message(*, url: str | None, reason: str) -> dict:
+    """Why `/ingest` stored nothing from a link (`url`) or from pasted text (`url=None`)."""
+    if url:
+        return notice(messages.render("slack_ingest_failed", url=url, reason=reason))
+    return notice(messages.render("slack_ingest_text_failed", reason=reason))

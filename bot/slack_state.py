@@ -1,0 +1,225 @@
+"""What the Slack app remembers between requests, in the store's SQLite file: seen event ids (retry dedup),
+answers it posted, which reply belongs to which question (edits and deletes), feedback clicks and a per-user
+rate limit. Tables are prefixed `slack_` so they never clash with the article store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.errors import StoreError
+
+__all__ = ["SlackState", "StoredAnswer", "ReplyLink", "RateDecision"]
+
+logger = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 60.0
+EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty and keeps the table small
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An answer the app showed, kept so a click (share, feedback) can refer to it by id."""
+
+    id: str
+    question: str
+    answer: str | None
+    article_id: int | None
+    score: float
+    text: str
+    blocks: list[dict]
+
+
+@dataclass(frozen=True)
+class ReplyLink:
+    """The bot's reply to one question message: where it is and which answer it shows."""
+
+    channel: str
+    question_ts: str
+    reply_ts: str
+    thread_ts: str
+    answer_id: str | None
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a user may ask now; when not, how many seconds until they may."""
+
+    allowed: bool
+    retry_after_s: int = 0
+
+
+class SlackState:
+    """The Slack app's own tables, opened on the same database file as the article store.
+
+        state = SlackState("qa.db")
+        if state.first_sighting("Ev0001"):
+            ...  # answer the event
+
+    One connection shared by Bolt's worker threads; every call holds a lock, so each is atomic.
+
+    :param path: the SQLite file (the store's `db_path`); `":memory:"` works in experiments.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            self.db = sqlite_utils.Database(conn)
+            self._ensure_schema()
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the Slack tables in {self.path}: {exc}. "
+                             "Check the path (QABOT_DB_PATH).") from exc
+
+    def _ensure_schema(self) -> None:
+        db = self.db
+        with db.conn:
+            if "slack_events" not in db.table_names():
+                db["slack_events"].create({"event_id": str, "seen_at": float}, pk="event_id")
+            if "slack_answers" not in db.table_names():
+                db["slack_answers"].create({
+                    "id": str, "question": str, "answer": str, "article_id": int, "score": float,
+                    "text": str, "blocks": str, "created_at": str,
+                }, pk="id")
+            if "slack_replies" not in db.table_names():
+                db["slack_replies"].create({
+                    "channel": str, "question_ts": str, "reply_ts": str, "thread_ts": str, "answer_id": str,
+                    "updated_at": str,
+                }, pk=("channel", "question_ts"))
+                db["slack_replies"].create_index(["channel", "reply_ts"])
+            if "slack_feedback" not in db.table_names():
+                db["slack_feedback"].create({
+                    "id": int, "answer_id": str, "user": str, "vote": str, "question": str, "answer": str,
+                    "article_id": int, "channel": str, "message_ts": str, "clicked_at": str,
+                }, pk="id")
+            if "slack_requests" not in db.table_names():
+                db["slack_requests"].create({"user": str, "at": float})
+                db["slack_requests"].create_index(["user", "at"])
+
+    def _write(self, sql: str, params: list | tuple) -> sqlite3.Cursor:
+        try:
+            with self.db.conn:
+                return self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not write Slack state to {self.path}: {exc}") from exc
+
+    def _one(self, sql: str, params: list | tuple) -> dict | None:
+        try:
+            return next(self.db.query(sql, params), None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not read Slack state from {self.path}: {exc}") from exc
+
+    # Retry deduplication -------------------------------------------------------------------------------------
+
+    def first_sighting(self, event_id: str, *, now: float | None = None) -> bool:
+        """Record an Events API `event_id`; True the first time, False for every retry of the same event."""
+        now = time.time() if now is None else now
+        with self._lock:
+            cursor = self._write("insert or ignore into slack_events (event_id, seen_at) values (?, ?)",
+                                 [event_id, now])
+            if cursor.rowcount:
+                self._write("delete from slack_events where seen_at < ?", [now - EVENT_MEMORY_S])
+            return cursor.rowcount == 1
+
+    # Answers and replies -------------------------------------------------------------------------------------
+
+    def save_answer(self, answer: StoredAnswer) -> None:
+        """Keep an answer the app is about to show (its id goes into the message's buttons)."""
+        with self._lock:
+            self._write(
+                "insert or replace into slack_answers (id, question, answer, article_id, score, text, blocks, "
+                "created_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [answer.id, answer.question, answer.answer, answer.article_id, answer.score, answer.text,
+                 json.dumps(answer.blocks), _now_iso()])
+
+    def get_answer(self, answer_id: str) -> StoredAnswer | None:
+        with self._lock:
+            row = self._one("select * from slack_answers where id = ?", [answer_id])
+        if row is None:
+            return None
+        return StoredAnswer(id=row["id"], question=row["question"], answer=row["answer"],
+                            article_id=row["article_id"], score=row["score"], text=row["text"],
+                            blocks=json.loads(row["blocks"]))
+
+    def link_reply(self, link: ReplyLink) -> None:
+        """Remember (or move) the bot's reply to a question message."""
+        with self._lock:
+            self._write(
+                "insert or replace into slack_replies (channel, question_ts, reply_ts, thread_ts, answer_id, "
+                "updated_at) values (?, ?, ?, ?, ?, ?)",
+                [link.channel, link.question_ts, link.reply_ts, link.thread_ts, link.answer_id, _now_iso()])
+
+    def reply_to(self, channel: str, question_ts: str) -> ReplyLink | None:
+        """The bot's reply to the question message `question_ts` in `channel`, if it answered one."""
+        with self._lock:
+            row = self._one("select * from slack_replies where channel = ? and question_ts = ?",
+                            [channel, question_ts])
+        return ReplyLink(**{k: row[k] for k in ReplyLink.__dataclass_fields__}) if row else None
+
+    def answer_id_of_reply(self, channel: str, reply_ts: str) -> str | None:
+        """Which answer the bot message `reply_ts` shows (for clicks on messages whose buttons carry no id)."""
+        with self._lock:
+            row = self._one("select answer_id from slack_replies where channel = ? and reply_ts = ?",
+                            [channel, reply_ts])
+        return row["answer_id"] if row else None
+
+    def forget_reply(self, channel: str, question_ts: str) -> None:
+        with self._lock:
+            self._write("delete from slack_replies where channel = ? and question_ts = ?", [channel, question_ts])
+
+    # Feedback ------------------------------------------------------------------------------------------------
+
+    def record_feedback(self, *, answer_id: str | None, user: str, vote: str, channel: str | None,
+                        message_ts: str | None) -> dict:
+        """Store one 👍/👎 click with the question, answer and article it was about; returns the stored row."""
+        answer = self.get_answer(answer_id) if answer_id else None
+        row = {
+            "answer_id": answer_id, "user": user, "vote": vote,
+            "question": answer.question if answer else None, "answer": answer.answer if answer else None,
+            "article_id": answer.article_id if answer else None, "channel": channel, "message_ts": message_ts,
+            "clicked_at": _now_iso(),
+        }
+        with self._lock:
+            try:
+                with self.db.conn:
+                    self.db["slack_feedback"].insert(row)
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not store feedback in {self.path}: {exc}") from exc
+        return row
+
+    def feedback(self) -> list[dict]:
+        """Every stored feedback click, oldest first."""
+        with self._lock:
+            return list(self.db.query("select * from slack_feedback order by id"))
+
+    # Rate limit ----------------------------------------------------------------------------------------------
+
+    def allow_question(self, user: str, *, per_minute: int, now: float | None = None) -> RateDecision:
+        """Count a question against a user's budget of `per_minute` questions in any 60 s; refuse past it."""
+        now = time.time() if now is None else now
+        since = now - RATE_WINDOW_S
+        with self._lock:
+            self._write("delete from slack_requests where user = ? and at <= ?", [user, since])
+            row = self._one("select count(*) as n, min(at) as oldest from slack_requests where user = ?", [user])
+            if row["n"] >= per_minute:
+                wait = max(1, int(row["oldest"] + RATE_WINDOW_S - now + 0.999))
+                return RateDecision(False, wait)
+            self._write("insert into slack_requests (user, at) values (?, ?)", [user, now])
+        return RateDecision(True)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,135 @@
+"""Fetching a page for /ingest: from a loopback web server, never the internet."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bot.errors import FetchError, IngestError
+from bot.fetch import check_url, fetch_article, fetch_page
+
+ARTICLE_HTML = (
+    "<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
+    "<nav>Home | News | Contact</nav><article><h1>Harbour ferry prices</h1>"
+    "<p>The harbour ferry will cost 12 dollars from May, the council said on Monday after a long debate about "
+    "the budget of the town and the price of fuel.</p>"
+    "<p>Captain Ingrid Holm said the new boats are faster and quieter than the old ones, and that the crossing "
+    "now takes twenty minutes instead of half an hour.</p></article><footer>Contact us</footer></body></html>"
+).encode()
+
+ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
+    "/article.html": (200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE_HTML),
+    "/notes.txt": (200, {"Content-Type": "text/plain; charset=utf-8"},
+                   "Ferry notes\nTickets cost 12 dollars. Boats leave hourly.".encode()),
+    "/doc.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not really"),
+    "/empty.html": (200, {"Content-Type": "text/html"},
+                    b"<html><head><title>Nothing</title></head><body></body></html>"),
+    "/big.html": (200, {"Content-Type": "text/html"}, b"x" * 5000),
+    "/moved": (302, {"Location": "/article.html"}, b""),
+    "/to-ftp": (302, {"Location": "ftp://example.com/file.txt"}, b""),
+}
+
+
+class _Site(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(1.0)
+        if self.path == "/streamed-big":  # no Content-Length: only counting the bytes can stop it
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            for _ in range(10):
+                self.wfile.write(b"y" * 1000)
+            return
+        status, headers, body = ROUTES.get(self.path, (404, {"Content-Type": "text/plain"}, b"not found"))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # the fetcher hangs up on purpose (size cap, time-out)
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    server = _QuietServer(("127.0.0.1", 0), _Site)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_html_page_becomes_an_article_without_menus_and_footers(site):
+    article = fetch_article(f"{site}/article.html", timeout_s=5, max_bytes=100_000)
+    assert (article.title, article.source, article.url) == ("Harbour ferry prices", "127.0.0.1",
+                                                            f"{site}/article.html")
+    assert article.body.startswith("The harbour ferry will cost 12 dollars from May")
+    assert "Captain Ingrid Holm" in article.body
+    assert "Contact us" not in article.body and "Home | News" not in article.body
+
+
+def test_plain_text_page_uses_its_first_line_as_title(site):
+    article = fetch_article(f"{site}/notes.txt", timeout_s=5, max_bytes=100_000)
+    assert (article.title, article.body) == ("Ferry notes", "Tickets cost 12 dollars. Boats leave hourly.")
+
+
+def test_redirects_are_followed_and_the_final_url_kept(site):
+    assert fetch_article(f"{site}/moved", timeout_s=5, max_bytes=100_000).url == f"{site}/article.html"
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/missing", "answered HTTP 404 Not Found; check the link in a browser"),
+    ("/doc.pdf", "is application/pdf, not a web page; only HTML and plain-text pages can be ingested"),
+    ("/empty.html", "no readable article text found in the HTML"),
+    ("/big.html", "is 5,000 bytes, more than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
+    ("/streamed-big", "is larger than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
+    ("/to-ftp", "only http:// and https:// links can be ingested, got 'ftp://example.com/file.txt'"),
+])
+def test_fetch_failures_say_what_went_wrong(site, path, message):
+    with pytest.raises(FetchError) as caught:
+        fetch_article(f"{site}{path}", timeout_s=5, max_bytes=1_000)
+    assert message in str(caught.value)
+
+
+def test_a_slow_server_times_out(site):
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"/slow did not answer within 0.2 s \(QABOT_FETCH_TIMEOUT_S\)"):
+        fetch_page(f"{site}/slow", timeout_s=0.2, max_bytes=1_000)
+    assert time.monotonic() - started < 0.9
+
+
+def test_an_unreachable_host_is_reported():
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(FetchError, match="could not reach 127.0.0.1: "):
+        fetch_page(f"http://127.0.0.1:{port}/", timeout_s=2, max_bytes=1_000)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("file:///etc/passwd", "only http:// and https:// links can be ingested, got 'file:///etc/passwd'"),
+    ("javascript:alert(1)", "only http:// and https:// links can be ingested"),
+    ("https://", "the link 'https://' has no host name"),
+])
+def test_only_http_urls_with_a_host_are_accepted(url, message):
+    with pytest.raises(FetchError) as caught:
+        check_url(url)
+    assert message in str(caught.value)
+
+
+def test_fetch_errors_are_ingest_errors():
+    assert issubclass(FetchError, IngestError)

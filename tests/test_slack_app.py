@@ -1,0 +1,597 @@
+"""The Slack app end to end: signed requests from the fixture files into the real HTTP server, the real store,
+retriever and composer, a stub reader, and a fake Slack Web API on loopback that records what the app posts.
+
+The app works after its ack, so tests wait for the fake's recorded calls (with a time-out) before asserting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+
+from bot.errors import ConfigError, StoreError
+from bot.records import Article, Span
+from bot.retrieve import Retriever
+from bot.server import EVENTS_PATH, create_http_server, create_wsgi_app
+from bot.service import AnsweringService
+from bot.settings import Settings
+from bot.slack_app import create_app, question_text
+from bot.slack_state import RateDecision, SlackState
+from bot.store import Store
+from tests.fakes.slack_api import FakeSlackAPI
+
+SECRET = "test-signing-secret"
+# Slack's requests as Slack really sends them (fake ids; see tests/data/slack-fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "data" / "slack-fixtures"
+
+ARTICLES = [
+    Article(title="Rosoboronexport leadership", source="newswire", url="https://example.com/news/rosoboronexport",
+            published_at="2024-03-01",
+            body="Rosoboronexport is the state agency for arms exports. Alexander Mikheev is the CEO of "
+                 "Rosoboronexport. The agency is based in Moscow."),
+    Article(title="Arms exports overview", source="reports/exports.txt",
+            body="Rostec chief Sergey Chemezov oversees Rosoboronexport. Exports grew last year."),
+    Article(title="Staff memo", source="intranet",
+            body="A memo went out last week. Zorblax signed the memo (for <!channel>, <@U123> & co). "
+                 "Nobody replied to the memo."),
+]
+
+
+class StubReader:
+    """A reader with `Reader`'s interface that finds fixed words: deterministic, instant, no model."""
+
+    def __init__(self) -> None:
+        self.answers = {"Mikheev": 0.9, "Chemezov": 0.6, "Zorblax": 0.8}
+        self.error: Exception | None = None
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def run(self, question: str, contexts: list[str], top_n: int = 5) -> list[Span]:
+        if self.error:
+            raise self.error
+        spans = []
+        for index, context in enumerate(contexts):
+            for word, score in self.answers.items():
+                at = context.find(word)
+                if at >= 0:
+                    spans.append(Span(index, at, at + len(word), word, score, score * 10))
+        return sorted(spans, key=lambda s: -s.score)[:top_n]
+
+
+@dataclass
+class Slack:
+    """One running app: its HTTP server, the fake Web API, the store and the stub reader."""
+
+    url: str
+    fake: FakeSlackAPI
+    store: Store
+    state: SlackState
+    reader: StubReader
+    settings: Settings
+    _server: object = field(repr=False)
+
+    def post(self, body: bytes, content_type: str, *, timestamp: int | None = None, signature: str | None = None,
+             headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """POST to /slack/events signed as Slack signs: HMAC-SHA256 over `v0:{timestamp}:{raw body}`."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = signature or "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body,
+                                                  hashlib.sha256).hexdigest()
+        request = urllib.request.Request(self.url + EVENTS_PATH, data=body, method="POST", headers={
+            "Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
+            **(headers or {})})
+        return _open(request)
+
+    def event(self, name: str, *, edit=None, **kwargs) -> tuple[int, dict, bytes]:
+        payload = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+        if edit:
+            edit(payload)
+        return self.post(json.dumps(payload).encode(), "application/json", **kwargs)
+
+    def command(self, name: str, **changes: str) -> tuple[int, dict, bytes]:
+        """A slash-command fixture with its response_url pointed at the fake (and any field changed)."""
+        form = dict(parse_qsl((FIXTURES / name).read_text(encoding="utf-8"), keep_blank_values=True))
+        form.update(response_url=self.fake.response_url(form["command"].strip("/")), **changes)
+        return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    def action(self, payload: dict) -> tuple[int, dict, bytes]:
+        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+        return self.post(body, "application/x-www-form-urlencoded")
+
+    def get(self, path: str) -> tuple[int, dict, bytes]:
+        return _open(urllib.request.Request(self.url + path))
+
+
+def _open(request: urllib.request.Request) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _fixture_json(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def fake_slack():
+    with FakeSlackAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_slack(tmp_path, fake_slack):
+    """Start the app (same WSGI app as `serve`, on waitress, port 0) with settings overrides; stop it after."""
+    running = []
+
+    def start(**overrides) -> Slack:
+        db_path = tmp_path / "qa.db"
+        store = Store(db_path)
+        for article in ARTICLES:
+            store.add_article(article)
+        reader = StubReader()
+        service = AnsweringService(store=store, retriever=Retriever(store, top_k=5), reader=reader, threshold=0.5)
+        values = dict(db_path=db_path, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
+                      slack_api_url=fake_slack.base_url, admin_user_ids=["U0ADMIN"], rate_limit_per_minute=10)
+        settings = Settings(_env_file=None, **{**values, **overrides})
+        state = SlackState(db_path)
+        work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-slack-work")
+        app = create_app(settings, service, store=state, executor=work)
+        server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
+        thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
+        thread.start()
+        slack = Slack(f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings,
+                      server)
+        running.append((server, thread, work))
+        return slack
+
+    yield start
+    for server, thread, work in running:
+        _stop_waitress(server, thread)
+        work.shutdown(wait=True)  # finish work started by the test while the fake Web API still answers
+
+
+def _stop_waitress(server, thread: threading.Thread) -> None:
+    """Let the request workers finish (they wake the loop when done), then close every socket from inside the
+    server's own loop: closing them from this thread would race its select()."""
+    from waitress import wasyncore
+
+    server.task_dispatcher.shutdown()
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    thread.join(timeout=5)
+
+
+def _eventually(check, *, timeout_s: float = 5.0):
+    """The first truthy result of `check()`, polled until `timeout_s` (the app records state after posting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def slack(make_slack) -> Slack:
+    return make_slack()
+
+
+def _all_text(body: dict) -> str:
+    """Everything a posted message would show: fallback text plus every block, as one JSON string."""
+    return json.dumps({"text": body.get("text"), "blocks": body.get("blocks")}, ensure_ascii=False)
+
+
+def _block(body: dict, block_id: str) -> dict:
+    return next(b for b in body["blocks"] if b.get("block_id") == block_id)
+
+
+# Plumbing: health, verification, url_verification ------------------------------------------------------------
+
+def test_healthz_answers_200(slack):
+    status, _, body = slack.get("/healthz")
+    assert (status, json.loads(body)) == (200, {"ok": True})
+
+
+def test_unknown_path_is_404(slack):
+    assert slack.get("/nope")[0] == 404
+
+
+def test_url_verification_echoes_challenge(slack):
+    status, _, body = slack.event("url_verification.json")
+    assert (status, json.loads(body)) == (200, {"challenge": _fixture_json("url_verification.json")["challenge"]})
+
+
+def test_bad_signature_is_401_and_nothing_is_posted(slack):
+    status, _, _ = slack.event("event_app_mention_channel.json", signature="v0=" + "0" * 64)
+    time.sleep(0.3)
+    assert (status, slack.fake.methods()) == (401, [])
+
+
+def test_stale_timestamp_is_401_even_when_correctly_signed(slack):
+    status, _, _ = slack.event("event_app_mention_channel.json", timestamp=int(time.time()) - 400)
+    time.sleep(0.3)
+    assert (status, slack.fake.methods()) == (401, [])
+
+
+# Mentions and DMs ---------------------------------------------------------------------------------------------
+
+def test_mention_in_channel_answers_in_a_thread_with_the_cited_sentence(slack):
+    status, _, body = slack.event("event_app_mention_channel.json")
+    assert (status, body) == (200, b"")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert (reply["channel"], reply["thread_ts"]) == ("C0001", "1700000000.000100")
+    assert _block(reply, "answer")["text"]["text"] == (
+        "*Mikheev*\n>Alexander *Mikheev* is the CEO of Rosoboronexport.")
+    assert _block(reply, "source")["elements"][0]["text"] == (
+        "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, 2024-03-01"
+        " · confidence 90%")
+    assert _block(reply, "alternatives")["elements"][0]["text"] == (
+        "Also possible: *Chemezov* — Arms exports overview (confidence 60%)")
+    buttons = _block(reply, "feedback")["elements"]
+    assert [b["action_id"] for b in buttons] == ["feedback_up", "feedback_down"]
+    assert "Mikheev" in reply["text"]  # plain-text fallback for notifications
+    slack.fake.wait_for("reactions.remove")
+    assert slack.fake.methods() == ["reactions.add", "chat.postMessage", "reactions.remove"]
+    eyes = {"channel": "C0001", "timestamp": "1700000000.000100", "name": "eyes", "team_id": "T0001"}
+    assert slack.fake.bodies("reactions.add") == slack.fake.bodies("reactions.remove") == [eyes]
+
+
+def test_mention_inside_a_thread_replies_to_the_thread_root(slack):
+    slack.reader.answers = {"Mikheev": 0.9}
+    slack.event("event_app_mention_in_thread.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert (reply["channel"], reply["thread_ts"]) == ("C0001", "1700000000.000100")
+
+
+def test_dm_is_answered_in_its_thread(slack):
+    slack.event("event_message_im.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert (reply["channel"], reply["thread_ts"]) == ("D0001", "1700000100.000400")
+    assert "*Mikheev*" in _block(reply, "answer")["text"]["text"]
+
+
+def test_question_text_drops_the_bot_mention_and_slack_escaping():
+    assert question_text("<@U0BOT> Is AT&amp;T &lt;big&gt;?  ", bot_user_id="U0BOT") == "Is AT&T <big>?"
+    assert question_text("<@U0BOT|qa-bot> hi <@U0001>", bot_user_id="U0BOT") == "hi <@U0001>"
+
+
+def test_retried_event_is_answered_once(slack):
+    first = slack.event("event_app_mention_channel.json")
+    retry = slack.event("event_app_mention_channel.json",
+                        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    slack.fake.wait_for("chat.postMessage")
+    time.sleep(0.5)
+    assert (first[0], retry[0], retry[1].get("X-Slack-No-Retry")) == (200, 200, "1")
+    assert len(slack.fake.bodies("chat.postMessage")) == 1
+
+
+def test_bot_messages_are_ignored(slack):
+    assert slack.event("event_bot_message.json")[0] == 200
+    assert slack.event("event_bot_message_classic.json")[0] == 200
+    slack.event("event_message_im.json")  # a person's DM afterwards: the only thing answered
+    slack.fake.wait_for("chat.postMessage")
+    time.sleep(0.3)
+    assert [b["channel"] for b in slack.fake.bodies("chat.postMessage")] == ["D0001"]
+
+
+def test_edited_question_updates_the_reply(slack):
+    slack.event("event_message_im.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    reply_ts = _eventually(lambda: slack.state.reply_to("D0001", "1700000100.000400")).reply_ts
+    slack.reader.answers = {"Chemezov": 0.7}
+    slack.event("event_message_changed.json")
+    [update] = slack.fake.wait_for("chat.update")
+    assert (update["channel"], update["ts"]) == ("D0001", reply_ts)
+    assert "*Chemezov*" in _block(update, "answer")["text"]["text"]
+    assert len(slack.fake.bodies("chat.postMessage")) == 1
+
+
+def test_deleted_question_deletes_the_reply(slack):
+    slack.event("event_message_im.json")
+    slack.fake.wait_for("chat.postMessage")
+    reply_ts = _eventually(lambda: slack.state.reply_to("D0001", "1700000100.000400")).reply_ts
+    slack.event("event_message_deleted.json")
+    assert slack.fake.wait_for("chat.delete") == [{"channel": "D0001", "ts": reply_ts, "team_id": "T0001"}]
+    assert _eventually(lambda: slack.state.reply_to("D0001", "1700000100.000400") is None)
+
+
+# What answers say ---------------------------------------------------------------------------------------------
+
+def test_stored_mentions_and_channel_pings_are_quoted_safely(slack):
+    def ask_about_memo(payload):
+        payload["event"]["text"] = "<@U0BOT> Who signed the memo?"
+
+    slack.event("event_app_mention_channel.json", edit=ask_about_memo)
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    shown = _all_text(reply)
+    assert _block(reply, "answer")["text"]["text"] == (
+        "*Zorblax*\n>*Zorblax* signed the memo (for &lt;!channel&gt;, &lt;@U123&gt; &amp; co).")
+    assert "&lt;!channel&gt;" in reply["text"]
+    assert "<!channel>" not in shown and "<@U123>" not in shown
+
+
+def test_no_confident_answer_says_so_and_lists_what_was_searched(slack):
+    slack.reader.answers = {"Mikheev": 0.2}
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert _block(reply, "no_answer")["text"]["text"] == (
+        "I could not find a confident answer to “Who is the CEO of Rosoboronexport?”.\n"
+        "I searched these articles:\n• Rosoboronexport leadership\n• Arms exports overview")
+    assert not any(b.get("block_id") == "feedback" for b in reply["blocks"])
+
+
+def test_reader_failure_becomes_a_visible_apology_with_a_logged_reference(slack, caplog):
+    slack.reader.error = RuntimeError("model exploded")
+    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+        slack.event("event_app_mention_channel.json")
+        [reply] = slack.fake.wait_for("chat.postMessage")
+    assert reply["thread_ts"] == "1700000000.000100"
+    [record] = [r for r in caplog.records if r.message.startswith("answering failed")]
+    reference = record.message.split("reference=")[1].split()[0]
+    assert reply["text"] == (f"Sorry, something went wrong while answering (reference {reference}). "
+                             "The details are in the bot's log.")
+    assert record.exc_info[0] is RuntimeError
+
+
+def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(slack.state, "allow_question", broken)
+    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+        slack.command("slash_ask.form.txt")
+        [apology] = slack.fake.wait_for("response_url")
+    [record] = [r for r in caplog.records if r.message.startswith("slack job failed job=_ask")]
+    reference = record.message.split("reference=")[1]
+    assert (apology["text"], apology["response_type"]) == (
+        f"Sorry, something went wrong while answering (reference {reference}). The details are in the bot's log.",
+        "ephemeral")
+
+
+def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
+    store = Store(tmp_path / "qa.db")
+    service = AnsweringService(store=store, retriever=Retriever(store), reader=StubReader(), threshold=0.5)
+    no_token = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_signing_secret=SECRET)
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
+        create_app(no_token, service)
+    no_secret = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_bot_token="xoxb-test",
+                         slack_api_url=fake_slack.base_url)
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
+        create_app(no_secret, service)
+
+
+def test_reaction_errors_do_not_stop_the_answer(slack):
+    slack.fake.fail("reactions.add", "missing_scope")
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert "*Mikheev*" in _block(reply, "answer")["text"]["text"]
+    assert slack.fake.bodies("reactions.remove") == []
+
+
+def test_too_many_questions_get_a_polite_limit_message(make_slack):
+    slack = make_slack(rate_limit_per_minute=1)
+    slack.event("event_message_im.json")
+    slack.fake.wait_for("chat.postMessage")
+
+    def second_question(payload):
+        payload["event_id"], payload["event"]["ts"] = "Ev0000000099", "1700000150.000700"
+
+    slack.event("event_message_im.json", edit=second_question)
+    [notice] = slack.fake.wait_for("chat.postEphemeral")
+    assert (notice["channel"], notice["user"], notice["thread_ts"]) == ("D0001", "U0001", "1700000150.000700")
+    assert notice["text"].startswith("You have asked 1 questions in the last minute")
+    assert len(slack.fake.bodies("chat.postMessage")) == 1
+
+
+def test_question_text_is_not_logged_at_info(slack, caplog):
+    with caplog.at_level(logging.INFO):
+        slack.event("event_app_mention_channel.json")
+        slack.fake.wait_for("chat.postMessage")
+        time.sleep(0.2)
+    assert any("question kind=mention" in r.getMessage() for r in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "Rosoboronexport?" in
+                r.getMessage()]
+
+
+# Slash commands -----------------------------------------------------------------------------------------------
+
+def test_ask_answers_ephemerally_and_share_posts_it_in_the_channel(slack):
+    status, _, body = slack.command("slash_ask.form.txt")
+    assert (status, body) == (200, b"")
+    [ephemeral] = slack.fake.wait_for("response_url")
+    assert (ephemeral["_path"], ephemeral["response_type"]) == ("/response_url/ask", "ephemeral")
+    assert "*Mikheev*" in _block(ephemeral, "answer")["text"]["text"]
+    [share] = _block(ephemeral, "share")["elements"]
+    assert share["action_id"] == "share_answer"
+    assert slack.fake.bodies("chat.postMessage") == []
+
+    click = _fixture_json("block_actions_feedback.json")
+    click["actions"] = [{**click["actions"][0], "action_id": "share_answer", "block_id": "share",
+                         "value": share["value"]}]
+    click["container"] = {"type": "message", "message_ts": "1700000006.000300", "channel_id": "C0001",
+                          "is_ephemeral": True}
+    del click["message"]  # Slack sends no message body for clicks on ephemeral messages
+    click["response_url"] = slack.fake.response_url("share")
+    assert slack.action(click)[0] == 200
+    [shared] = slack.fake.wait_for("chat.postMessage")
+    assert shared["channel"] == "C0001" and "thread_ts" not in shared
+    assert _block(shared, "asked_by")["elements"][0]["text"] == (
+        "<@U0001> asked: “Who is the CEO of Rosoboronexport?”")
+    assert _block(shared, "answer") == _block(ephemeral, "answer")
+    assert not any(b.get("block_id") == "share" for b in shared["blocks"])
+    confirmation = slack.fake.wait_for("response_url", 2)[1]
+    assert (confirmation["text"], confirmation["replace_original"]) == ("Shared in <#C0001>.", True)
+
+
+def test_ask_without_a_question_shows_usage(slack):
+    status, _, body = slack.command("slash_ask.form.txt", text="  ")
+    assert status == 200
+    assert json.loads(body)["text"] == ("Usage: /ask &lt;question&gt;, for example: "
+                                        "/ask Who is the CEO of Rosoboronexport?")
+
+
+def test_ingest_pasted_text_as_admin_stores_it(slack):
+    text = "Ferry news\nThe ferry ticket costs 12 dollars. The captain is Ingrid Holm."
+    status, _, _ = slack.command("slash_ingest.form.txt", text=text)
+    assert status == 200
+    [report] = slack.fake.wait_for("response_url")
+    assert report["text"] == ("Ingested “Ferry news” (Slack /ingest by U0ADMIN): 1 added, 0 updated, 0 unchanged.")
+    row = next(slack.store.db.query("select title, source, body from articles where title = 'Ferry news'"))
+    assert row == {"title": "Ferry news", "source": "Slack /ingest by U0ADMIN",
+                   "body": "The ferry ticket costs 12 dollars. The captain is Ingrid Holm."}
+
+
+@pytest.fixture
+def web_page():
+    """A loopback web server with one article page at /ferry.html."""
+    html = (b"<html><head><title>Harbour ferry prices</title></head><body><nav>Home | News</nav><article>"
+            b"<h1>Harbour ferry prices</h1><p>The harbour ferry will cost 12 dollars from May, the council said on "
+            b"Monday after a long debate about the budget of the town.</p><p>Captain Ingrid Holm said the new "
+            b"boats are faster and quieter than the old ones, and that the crossing now takes twenty minutes."
+            b"</p></article><footer>Contact us</footer></body></html>")
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/ferry.html"
+    server.shutdown()
+    server.server_close()
+
+
+def test_ingest_url_as_admin_fetches_and_stores_the_page(slack, web_page):
+    slack.command("slash_ingest.form.txt", text=web_page)
+    [report] = slack.fake.wait_for("response_url", timeout_s=10)
+    assert report["text"] == (f"Ingested “Harbour ferry prices” ({web_page}): 1 added, 0 updated, 0 unchanged.")
+    row = next(slack.store.db.query("select source, url, body from articles where url = ?", [web_page]))
+    assert (row["source"], "12 dollars" in row["body"], "Contact us" in row["body"]) == ("127.0.0.1", True, False)
+
+
+def test_ingest_of_an_unreachable_url_reports_why(slack):
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slack.command("slash_ingest.form.txt", text=f"http://127.0.0.1:{port}/page.html")
+    [report] = slack.fake.wait_for("response_url")
+    assert report["text"].startswith(f"Nothing was stored from http://127.0.0.1:{port}/page.html: "
+                                     "could not reach 127.0.0.1:")
+
+
+def test_ingest_of_a_title_without_body_reports_why(slack):
+    slack.command("slash_ingest.form.txt", text="Just a title")
+    [report] = slack.fake.wait_for("response_url")
+    assert report["text"] == ("Nothing was stored from the pasted text: no body: only a title line "
+                              "('Just a title') was found")
+
+
+def test_ingest_by_a_non_admin_is_refused_and_stores_nothing(slack):
+    before = slack.store.article_count()
+    status, _, body = slack.command("slash_ingest.form.txt", user_id="U0001", text="Title\nSome body text.")
+    assert status == 200
+    assert json.loads(body)["text"].startswith("Only admins can add articles with /ingest, so nothing was stored.")
+    time.sleep(0.3)
+    assert (slack.store.article_count(), slack.fake.methods()) == (before, [])
+
+
+def test_ingest_without_arguments_shows_usage(slack):
+    status, _, body = slack.command("slash_ingest.form.txt", text="")
+    assert status == 200
+    assert json.loads(body)["text"].startswith("Usage: /ingest &lt;https://")
+
+
+def test_qa_help_shows_the_help_text_escaped(slack):
+    status, _, body = slack.command("slash_ask.form.txt", command="/qa-help", text="")
+    text = json.loads(body)["text"]
+    assert status == 200
+    assert text.startswith("Ask me a question about the stored articles")
+    assert "/ingest &lt;url or pasted text&gt;" in text
+
+
+# Buttons ------------------------------------------------------------------------------------------------------
+
+def test_feedback_click_is_stored_with_question_answer_and_article(slack):
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    reply_ts = _eventually(lambda: slack.state.reply_to("C0001", "1700000000.000100")).reply_ts
+    click = _fixture_json("block_actions_feedback.json")  # value "up" without an id: found through the reply ts
+    click["container"]["message_ts"] = click["message"]["ts"] = reply_ts
+    click["response_url"] = slack.fake.response_url("feedback")
+    assert slack.action(click)[0] == 200
+    [thanks] = slack.fake.wait_for("response_url")
+    assert (thanks["text"], thanks["replace_original"]) == (
+        "Thanks, your :+1: was recorded. It helps us improve the answers.", False)
+    [row] = slack.state.feedback()
+    article_id = next(slack.store.db.query("select id from articles where title = 'Rosoboronexport leadership'"))["id"]
+    assert {k: row[k] for k in ("user", "vote", "question", "answer", "article_id", "channel", "message_ts")} == {
+        "user": "U0001", "vote": "up", "question": "Who is the CEO of Rosoboronexport?", "answer": "Mikheev",
+        "article_id": article_id, "channel": "C0001", "message_ts": reply_ts}
+    assert row["clicked_at"]
+
+
+def test_feedback_button_value_names_its_answer(slack):
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    down = _block(reply, "feedback")["elements"][1]
+    click = _fixture_json("block_actions_feedback.json")
+    click["actions"] = [{**click["actions"][0], "action_id": "feedback_down", "value": down["value"]}]
+    click["response_url"] = slack.fake.response_url("feedback")
+    slack.action(click)
+    slack.fake.wait_for("response_url")
+    assert [(r["vote"], r["answer"]) for r in slack.state.feedback()] == [("down", "Mikheev")]
+
+
+# The Slack tables on their own ----------------------------------------------------------------------------------
+
+def test_state_remembers_event_ids_across_instances(tmp_path):
+    assert SlackState(tmp_path / "qa.db").first_sighting("Ev1") is True
+    state = SlackState(tmp_path / "qa.db")
+    assert [state.first_sighting("Ev1"), state.first_sighting("Ev2")] == [False, True]
+
+
+def test_state_rate_limit_is_per_user_over_a_sliding_minute(tmp_path):
+    state = SlackState(tmp_path / "qa.db")
+    decisions = [state.allow_question("U1", per_minute=2, now=t) for t in (0.0, 10.0, 20.0)]
+    assert decisions == [RateDecision(True), RateDecision(True), RateDecision(False, 40)]
+    assert state.allow_question("U2", per_minute=2, now=20.0) == RateDecision(True)
+    assert state.allow_question("U1", per_minute=2, now=60.5) == RateDecision(True)  # the first one expired
+
+
+# The manifest asks for exactly what the app uses ----------------------------------------------------------------
+
+def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
+    yaml = pytest.importorskip("yaml")
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "manifest.yaml").read_text(encoding="utf-8"))
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention", "message.im"]
+    assert manifest["oauth_config"]["scopes"]["bot"] == [
+        "app_mentions:read", "chat:write", "commands", "im:history", "reactions:write"]
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == ["/ask", "/ingest", "/qa-help"]
+    for command in commands:  # Bolt answers 404 for a command without a listener
+        status, _, body = slack.command("slash_ask.form.txt", command=command, text="")
+        assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)

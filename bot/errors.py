@@ -1,6 +1,6 @@
 """The project's exceptions: one base class, so the shells can turn any of them into a clear message."""
 
-__all__ = ["QABotError", "ConfigError", "StoreError", "IngestError", "ReaderError", "TemplateError", "FetchError"]
+__all__ = ["QABotError", "ConfigError", "StoreError", "IngestError", "ReaderError", "TemplateError", "FetchError", "DatasetError"]
 
 
 class QABotError(Exception):
@@ -32,3 +32,8 @@ class FetchError(IngestError):
 # Answering
 class ReaderError(QABotError):
     """The question-answering model could not be loaded or run."""
+
+
+# Training and evaluation
+class DatasetError(QABotError):
+    """A SQuAD-format training or evaluation file is missing or malformed."""

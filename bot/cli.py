@@ -142,13 +142,12 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected whole numbers separated by commas, got {sizes!r}", param_hint="--sizes") from None
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {sizes!r}",
+                                 param_hint="--sizes") from None
     settings = _settings(reader_model=model)
-    if not settings.reader_model:
-        raise click.ClickException("No reader model. Pass --model DIR or set QABOT_READER_MODEL.")
     command = (f"qa-bot bench --squad {squad_path} --sizes {','.join(map(str, size_list))} "
                f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
-               + (f" --out {out}" if out else ""))
+               + (f" --out {out}" if out else "") + (" --json" if as_json else ""))
     try:
         report = run_benchmarks(squad_path, model=settings.reader_model, sizes=size_list, n_questions=n_questions,
                                 top_k=settings.top_k, dtype=settings.reader_dtype, max_length=settings.max_length,

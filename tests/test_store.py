@@ -90,8 +90,8 @@ def test_search_with_raw_fts_syntax_error_raises_store_error(store):
 
 def test_search_sql_can_be_shown_without_running_it(tmp_path):
     sql = Store(tmp_path / "qa.db").search_sql()
-    assert "where passages_fts match :query" in sql
-    assert sql.endswith("order by rank limit :limit")
+    assert "where passages_fts match :query order by rank limit :limit" in sql  # ranked before any join
+    assert sql.endswith("order by hits.rank")
 
 
 def test_passage_text_is_the_body_slice(store):
@@ -145,3 +145,18 @@ def test_same_content_from_a_new_source_is_unchanged(tmp_path):
     moved = Article(title=ARTICLE.title, body=ARTICLE.body, source="moved/ferry.txt")
     assert store.add_article(moved) == StoredOutcome("unchanged", 1, "Harbor ferry")
     assert store.article_count() == 1
+
+
+def test_an_article_that_fails_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    store = Store(tmp_path / "qa.db")
+    article = Article(title="Half", body="One sentence here. Another one there.", source="half.txt")
+
+    def fail_after_sentences(article_id, article, sentences):
+        store.db["sentences"].insert_all([{"article_id": article_id, "idx": 0, "char_start": 0, "char_end": 3,
+                                           "text": "One"}])
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(store, "_insert_parts", fail_after_sentences)
+    with pytest.raises(StoreError, match="disk full"):
+        store.add_article(article)
+    assert table_counts(store) == {"articles": 0, "sentences": 0, "passages": 0}

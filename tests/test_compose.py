@@ -123,3 +123,13 @@ def test_threshold_is_inclusive(store, threshold):
     answer = compose_answer("Who?", [passage], [span_of(passage, "Noor Haddad", score=threshold)], store=store,
                             threshold=threshold)
     assert answer.text == "Noor Haddad"
+
+
+def test_the_highest_logit_among_confident_spans_wins_across_passages(store):
+    passages = [passage_of(store, "haddad"), passage_of(store, "ortiz")]
+    spans = [span_of(passages[1], "Lena Ortiz", context_index=1, score=0.95, logit=4.0),  # sure, but weak evidence
+             span_of(passages[0], "Noor Haddad", context_index=0, score=0.7, logit=9.0),
+             span_of(passages[0], "Sam Lee", context_index=0, score=0.1, logit=12.0)]  # strongest, not confident
+    answer = compose_answer("Who founded the club?", passages, spans, store=store, threshold=0.5)
+    assert (answer.text, answer.score) == ("Noor Haddad", 0.7)
+    assert [alt.text for alt in answer.alternatives] == ["Lena Ortiz"]

@@ -27,10 +27,6 @@ def _settings(**overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _percent(score: float) -> str:
-    return f"{score:.0%}"
-
-
 def format_answer(answer: Answer) -> str:
     """Plain-text rendering of an answer (or of "no confident answer") for the terminal."""
     if not answer.is_answered or answer.citation is None:
@@ -38,12 +34,12 @@ def format_answer(answer: Answer) -> str:
                                searched=", ".join(answer.searched) or "no article matched the question's words")
     cite = answer.citation
     alternatives = "".join("\n" + messages.render("alternative", answer=alt.text, title=alt.citation.article.title,
-                                                  confidence=_percent(alt.score))
+                                                  confidence=messages.percent(alt.score))
                            for alt in answer.alternatives if alt.citation)
     return messages.render("answer", answer=answer.text, sentence=cite.sentence, title=cite.article.title,
                            source=cite.article.url or cite.article.source,
                            date=f", {cite.article.published_at}" if cite.article.published_at else "",
-                           confidence=_percent(answer.score), alternatives=alternatives)
+                           confidence=messages.percent(answer.score), alternatives=alternatives)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

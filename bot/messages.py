@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from bot.errors import TemplateError
 
-__all__ = ["render", "template_names", "placeholders"]
+__all__ = ["render", "template_names", "placeholders", "percent"]
 
 
 def _prompts_dir():
@@ -42,3 +42,8 @@ def render(name: str, **values: object) -> str:
     if missing:
         raise TemplateError(f"Template prompts/{name}.md needs {', '.join(sorted(missing))}, which were not given.")
     return _load(name).format_map(values)
+
+
+def percent(score: float) -> str:
+    """A 0..1 confidence as users read it everywhere: `0.934` → `"93%"`."""
+    return f"{score:.0%}"

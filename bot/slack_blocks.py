@@ -34,10 +34,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _percent(score: float) -> str:
-    return f"{score:.0%}"
-
-
 def _section(text: str, *, block_id: str | None = None) -> dict:
     block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
     if block_id:
@@ -156,7 +152,8 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
     alternatives = [alt for alt in answer.alternatives if alt.citation and alt.text][:2]
     if alternatives:
         lines = [messages.render("slack_alternative", answer=escape_slack(_one_line(alt.text or "")),
-                                 title=title_link(alt.citation.article), confidence=_percent(alt.score))
+                                 title=title_link(alt.citation.article),
+                                 confidence=messages.percent(alt.score))
                  for alt in alternatives]
         blocks.append(_context("\n".join(lines), block_id="alternatives"))
     blocks.append({"type": "actions", "block_id": "feedback", "elements": [
@@ -170,7 +167,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
     fallback = messages.render("slack_answer_fallback", answer=answer_text,
                                sentence=escape_slack(_one_line(citation.sentence)),
                                title=escape_slack(_one_line(citation.article.title)),
-                               confidence=_percent(answer.score))
+                               confidence=messages.percent(answer.score))
     return {"text": _clip(fallback), "blocks": blocks}
 
 
@@ -178,7 +175,7 @@ def _source_line(citation: Citation, score: float) -> str:
     article = citation.article
     date = f", {escape_slack(article.published_at)}" if article.published_at else ""
     return messages.render("slack_answer_source", title=title_link(article), source=escape_slack(article.source),
-                           date=date, confidence=_percent(score))
+                           date=date, confidence=messages.percent(score))
 
 
 def _no_answer_text(answer: Answer) -> str:

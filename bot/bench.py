@@ -203,7 +203,8 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
     db_path = workdir / f"squad-{n_articles}.db"
     meta_path = db_path.with_suffix(".json")
     recipe = {"articles": n_articles, "seed": SEED, "corpus_version": CORPUS_VERSION,
-              "source_bytes": squad_path.stat().st_size, "passage_max_words": PASSAGE_MAX_WORDS}
+              "source_bytes": squad_path.stat().st_size, "passage_max_words": PASSAGE_MAX_WORDS,
+              "sentence_splitter": "sentencex"}
     if meta_path.is_file() and db_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("recipe") == recipe:
@@ -212,10 +213,11 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
     articles = build_articles(squad, n_articles)
     store = _fresh_store(db_path)
     started = time.perf_counter()
-    for done, (article, _) in enumerate(articles, start=1):
-        store.add_article(article)
-        if progress and done % 10_000 == 0:
-            progress(f"  built {done}/{n_articles} articles")
+    with store.bulk():
+        for done, (article, _) in enumerate(articles, start=1):
+            store.add_article(article)
+            if progress and done % 10_000 == 0:
+                progress(f"  built {done}/{n_articles} articles")
     seconds = time.perf_counter() - started
     meta = {"recipe": recipe, "articles": _count(store, "articles"), "passages": _count(store, "passages"),
             "sentences": _count(store, "sentences"), "build_s": seconds, "build_articles_per_s": n_articles / seconds,
@@ -319,8 +321,9 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     store.db.conn.set_trace_callback(statements.append)
     profiler = cProfile.Profile()
     profiler.enable()
-    for article in articles:
-        store.add_article(article)
+    with store.bulk():
+        for article in articles:
+            store.add_article(article)
     profiler.disable()
     store.db.conn.set_trace_callback(None)
     store.close()
@@ -336,7 +339,6 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
         "articles": len(articles),
         "commits_per_article": sum(s.strip().upper() == "COMMIT" for s in statements) / max(len(articles), 1),
         "split_share": cumulative("bot/text.py", "split_sentences"),
-        "regex_compile_share": cumulative("re/_compiler.py", "compile"),
         "sqlite_share": sum(own for (_, _, func), (_, _, own, _, _) in stats.items() if "sqlite3." in func) / total,
         "top": [{"function": f"{Path(file).name}:{line}({name})" if line else name, "own_share": own / total,
                  "calls": calls} for (file, line, name), (calls, _, own, _, _) in top],
@@ -349,8 +351,9 @@ def measure_ingestion(articles: Sequence[Article], workdir: Path) -> dict:
     db_path = workdir / "ingest-probe.db"
     store = _fresh_store(db_path)
     started = time.perf_counter()
-    for article in articles:
-        store.add_article(article)
+    with store.bulk():  # as `qa-bot ingest` stores a batch
+        for article in articles:
+            store.add_article(article)
     seconds = time.perf_counter() - started
     used_mb = _used_bytes(store) / 1e6
     store.close()
@@ -706,12 +709,12 @@ def render_markdown(report: dict) -> str:
          for row in report["answering"]])
     ingestion, profile = report["ingestion"], report["ingestion"]["profile"]
     lines += ["### Ingestion", "",
-              f"Fresh database, {ingestion['articles']} articles through `Store.add_article`: "
+              f"Fresh database, {ingestion['articles']} articles through `Store.add_article` in `Store.bulk()` "
+              f"(as `qa-bot ingest` stores a batch): "
               f"**{ingestion['articles_per_s']:.0f} articles/s**, {ingestion['db_mb_per_1k_articles']:.1f} MB per "
               f"1k articles. Sentence splitting alone runs at {ingestion['split_articles_per_s']:.0f} articles/s. "
-              f"cProfile of {profile['articles']} articles: `split_sentences` (pysbd) "
-              f"{profile['split_share']:.0%} of the time, of which regex compilation "
-              f"{profile['regex_compile_share']:.0%}; SQLite calls {profile['sqlite_share']:.0%}; "
+              f"cProfile of {profile['articles']} articles: `split_sentences` (sentencex) "
+              f"{profile['split_share']:.0%} of the time; SQLite calls {profile['sqlite_share']:.0%}; "
               f"{profile['commits_per_article']:.1f} commits per article.", ""]
     lines += _table(["corpus", "articles", "passages", "sentences", "DB MB", "MB per 1k articles",
                      "built at articles/s"],

@@ -218,18 +218,19 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
 
     report = IngestReport()
     items = list(_expand((Path(p) for p in paths), skip=_database_files(store)))
-    for item in tqdm(items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False):
-        if isinstance(item, IngestFailure):
-            report.failures.append(item)
-            continue
-        try:
-            for article in read_articles(item):
-                if isinstance(article, IngestFailure):
-                    report.failures.append(article)
-                else:
-                    report.record(ingest_article(store, article))
-        except (IngestError, StoreError) as exc:
-            report.failures.append(IngestFailure(str(item), str(exc)))
+    with store.bulk():
+        for item in tqdm(items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False):
+            if isinstance(item, IngestFailure):
+                report.failures.append(item)
+                continue
+            try:
+                for article in read_articles(item):
+                    if isinstance(article, IngestFailure):
+                        report.failures.append(article)
+                    else:
+                        report.record(ingest_article(store, article))
+            except (IngestError, StoreError) as exc:
+                report.failures.append(IngestFailure(str(item), str(exc)))
     for failure in report.failures:
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)

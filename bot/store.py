@@ -6,6 +6,8 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +24,8 @@ __all__ = ["Store", "StoredOutcome", "content_hash"]
 logger = logging.getLogger(__name__)
 
 PASSAGE_MAX_WORDS = 80
+# Articles per transaction inside `Store.bulk()`: one commit per article costs more than storing it.
+BULK_ARTICLES = 500
 # bm25() column weights for passages_fts(title, text): the body counts most, the title helps pick the article.
 _BM25_WEIGHTS = "0.5, 1.0"
 
@@ -65,6 +69,10 @@ class Store:
             self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False))
             if self.path != ":memory:":
                 self.db.enable_wal()
+                # With WAL, NORMAL never corrupts the file; a power cut may only undo the last commits.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self._bulk_every = 0
+            self._bulk_pending = 0
             self._ensure_schema()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db).") from exc
@@ -101,7 +109,51 @@ class Store:
         digest = content_hash(article)
         key = article.identity
         with self.lock:
-            return self._add_article(article, digest, key)
+            try:
+                outcome = self._add_article(article, digest, key)
+            except StoreError as exc:
+                if self._bulk_every and not self.db.conn.in_transaction:
+                    lost, self._bulk_pending = self._bulk_pending, 0
+                    self.db.execute("BEGIN")
+                    raise StoreError(f"{exc} SQLite also undid the {lost} article(s) stored before it in this batch; "
+                                     f"ingest the same files again to store them.") from exc
+                raise
+            if self._bulk_every:
+                self._bulk_pending += 1
+                if self._bulk_pending >= self._bulk_every:
+                    self.db.execute("COMMIT")
+                    self.db.execute("BEGIN")
+                    self._bulk_pending = 0
+            return outcome
+
+    @contextmanager
+    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[Store]:
+        """Commit `add_article` calls in groups of `every` articles instead of one by one: several times faster
+        for an archive. Each article stays all-or-nothing, and what was stored is committed even when the block
+        ends with an error or Ctrl-C.
+
+            with store.bulk():
+                for article in articles:
+                    store.add_article(article)
+        """
+        if every <= 0:
+            raise ValueError(f"every must be positive, got {every}")
+        with self.lock:
+            nested = bool(self._bulk_every)
+            if not nested:
+                self._bulk_every, self._bulk_pending = every, 0
+                if not self.db.conn.in_transaction:
+                    self.db.execute("BEGIN")
+        if nested:  # already inside a bulk block: join it
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            with self.lock:
+                self._bulk_every = 0
+                if self.db.conn.in_transaction:
+                    self.db.execute("COMMIT")
 
     def _add_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
         try:

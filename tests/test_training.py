@@ -185,6 +185,18 @@ def test_resume_refuses_a_checkpoint_made_with_other_options(tiny_squad, tiny_ba
         _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=2, batch_size=2, lr=5e-5)
 
 
+def test_resume_with_fewer_epochs_recomputes_the_schedule_and_ends_there(tiny_squad, tiny_base_dir, tmp_path,
+                                                                        caplog):
+    first = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=2, max_steps=2)
+    with caplog.at_level(logging.INFO, logger="bot.training"):
+        shorter = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=0.5)
+
+    assert shorter.total_steps == math.ceil(first.total_steps / 4) < first.total_steps
+    assert (shorter.steps, shorter.interrupted) == (shorter.total_steps, False)
+    assert "schedule changed: epochs 2 -> 0.5" in caplog.text
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
 def test_missing_training_file_is_a_dataset_error(tiny_base_dir, tmp_path):
     with pytest.raises(DatasetError, match="No SQuAD file at"):
         train_reader(train_path=tmp_path / "nope.json", out_dir=tmp_path / "run", base_dir=tiny_base_dir)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/qa-bot: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,train]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 # Until the project's own reader ships in models/, the demo reads with the stand-in at ../shared/models/dev-reader.

@@ -12,7 +12,7 @@ __all__ = ["render", "template_names", "placeholders", "percent"]
 
 
 def _prompts_dir():
-    return importlib.resources.files("prompts")
+    return importlib.resources.files("bot.prompts")
 
 
 @lru_cache(maxsize=None)

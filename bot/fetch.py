@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import time
@@ -14,7 +15,7 @@ from bot.errors import FetchError, IngestError
 from bot.ingest import article_from_html, article_from_text
 from bot.records import Article
 
-__all__ = ["fetch_article", "fetch_page", "FetchedPage", "check_url"]
+__all__ = ["fetch_article", "fetch_page", "FetchedPage", "check_url", "check_public_host"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,29 +53,56 @@ def check_url(url: str) -> str:
     return url
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to other http(s) URLs (urllib would also follow one to ftp://)."""
+def check_public_host(url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or otherwise non-public address.
+
+    `/ingest` runs on the bot's host, inside its network: without this an admin's link (or a page redirecting
+    there) could read internal services or a cloud metadata endpoint into the article store.
+
+    :raises FetchError: naming the address, and QABOT_FETCH_ALLOW_PRIVATE for intranet sources.
+    """
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"could not reach {host}: {exc}") from exc
+    for address in sorted(addresses):
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            raise FetchError(f"{host} is a private or local address ({address}); links inside the bot's own network "
+                             "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to other http(s) URLs (urllib would also follow one to ftp://), and only to public
+    hosts unless private ones are allowed."""
+
+    def __init__(self, allow_private: bool) -> None:
+        super().__init__()
+        self.allow_private = allow_private
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         check_url(newurl)
+        if not self.allow_private:
+            check_public_host(newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_opener = urllib.request.build_opener(_HttpOnlyRedirects())
-
-
-def fetch_page(url: str, *, timeout_s: float, max_bytes: int) -> FetchedPage:
+def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool = False) -> FetchedPage:
     """Download a page, giving up after `timeout_s` seconds in all or past `max_bytes` bytes.
 
-    :raises FetchError: for a non-http(s) URL, an unreachable host, an HTTP error status, a time-out or a page
-        that is too large; the message names the URL and what to try.
+    :param allow_private: also fetch from loopback and private-network hosts (an intranet wiki, tests).
+    :raises FetchError: for a non-http(s) URL, a private host (unless allowed), an unreachable host, an HTTP
+        error status, a time-out or a page that is too large; the message names the URL and what to try.
     """
     url = check_url(url)
+    if not allow_private:
+        check_public_host(url)
+    opener = urllib.request.build_opener(_CheckedRedirects(allow_private))
     deadline = time.monotonic() + timeout_s
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
                                                    "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"})
     try:
-        with _opener.open(request, timeout=timeout_s) as response:
+        with opener.open(request, timeout=timeout_s) as response:
             headers: Message = response.headers
             declared = headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -114,7 +142,8 @@ def _timeout(url: str, timeout_s: float) -> FetchError:
     return FetchError(f"{url} did not answer within {timeout_s:g} s (QABOT_FETCH_TIMEOUT_S); try again later")
 
 
-def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000) -> Article:
+def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000,
+                  allow_private: bool = False) -> Article:
     """Fetch a web page and extract its article: title and readable text (HTML) or first line as title (text).
 
         article = fetch_article("https://example.com/news/1", timeout_s=10, max_bytes=5_000_000)
@@ -124,7 +153,7 @@ def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_0
 
     :raises FetchError: when the page cannot be fetched, is not HTML or plain text, or holds no readable text.
     """
-    page = fetch_page(url, timeout_s=timeout_s, max_bytes=max_bytes)
+    page = fetch_page(url, timeout_s=timeout_s, max_bytes=max_bytes, allow_private=allow_private)
     source = urlsplit(page.url).hostname or page.url
     try:
         if page.content_type in HTML_TYPES:

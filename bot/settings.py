@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_bytes: int = Field(default=5_000_000, gt=0)
+    fetch_allow_private: bool = Field(default=False, description="Let /ingest fetch from loopback and private-network "
+                                                                 "hosts (an intranet wiki).")
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -335,7 +335,8 @@ class _Listeners:
         try:
             if url:
                 article = fetch_article(url, timeout_s=self.settings.fetch_timeout_s,
-                                        max_bytes=self.settings.fetch_max_bytes)
+                                        max_bytes=self.settings.fetch_max_bytes,
+                                        allow_private=self.settings.fetch_allow_private)
             else:
                 article = _pasted_article(text, user=user)
             outcome = ingest_article(self.service.store, article)

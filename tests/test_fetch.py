@@ -74,7 +74,7 @@ def site():
 
 
 def test_html_page_becomes_an_article_without_menus_and_footers(site):
-    article = fetch_article(f"{site}/article.html", timeout_s=5, max_bytes=100_000)
+    article = fetch_article(f"{site}/article.html", timeout_s=5, max_bytes=100_000, allow_private=True)
     assert (article.title, article.source, article.url) == ("Harbour ferry prices", "127.0.0.1",
                                                             f"{site}/article.html")
     assert article.body.startswith("The harbour ferry will cost 12 dollars from May")
@@ -83,12 +83,12 @@ def test_html_page_becomes_an_article_without_menus_and_footers(site):
 
 
 def test_plain_text_page_uses_its_first_line_as_title(site):
-    article = fetch_article(f"{site}/notes.txt", timeout_s=5, max_bytes=100_000)
+    article = fetch_article(f"{site}/notes.txt", timeout_s=5, max_bytes=100_000, allow_private=True)
     assert (article.title, article.body) == ("Ferry notes", "Tickets cost 12 dollars. Boats leave hourly.")
 
 
 def test_redirects_are_followed_and_the_final_url_kept(site):
-    assert fetch_article(f"{site}/moved", timeout_s=5, max_bytes=100_000).url == f"{site}/article.html"
+    assert fetch_article(f"{site}/moved", timeout_s=5, max_bytes=100_000, allow_private=True).url == f"{site}/article.html"
 
 
 @pytest.mark.parametrize(("path", "message"), [
@@ -101,14 +101,14 @@ def test_redirects_are_followed_and_the_final_url_kept(site):
 ])
 def test_fetch_failures_say_what_went_wrong(site, path, message):
     with pytest.raises(FetchError) as caught:
-        fetch_article(f"{site}{path}", timeout_s=5, max_bytes=1_000)
+        fetch_article(f"{site}{path}", timeout_s=5, max_bytes=1_000, allow_private=True)
     assert message in str(caught.value)
 
 
 def test_a_slow_server_times_out(site):
     started = time.monotonic()
     with pytest.raises(FetchError, match=r"/slow did not answer within 0.2 s \(QABOT_FETCH_TIMEOUT_S\)"):
-        fetch_page(f"{site}/slow", timeout_s=0.2, max_bytes=1_000)
+        fetch_page(f"{site}/slow", timeout_s=0.2, max_bytes=1_000, allow_private=True)
     assert time.monotonic() - started < 0.9
 
 
@@ -117,7 +117,7 @@ def test_an_unreachable_host_is_reported():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(FetchError, match="could not reach 127.0.0.1: "):
-        fetch_page(f"http://127.0.0.1:{port}/", timeout_s=2, max_bytes=1_000)
+        fetch_page(f"http://127.0.0.1:{port}/", timeout_s=2, max_bytes=1_000, allow_private=True)
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -129,6 +129,39 @@ def test_only_http_urls_with_a_host_are_accepted(url, message):
     with pytest.raises(FetchError) as caught:
         check_url(url)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("http://127.0.0.1:8080/admin", "127.0.0.1"),
+    ("http://localhost/", "127.0.0.1"),
+    ("http://[::1]/", "::1"),
+    ("http://10.1.2.3/wiki", "10.1.2.3"),
+    ("http://192.168.0.10/", "192.168.0.10"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("http://0.0.0.0/", "0.0.0.0"),
+])
+def test_private_and_local_addresses_are_refused_by_default(url, address):
+    with pytest.raises(FetchError) as caught:
+        fetch_page(url, timeout_s=2, max_bytes=1_000)
+    assert f"is a private or local address ({address})" in str(caught.value)
+    assert "QABOT_FETCH_ALLOW_PRIVATE=true" in str(caught.value)
+
+
+def test_a_redirect_to_a_private_address_is_refused(site, monkeypatch):
+    import bot.fetch
+
+    checked = []
+    real_check = bot.fetch.check_public_host
+
+    def pretend_only_the_target_is_private(url):  # the first hop stands in for a public site
+        checked.append(url)
+        if url.endswith("/article.html"):
+            real_check(url)
+
+    monkeypatch.setattr(bot.fetch, "check_public_host", pretend_only_the_target_is_private)
+    with pytest.raises(FetchError, match=r"127.0.0.1 is a private or local address"):
+        fetch_page(f"{site}/moved", timeout_s=5, max_bytes=100_000)
+    assert checked == [f"{site}/moved", f"{site}/article.html"]
 
 
 def test_fetch_errors_are_ingest_errors():

@@ -147,7 +147,8 @@ def make_slack(tmp_path, fake_slack):
         reader = StubReader()
         service = AnsweringService(store=store, retriever=Retriever(store, top_k=5), reader=reader, threshold=0.5)
         values = dict(db_path=db_path, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
-                      slack_api_url=fake_slack.base_url, admin_user_ids=["U0ADMIN"], rate_limit_per_minute=10)
+                      slack_api_url=fake_slack.base_url, admin_user_ids=["U0ADMIN"], rate_limit_per_minute=10,
+                      fetch_allow_private=True)  # the test web pages are on loopback
         settings = Settings(_env_file=None, **{**values, **overrides})
         state = SlackState(db_path)
         work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-slack-work")
@@ -489,6 +490,16 @@ def test_ingest_url_as_admin_fetches_and_stores_the_page(slack, web_page):
     assert report["text"] == (f"Ingested “Harbour ferry prices” ({web_page}): 1 added, 0 updated, 0 unchanged.")
     row = next(slack.store.db.query("select source, url, body from articles where url = ?", [web_page]))
     assert (row["source"], "12 dollars" in row["body"], "Contact us" in row["body"]) == ("127.0.0.1", True, False)
+
+
+def test_ingest_of_a_private_address_is_refused_by_default(make_slack, web_page):
+    slack = make_slack(fetch_allow_private=False)
+    slack.command("slash_ingest.form.txt", text=web_page)
+    [report] = slack.fake.wait_for("response_url", timeout_s=10)
+    assert report["text"] == (f"Nothing was stored from {web_page}: 127.0.0.1 is a private or local address "
+                              "(127.0.0.1); links inside the bot's own network are refused unless "
+                              "QABOT_FETCH_ALLOW_PRIVATE=true")
+    assert slack.store.article_count() == len(ARTICLES)
 
 
 def test_ingest_of_an_unreachable_url_reports_why(slack):

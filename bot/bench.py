@@ -1,232 +1,52 @@
 """Benchmarks on this machine: ingestion, answer latency per corpus size, memory, cold start, a naive baseline.
 
 Corpora are built from the SQuAD v1.1 training contexts so retrieval sees real term statistics; the questions
-come from the same file with their gold answers. Everything is measured through the production classes
-(`Store.add_article`, `AnsweringService`, `Reader`), so this module sits beside `service` (it takes plain
-arguments and never reads `Settings`).
+come from the same file with their gold answers (`bot.bench_corpus`). Everything is measured through the
+production classes (`Store.add_article`, `AnsweringService`, `Reader`), so this module sits beside `service` (it
+takes plain arguments and never reads `Settings`). The report is judged and rendered by `bot.bench_report`.
 
     report = run_benchmarks("train-v1.1.json.gz", model="models/reader", sizes=(1000, 10000))
-    print(render_markdown(report))
+    print(render_markdown(report))  # from bot.bench_report
 """
 
 from __future__ import annotations
 
 import cProfile
-import json
-import logging
 import math
 import os
 import platform
 import pstats
-import random
-import re
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bot.bench_corpus import (SEED, BenchQuestion, Progress, _fresh_store, _used_bytes, build_articles,
+                              ensure_corpus_db, load_squad_corpus, pick_questions)
+from bot.bench_report import _evaluate_targets, _label
 from bot.errors import ConfigError
 from bot.reader import Reader
 from bot.records import Article
 from bot.retrieve import Retriever, fts_query
 from bot.service import AnsweringService
-from bot.squad import best_scores, read_squad_json
+from bot.squad import best_scores
 from bot.store import PASSAGE_MAX_WORDS, Store
 from bot.text import split_sentences
 
-__all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",
-           "run_benchmarks", "render_markdown", "write_markdown", "TARGETS"]
+__all__ = ["run_benchmarks", "measure_answering", "measure_ingestion", "measure_cold_start", "reader_variants",
+           "measure_reader_options", "measure_reading_cost"]
 
-logger = logging.getLogger(__name__)
-
-SEED = 13
-CORPUS_VERSION = 1  # bump when build_articles changes, so stored databases are rebuilt
 WARMUP_QUESTIONS = 5
 COLD_START_QUESTIONS = 20
 INGEST_ARTICLES = 1000
 PROFILE_ARTICLES = 200
-# What the project promised for a 2-core CPU: (name, report path, comparison, limit, unit).
-TARGETS = (
-    ("answer median at 10k", ("answering", 10_000, "pipeline", "total_ms", "median"), "<=", 200, "ms"),
-    ("answer p95 at 10k", ("answering", 10_000, "pipeline", "total_ms", "p95"), "<=", 400, "ms"),
-    ("answer median at 100k", ("answering", 100_000, "pipeline", "total_ms", "median"), "<=", 300, "ms"),
-    ("retrieval median at 100k", ("answering", 100_000, "pipeline", "retrieve_ms", "median"), "<=", 20, "ms"),
-    ("ingestion", ("ingestion", "articles_per_s"), ">=", 500, "articles/s"),
-    ("cold start (largest corpus)", ("cold_start_s",), "<=", 5, "s"),
-    ("peak RSS of qa-bot ask (largest corpus)", ("peak_rss_mb",), "<=", 1024, "MB"),
-    ("speed-up over naive (worst size)", ("speedup",), ">=", 3, "x"),
-    ("F1 minus naive F1 (worst size)", ("f1_gain",), ">=", 0, "points"),
-)
-_BEGIN, _END = "<!-- bench:begin -->", "<!-- bench:end -->"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
-
-Progress = Callable[[str], None]
-
-
-# Corpus -------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BenchQuestion:
-    """A SQuAD question and its gold answers; `paragraph` indexes `SquadData.paragraphs`."""
-
-    question: str
-    answers: tuple[str, ...]
-    paragraph: int
-
-
-@dataclass(frozen=True)
-class SquadData:
-    """SQuAD contexts in file order, with the title of each and the questions asked about it."""
-
-    paragraphs: tuple[str, ...]
-    titles: tuple[str, ...]
-    questions: tuple[BenchQuestion, ...]
-
-
-def load_squad_corpus(path: str | Path) -> SquadData:
-    """Read the paragraphs, titles and answerable questions of a SQuAD file (plain or .gz).
-
-    :raises QABotError: when the file is missing or not in the SQuAD layout.
-    """
-    path = Path(path)
-    data = read_squad_json(path)["data"]
-    try:
-        paragraphs, titles, questions = [], [], []
-        for article in data:
-            for paragraph in article["paragraphs"]:
-                for qa in paragraph["qas"]:
-                    golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
-                    if golds:
-                        questions.append(BenchQuestion(qa["question"], golds, len(paragraphs)))
-                paragraphs.append(paragraph["context"])
-                titles.append(article["title"].replace("_", " "))
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is not in SQuAD v1.1 format (missing or bad field {exc}). Pass the SQuAD "
-                          "train file, e.g. --squad ../shared/data/squad/train-v1.1.json.gz") from exc
-    if not paragraphs:
-        raise ConfigError(f"{path} holds no SQuAD paragraphs.")
-    return SquadData(tuple(paragraphs), tuple(titles), tuple(questions))
-
-
-def _perturb(paragraph: str, rng: random.Random) -> str:
-    # Recombined articles must not repeat a paragraph verbatim: rotate its sentences and drop one of longer ones.
-    sentences = _SENTENCE_END.split(paragraph)
-    if len(sentences) > 1:
-        shift = rng.randrange(1, len(sentences))
-        sentences = sentences[shift:] + sentences[:shift]
-    if len(sentences) >= 4:
-        del sentences[rng.randrange(len(sentences))]
-    return " ".join(sentences)
-
-
-def build_articles(squad: SquadData, n_articles: int, *, seed: int = SEED) -> list[tuple[Article, tuple[int, ...]]]:
-    """`n_articles` articles with the paragraph indexes each one holds verbatim; smaller sizes are prefixes.
-
-    First come real articles: each SQuAD title's paragraphs in runs of 1–3, in a seeded order. Past those
-    (9,758 for the full train file), each article joins 1–3 perturbed paragraphs from different titles.
-    """
-    rng = random.Random(seed)
-    real: list[tuple[Article, tuple[int, ...]]] = []
-    seen: set[str] = set()
-    first = 0
-    while first < len(squad.paragraphs):
-        title = squad.titles[first]
-        last = first
-        while last + 1 < len(squad.paragraphs) and squad.titles[last + 1] == title and last - first < 2 \
-                and rng.random() < 0.6:
-            last += 1
-        ids = tuple(range(first, last + 1))
-        body = "\n\n".join(squad.paragraphs[i] for i in ids)
-        if body not in seen:  # SQuAD repeats a few paragraphs; the store would skip the copy
-            seen.add(body)
-            real.append((Article(title=title, body=body, source="squad", key=f"squad:{first}"), ids))
-        first = last + 1
-    rng.shuffle(real)
-    articles = real[:n_articles]
-    distinct_titles, repeats = len(set(squad.titles)), 0
-    while len(articles) < n_articles:
-        chosen: list[int] = []
-        for _ in range(rng.randint(1, min(3, distinct_titles))):
-            candidate = rng.randrange(len(squad.paragraphs))
-            while any(squad.titles[candidate] == squad.titles[c] for c in chosen):
-                candidate = rng.randrange(len(squad.paragraphs))
-            chosen.append(candidate)
-        body = "\n\n".join(_perturb(squad.paragraphs[c], rng) for c in chosen)
-        if body in seen:
-            repeats += 1
-            if repeats > 1000:
-                raise ConfigError(f"Cannot make {n_articles} different articles from {len(squad.paragraphs)} "
-                                  "paragraphs; use smaller sizes or a larger SQuAD file.")
-            continue
-        repeats = 0
-        seen.add(body)
-        title = " / ".join(squad.titles[c] for c in chosen)
-        articles.append((Article(title=title, body=body, source="squad-mix", key=f"mix:{len(articles)}"), ()))
-    return articles
-
-
-def pick_questions(squad: SquadData, articles: Sequence[tuple[Article, tuple[int, ...]]], n: int, *,
-                   seed: int = SEED) -> list[BenchQuestion]:
-    """Up to `n` seeded questions whose paragraph is stored verbatim in `articles`."""
-    present = {i for _, ids in articles for i in ids}
-    pool = [q for q in squad.questions if q.paragraph in present]
-    random.Random(seed).shuffle(pool)
-    return pool[:n]
-
-
-def _used_bytes(store: Store) -> int:
-    # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
-    pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
-    return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) \
-        * pragma["page_size"]["page_size"]
-
-
-def _count(store: Store, table: str) -> int:
-    return store.db[table].count
-
-
-def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path,
-                     progress: Progress | None = None) -> tuple[Path, dict]:
-    """The database of the first `n_articles` benchmark articles, built once through `Store.add_article`.
-
-    A `.json` file next to it records how it was built (and how fast); both are reused when they match.
-    Each database also gets an article-level FTS index (`articles_fts`) for the naive baseline.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    db_path = workdir / f"squad-{n_articles}.db"
-    meta_path = db_path.with_suffix(".json")
-    recipe = {"articles": n_articles, "seed": SEED, "corpus_version": CORPUS_VERSION,
-              "source_bytes": squad_path.stat().st_size, "passage_max_words": PASSAGE_MAX_WORDS,
-              "sentence_splitter": "sentencex"}
-    if meta_path.is_file() and db_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("recipe") == recipe:
-            return db_path, {**meta, "built_this_run": False}
-    meta_path.unlink(missing_ok=True)
-    articles = build_articles(squad, n_articles)
-    store = _fresh_store(db_path)
-    started = time.perf_counter()
-    with store.bulk():
-        for done, (article, _) in enumerate(articles, start=1):
-            store.add_article(article)
-            if progress and done % 10_000 == 0:
-                progress(f"  built {done}/{n_articles} articles")
-    seconds = time.perf_counter() - started
-    meta = {"recipe": recipe, "articles": _count(store, "articles"), "passages": _count(store, "passages"),
-            "sentences": _count(store, "sentences"), "build_s": seconds, "build_articles_per_s": n_articles / seconds,
-            "db_mb": _used_bytes(store) / 1e6}
-    store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
-    store.close()
-    logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)
-    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return db_path, {**meta, "built_this_run": True}
 
 
 # Measurements ---------------------------------------------------------------------------------------------------
@@ -306,12 +126,6 @@ def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQue
     result = {"questions": len(questions), "pipeline": pipeline.report(), "naive": naive.report()}
     result["speedup"] = result["naive"]["total_ms"]["median"] / max(result["pipeline"]["total_ms"]["median"], 1e-9)
     return result
-
-
-def _fresh_store(db_path: Path) -> Store:
-    for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
-        stale.unlink(missing_ok=True)
-    return Store(db_path)
 
 
 def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
@@ -549,34 +363,6 @@ def _machine() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
 
 
-def _label(n_articles: int) -> str:
-    return f"{n_articles // 1000}k" if n_articles >= 1000 and n_articles % 1000 == 0 else str(n_articles)
-
-
-def _evaluate_targets(report: dict) -> list[dict]:
-    by_size = {row["articles"]: row for row in report["answering"]}
-    worst = {
-        "cold_start_s": report["cold_start"]["first_answer_s"], "peak_rss_mb": report["cold_start"]["peak_rss_mb"],
-        "speedup": min((row["speedup"] for row in report["answering"]), default=None),
-        "f1_gain": min((row["pipeline"]["f1"] - row["naive"]["f1"] for row in report["answering"]), default=None),
-    }
-    results = []
-    for name, path, comparison, limit, unit in TARGETS:
-        if path[0] == "answering":
-            row = by_size.get(path[1])
-            measured = row[path[2]][path[3]][path[4]] if row else None
-        elif path[0] == "ingestion":
-            measured = report["ingestion"][path[1]]
-        else:
-            measured = worst[path[0]]
-        if measured is None:
-            continue
-        met = measured <= limit if comparison == "<=" else measured >= limit
-        results.append({"name": name, "target": f"{comparison} {limit} {unit}", "measured": measured, "unit": unit,
-                        "met": met})
-    return results
-
-
 def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence[int] = (1000, 10_000, 100_000),
                    n_questions: int = 200, top_k: int = 5, dtype: str = "float32", max_length: int = 384,
                    doc_stride: int = 128, threads: int | None = None, workdir: str | Path = "bench-data",
@@ -664,98 +450,3 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     report["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["targets"] = _evaluate_targets(report)
     return report
-
-
-# Rendering ------------------------------------------------------------------------------------------------------
-
-def _ms(summary: dict) -> str:
-    return f"{summary['median']:.0f} / {summary['p95']:.0f}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return lines + [""]
-
-
-def render_markdown(report: dict) -> str:
-    """The report as Markdown tables (what `--out` writes between the bench markers)."""
-    machine, settings = report["machine"], report["settings"]
-    lines = [f"Command: `{report['command']}`" if report["command"] else "", "",
-             f"Machine: {machine['cpu_cores']} CPU cores ({machine['cpu_model']}), torch {machine['torch']} with "
-             f"{settings['threads']} threads, Python {machine['python']}. Reader model: `{report['model']['name']}`, "
-             f"dtype {settings['dtype']}, top_k {settings['top_k']}, max_length {settings['max_length']}, passages "
-             f"of about {settings['passage_max_words']} words. Times are median / p95 over "
-             f"{report['answering'][0]['questions']} questions (after {settings['warmup_questions']} warm-up), "
-             "in ms unless marked.", "", "### Answering", ""]
-    lines += _table(
-        ["corpus", "passages", "retrieve ms", "read ms", "total ms", "EM", "F1", "answer in passages %"],
-        [[row["label"], row["passages"], _ms(row["pipeline"]["retrieve_ms"]), _ms(row["pipeline"]["read_ms"]),
-          _ms(row["pipeline"]["total_ms"]), f"{row['pipeline']['em']:.1f}", f"{row['pipeline']['f1']:.1f}",
-          f"{row['pipeline']['answer_in_context']:.0f}"] for row in report["answering"]])
-    cold = report["cold_start"]
-    lines += [f"Cold start at {cold['label']}: a fresh `qa-bot ask --json` process gave its first answer after "
-              f"**{cold['first_answer_s']:.1f} s** and {cold['questions']} answers after {cold['total_s']:.1f} s; "
-              f"its peak RSS was **{cold['peak_rss_mb']:.0f} MB**. This benchmark process peaked at "
-              f"{report['bench_peak_rss_mb']:.0f} MB (SQuAD data and several readers loaded).", ""]
-    lines += [f"### Passages vs naive (top-{settings['top_k']} whole articles by BM25, sliding window)", ""]
-    lines += _table(
-        ["corpus", "ours total ms", "naive retrieve ms", "naive read ms", "naive total ms", "speed-up (median)",
-         "ours EM / F1", "naive EM / F1", "answer in articles %"],
-        [[row["label"], _ms(row["pipeline"]["total_ms"]), _ms(row["naive"]["retrieve_ms"]),
-          _ms(row["naive"]["read_ms"]), _ms(row["naive"]["total_ms"]), f"{row['speedup']:.1f}x",
-          f"{row['pipeline']['em']:.1f} / {row['pipeline']['f1']:.1f}",
-          f"{row['naive']['em']:.1f} / {row['naive']['f1']:.1f}", f"{row['naive']['answer_in_context']:.0f}"]
-         for row in report["answering"]])
-    ingestion, profile = report["ingestion"], report["ingestion"]["profile"]
-    lines += ["### Ingestion", "",
-              f"Fresh database, {ingestion['articles']} articles through `Store.add_article` in `Store.bulk()` "
-              f"(as `qa-bot ingest` stores a batch): "
-              f"**{ingestion['articles_per_s']:.0f} articles/s**, {ingestion['db_mb_per_1k_articles']:.1f} MB per "
-              f"1k articles. Sentence splitting alone runs at {ingestion['split_articles_per_s']:.0f} articles/s. "
-              f"cProfile of {profile['articles']} articles: `split_sentences` (sentencex) "
-              f"{profile['split_share']:.0%} of the time; SQLite calls {profile['sqlite_share']:.0%}; "
-              f"{profile['commits_per_article']:.1f} commits per article.", ""]
-    lines += _table(["corpus", "articles", "passages", "sentences", "DB MB", "MB per 1k articles",
-                     "built at articles/s"],
-                    [[c["label"], c["articles"], c["passages"], c["sentences"], f"{c['db_mb']:.0f}",
-                      f"{c['db_mb_per_1k_articles']:.1f}",
-                      f"{c['build_articles_per_s']:.0f}" + ("" if c["built_this_run"] else " (earlier run)")]
-                     for c in report["corpora"]])
-    lines += ["Top functions by own time in that profile:", ""]
-    lines += _table(["function", "share of time", "calls"],
-                    [[f"`{p['function']}`", f"{p['own_share']:.0%}", p["calls"]] for p in profile["top"]])
-    options = report["reader_options"]
-    lines += [f"### Reader options at {options['label']} (same retrieved passages, interleaved per question)", ""]
-    lines += _table(["variant", "dtype", "threads", "top_k", "max_length", "read ms", "EM", "F1"],
-                    [[v["name"], v["dtype"], v["threads"], v["top_k"], v["max_length"], _ms(v["read_ms"]),
-                      f"{v['em']:.1f}", f"{v['f1']:.1f}"] for v in options["variants"]])
-    cost = report["reading_cost"]
-    lines += ["### Reading cost", "",
-              f"At {_label(cost['articles'])}, a question reads a median {cost['windows_median']:.0f} windows, "
-              f"{cost['tokens_median']:.0f} tokens with padding: {cost['gflop_per_question_median']:.1f} GFLOP "
-              f"through {cost['layers']} layers of width {cost['hidden_size']} (the naive baseline: "
-              f"{cost['naive_windows_median']:.0f} windows, {cost['naive_tokens_median']:.0f} tokens, "
-              f"{cost['naive_gflop_per_question_median']:.1f} GFLOP). At the measured {cost['read_ms_median']:.0f} ms "
-              f"that is {cost['achieved_gflop_per_s']:.0f} GFLOP/s, against {cost['matmul_gflop_per_s']:.0f} GFLOP/s "
-              f"for a plain 1024² float32 matmul on this machine ({cost['efficiency']:.0%}).", "", "### Targets", ""]
-    lines += _table(["target", "wanted", "measured", "met"],
-                    [[t["name"], t["target"], f"{t['measured']:.1f} {t['unit']}", "yes" if t["met"] else "**no**"]
-                     for t in report["targets"]])
-    return "\n".join(lines).strip() + "\n"
-
-
-def write_markdown(path: str | Path, markdown: str) -> None:
-    """Put the rendered report between the bench markers of `path`, keeping the text around them.
-
-    A file without markers (or no file) gets a title and the markers, so hand-written analysis can follow.
-    """
-    path = Path(path)
-    block = f"{_BEGIN}\n{markdown}{_END}"
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if _BEGIN in old and _END in old:
-        before, rest = old.split(_BEGIN, 1)
-        new = before + block + rest.split(_END, 1)[1]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "# Benchmarks\n\n") + block + "\n"
-    path.write_text(new, encoding="utf-8")

@@ -133,7 +133,8 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
 
     Example: qa-bot bench --squad ../shared/data/squad/train-v1.1.json.gz --sizes 1000,10000 --out BENCHMARKS.md
     """
-    from bot.bench import render_markdown, run_benchmarks, write_markdown
+    from bot.bench import run_benchmarks
+    from bot.bench_report import render_markdown, write_markdown
 
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
@@ -189,7 +190,7 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Reader training and evaluation (bot/training.py, bot/evaluation.py)
+# Reader training and evaluation (bot/training.py, bot/training_data.py, bot/evaluation.py)
 
 
 @cli.command("train-reader")

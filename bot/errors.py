@@ -1,6 +1,7 @@
 """The project's exceptions: one base class, so the shells can turn any of them into a clear message."""
 
-__all__ = ["QABotError", "ConfigError", "StoreError", "IngestError", "ReaderError", "TemplateError", "FetchError", "DatasetError"]
+__all__ = ["QABotError", "ConfigError", "StoreError", "IngestError", "ReaderError", "TemplateError", "FetchError", "DatasetError",
+           "TrainingError"]
 
 
 class QABotError(Exception):
@@ -37,3 +38,7 @@ class ReaderError(QABotError):
 # Training and evaluation
 class DatasetError(QABotError):
     """A SQuAD-format training or evaluation file is missing or malformed."""
+
+
+class TrainingError(QABotError):
+    """Training could not start or continue (missing base model, incompatible checkpoint, bad options)."""

@@ -9,8 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from bot.bench import (build_articles, ensure_corpus_db, load_squad_corpus, pick_questions, render_markdown,
-                       run_benchmarks, write_markdown)
+from bot.bench import run_benchmarks
+from bot.bench_corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
+from bot.bench_report import render_markdown, write_markdown
 from bot.cli import cli
 from bot.errors import QABotError
 

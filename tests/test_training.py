@@ -11,8 +11,8 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.squad import DatasetError, load_squad, squad_questions, write_squad_json
-from bot.training import (TrainingError, TrainingExample, build_examples, build_features, epoch_batches,
-                          export_checkpoint, split_articles, train_reader)
+from bot.training import TrainingError, export_checkpoint, train_reader
+from bot.training_data import TrainingExample, build_examples, build_features, epoch_batches, split_articles
 
 FILLER = ("the river town kept a small market by the old bridge and people came there every week to trade "
           "grain wool and tools while the mill turned slowly beside the water ")

@@ -1,0 +1,199 @@
+"""The benchmark corpus: SQuAD questions, articles recombined from SQuAD contexts, and their databases.
+
+`bot.bench` measures on corpora of 1k to 100k articles; this module makes them. It reads the SQuAD v1.1
+training file (`load_squad_corpus`), turns its contexts into articles, real ones first and then perturbed
+mixtures, so a smaller corpus is always a prefix of a larger one (`build_articles`), picks seeded questions whose
+paragraph is stored verbatim (`pick_questions`), and builds each database once through `Store.add_article`,
+reusing it while its recipe matches (`ensure_corpus_db`). It is kept apart from the measurements because it
+decides *what* is measured: change it and `CORPUS_VERSION` must change too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.records import Article
+from bot.squad import read_squad_json
+from bot.store import PASSAGE_MAX_WORDS, Store
+
+__all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",
+           "SEED", "CORPUS_VERSION", "Progress"]
+
+logger = logging.getLogger(__name__)
+
+SEED = 13
+CORPUS_VERSION = 1  # bump when build_articles changes, so stored databases are rebuilt
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchQuestion:
+    """A SQuAD question and its gold answers; `paragraph` indexes `SquadData.paragraphs`."""
+
+    question: str
+    answers: tuple[str, ...]
+    paragraph: int
+
+
+@dataclass(frozen=True)
+class SquadData:
+    """SQuAD contexts in file order, with the title of each and the questions asked about it."""
+
+    paragraphs: tuple[str, ...]
+    titles: tuple[str, ...]
+    questions: tuple[BenchQuestion, ...]
+
+
+def load_squad_corpus(path: str | Path) -> SquadData:
+    """Read the paragraphs, titles and answerable questions of a SQuAD file (plain or .gz).
+
+    :raises QABotError: when the file is missing or not in the SQuAD layout.
+    """
+    path = Path(path)
+    data = read_squad_json(path)["data"]
+    try:
+        paragraphs, titles, questions = [], [], []
+        for article in data:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
+                    if golds:
+                        questions.append(BenchQuestion(qa["question"], golds, len(paragraphs)))
+                paragraphs.append(paragraph["context"])
+                titles.append(article["title"].replace("_", " "))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not in SQuAD v1.1 format (missing or bad field {exc}). Pass the SQuAD "
+                          "train file, e.g. --squad ../shared/data/squad/train-v1.1.json.gz") from exc
+    if not paragraphs:
+        raise ConfigError(f"{path} holds no SQuAD paragraphs.")
+    return SquadData(tuple(paragraphs), tuple(titles), tuple(questions))
+
+
+def _perturb(paragraph: str, rng: random.Random) -> str:
+    # Recombined articles must not repeat a paragraph verbatim: rotate its sentences and drop one of longer ones.
+    sentences = _SENTENCE_END.split(paragraph)
+    if len(sentences) > 1:
+        shift = rng.randrange(1, len(sentences))
+        sentences = sentences[shift:] + sentences[:shift]
+    if len(sentences) >= 4:
+        del sentences[rng.randrange(len(sentences))]
+    return " ".join(sentences)
+
+
+def build_articles(squad: SquadData, n_articles: int, *, seed: int = SEED) -> list[tuple[Article, tuple[int, ...]]]:
+    """`n_articles` articles with the paragraph indexes each one holds verbatim; smaller sizes are prefixes.
+
+    First come real articles: each SQuAD title's paragraphs in runs of 1–3, in a seeded order. Past those
+    (9,758 for the full train file), each article joins 1–3 perturbed paragraphs from different titles.
+    """
+    rng = random.Random(seed)
+    real: list[tuple[Article, tuple[int, ...]]] = []
+    seen: set[str] = set()
+    first = 0
+    while first < len(squad.paragraphs):
+        title = squad.titles[first]
+        last = first
+        while last + 1 < len(squad.paragraphs) and squad.titles[last + 1] == title and last - first < 2 \
+                and rng.random() < 0.6:
+            last += 1
+        ids = tuple(range(first, last + 1))
+        body = "\n\n".join(squad.paragraphs[i] for i in ids)
+        if body not in seen:  # SQuAD repeats a few paragraphs; the store would skip the copy
+            seen.add(body)
+            real.append((Article(title=title, body=body, source="squad", key=f"squad:{first}"), ids))
+        first = last + 1
+    rng.shuffle(real)
+    articles = real[:n_articles]
+    distinct_titles, repeats = len(set(squad.titles)), 0
+    while len(articles) < n_articles:
+        chosen: list[int] = []
+        for _ in range(rng.randint(1, min(3, distinct_titles))):
+            candidate = rng.randrange(len(squad.paragraphs))
+            while any(squad.titles[candidate] == squad.titles[c] for c in chosen):
+                candidate = rng.randrange(len(squad.paragraphs))
+            chosen.append(candidate)
+        body = "\n\n".join(_perturb(squad.paragraphs[c], rng) for c in chosen)
+        if body in seen:
+            repeats += 1
+            if repeats > 1000:
+                raise ConfigError(f"Cannot make {n_articles} different articles from {len(squad.paragraphs)} "
+                                  "paragraphs; use smaller sizes or a larger SQuAD file.")
+            continue
+        repeats = 0
+        seen.add(body)
+        title = " / ".join(squad.titles[c] for c in chosen)
+        articles.append((Article(title=title, body=body, source="squad-mix", key=f"mix:{len(articles)}"), ()))
+    return articles
+
+
+def pick_questions(squad: SquadData, articles: Sequence[tuple[Article, tuple[int, ...]]], n: int, *,
+                   seed: int = SEED) -> list[BenchQuestion]:
+    """Up to `n` seeded questions whose paragraph is stored verbatim in `articles`."""
+    present = {i for _, ids in articles for i in ids}
+    pool = [q for q in squad.questions if q.paragraph in present]
+    random.Random(seed).shuffle(pool)
+    return pool[:n]
+
+
+def _fresh_store(db_path: Path) -> Store:
+    for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        stale.unlink(missing_ok=True)
+    return Store(db_path)
+
+
+def _used_bytes(store: Store) -> int:
+    # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
+    pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
+    return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) \
+        * pragma["page_size"]["page_size"]
+
+
+def _count(store: Store, table: str) -> int:
+    return store.db[table].count
+
+
+def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path,
+                     progress: Progress | None = None) -> tuple[Path, dict]:
+    """The database of the first `n_articles` benchmark articles, built once through `Store.add_article`.
+
+    A `.json` file next to it records how it was built (and how fast); both are reused when they match.
+    Each database also gets an article-level FTS index (`articles_fts`) for the naive baseline.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / f"squad-{n_articles}.db"
+    meta_path = db_path.with_suffix(".json")
+    recipe = {"articles": n_articles, "seed": SEED, "corpus_version": CORPUS_VERSION,
+              "source_bytes": squad_path.stat().st_size, "passage_max_words": PASSAGE_MAX_WORDS,
+              "sentence_splitter": "sentencex"}
+    if meta_path.is_file() and db_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("recipe") == recipe:
+            return db_path, {**meta, "built_this_run": False}
+    meta_path.unlink(missing_ok=True)
+    articles = build_articles(squad, n_articles)
+    store = _fresh_store(db_path)
+    started = time.perf_counter()
+    with store.bulk():
+        for done, (article, _) in enumerate(articles, start=1):
+            store.add_article(article)
+            if progress and done % 10_000 == 0:
+                progress(f"  built {done}/{n_articles} articles")
+    seconds = time.perf_counter() - started
+    meta = {"recipe": recipe, "articles": _count(store, "articles"), "passages": _count(store, "passages"),
+            "sentences": _count(store, "sentences"), "build_s": seconds, "build_articles_per_s": n_articles / seconds,
+            "db_mb": _used_bytes(store) / 1e6}
+    store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
+    store.close()
+    logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)
+    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return db_path, {**meta, "built_this_run": True}

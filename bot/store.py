@@ -6,7 +6,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -71,6 +71,8 @@ class Store:
                 self.db.enable_wal()
                 # With WAL, NORMAL never corrupts the file; a power cut may only undo the last commits.
                 self.db.execute("PRAGMA synchronous=NORMAL")
+            # 64 MB of page cache (SQLite's default is 2 MB): the FTS index of a large store stays in memory.
+            self.db.execute("PRAGMA cache_size=-65536")
             self._bulk_every = 0
             self._bulk_pending = 0
             self._ensure_schema()
@@ -198,37 +200,74 @@ class Store:
 
     # Reading -------------------------------------------------------------------------------------------------
 
-    def search_sql(self) -> str:
-        """The BM25 search query; takes `:query` (an FTS5 MATCH expression) and `:limit`."""
+    def search_sql(self, expressions: int = 1) -> str:
+        """The BM25 search query; takes `:query` (an FTS5 MATCH expression) and `:limit`.
+
+        For several expressions it takes `:query`, `:query_1`, `:query_2`...: each ranks its own best `limit`
+        passages, and a passage that several of them find keeps its best score.
+        """
         # Rank inside FTS5 first and join only the `limit` winners: joining every match before sorting costs
         # 2.5x more at 100k articles (BENCHMARKS.md).
+        names = ["query"] + [f"query_{i}" for i in range(1, expressions)]
+        ranked = [f"select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
+                  f"  where passages_fts match :{name} order by rank limit :limit\n" for name in names]
+        if len(ranked) == 1:
+            hits = f"  {ranked[0]}"
+        else:  # the best `limit` of each expression, a passage found twice with its best score
+            merged = "  union all\n".join(f"  select * from (\n  {sql}  )\n" for sql in ranked)
+            hits = f"  select rowid, min(rank) as rank from (\n{merged}  ) group by rowid order by rank limit :limit\n"
         return (
             "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url, a.published_at,\n"
             "  hits.rank\n"
             "from (\n"
-            f"  select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
-            "  where passages_fts match :query order by rank limit :limit\n"
+            f"{hits}"
             ") as hits\n"
             "join passages p on p.id = hits.rowid\n"
             "join articles a on a.id = p.article_id\n"
             "order by hits.rank"
         )
 
-    def search(self, fts_query: str, *, limit: int) -> list[Passage]:
-        """Passages matching an FTS5 expression, best BM25 first. Quote user text first (see `retrieve`)."""
-        if not fts_query:
+    def search(self, fts_query: str | Sequence[str], *, limit: int) -> list[Passage]:
+        """Passages matching an FTS5 expression, best BM25 first. Quote user text first (see `retrieve`).
+
+        Given several expressions, the best passages any of them finds; a passage found by several keeps its best
+        score. BM25 sums over the phrases of each expression, so this only makes sense when every expression
+        gives its own passages their right score (see `Retriever`).
+        """
+        expressions = [e for e in ([fts_query] if isinstance(fts_query, str) else fts_query) if e]
+        if not expressions:
             return []
+        params: dict[str, object] = {"limit": limit, "query": expressions[0]}
+        params.update({f"query_{i}": e for i, e in enumerate(expressions[1:], start=1)})
         try:
             with self.lock:
-                rows = list(self.db.query(self.search_sql(), {"query": fts_query, "limit": limit}))
+                rows = list(self.db.query(self.search_sql(len(expressions)), params))
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"Search failed for {fts_query!r}: {exc}") from exc
+            raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
         return [
             Passage(id=row["id"], article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"],
                                                      row["published_at"]),
                     char_start=row["char_start"], char_end=row["char_end"], text=row["text"], bm25=row["rank"])
             for row in rows
         ]
+
+    def passage_counts(self, terms: Iterable[str], *, up_to: int) -> dict[str, int]:
+        """How many passages contain each term, as FTS5 tokenizes it (porter stems), counted up to `up_to + 1`.
+
+        Counting stops there, so a word found in half the passages costs no more to look up than one found in
+        `up_to`; `up_to + 1` means "more than `up_to`".
+        """
+        terms = list(terms)
+        sql = "select count(*) from (select 1 from passages_fts where passages_fts match ? limit ?)"
+        counts = {}
+        try:
+            with self.lock:
+                for term in terms:
+                    phrase = '"' + term.replace('"', '""') + '"'  # a quoted FTS5 string: any text is safe
+                    counts[term] = self.db.execute(sql, [phrase, up_to + 1]).fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"Counting passages failed for {list(terms)!r}: {exc}") from exc
+        return counts
 
     def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
         """The sentences of an article that overlap body[char_start:char_end], in order."""

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from bot.records import Passage
-from bot.retrieve import Retriever, fts_query, query_terms
+from bot.records import Article, Passage
+from bot.retrieve import Retriever, fts_query, query_terms, ranked_queries
+from bot.store import Store
 
 KESTREL = "Kestrel Foods names a new chief executive"
 RIVERTON = "Riverton bridge reopens after repairs"
@@ -104,3 +105,82 @@ def test_question_about_something_not_stored_finds_nothing(store):
 def test_retriever_rejects_non_positive_top_k(store, top_k):
     with pytest.raises(ValueError, match=f"top_k must be positive, got {top_k}"):
         Retriever(store, top_k=top_k)
+
+
+# Common words do not make a question slow: only passages holding one of its rarer words are ranked ------------
+
+RANKED_EXPRESSION = re.compile(r'(?:"[^"\s]+"|\(|\)| AND | OR )+')
+
+
+def town_store(tmp_path) -> Store:
+    """Twelve one-passage articles that all say "year" and "town"; a few also hold a rarer word."""
+    store = Store(tmp_path / "towns.db")
+    for i in range(12):
+        store.add_article(Article(title=f"Town {i}", body=f"Town {i} grew every year. The town year {i} was calm.",
+                                  source=f"town-{i}.txt"))
+    store.add_article(Article(title="Zanzibar", body="The town of Zanzibar chose a mayor that year.",
+                              source="zanzibar.txt"))
+    store.add_article(Article(title="Harbor", body="A harbor opened in the town that year.", source="harbor.txt"))
+    store.add_article(Article(title="Zanzibar harbor", body="Zanzibar built its harbor.", source="zh.txt"))
+    return store
+
+
+def test_ranked_queries_require_a_rare_term_and_score_every_term():
+    counts = {"ceo": 900, "kestrel": 30, "year": 45_000, "typo": 0}
+    assert ranked_queries(["ceo", "kestrel", "year", "typo"], counts, 1000) == [
+        '("ceo" OR "kestrel") AND ("year")', '"kestrel" AND ("ceo")', '"kestrel"']
+
+
+@pytest.mark.parametrize("counts", [
+    {"ceo": 9000, "year": 45_000},  # every term common
+    {"ceo": 40, "year": 400},  # every term rare
+    {"ceo": 0, "year": 0},  # nothing stored
+    {"ceo": 0, "year": 45_000},  # the rare word is a typo
+])
+def test_ranked_queries_fall_back_to_all_terms(counts):
+    assert ranked_queries(["ceo", "year"], counts, 1000) == ['"ceo" OR "year"']
+
+
+def test_a_rare_word_beats_a_common_one(tmp_path):
+    store = town_store(tmp_path)
+    retriever = Retriever(store, top_k=3, max_ranked=4)
+    assert titles(retriever.run("Which year did the town of Zanzibar choose a mayor?"))[0] == "Zanzibar"
+    assert titles(retriever.run("When was the town harbor of Zanzibar built?"))[0] == "Zanzibar harbor"
+
+
+def test_passages_with_rare_words_keep_their_plain_bm25_order_and_score(tmp_path):
+    store = town_store(tmp_path)
+    question = "Zanzibar harbor town year"  # rare: zanzibar, harbor (2 passages each); common: town, year
+    everything = store.search(fts_query(question), limit=50)
+    expected = [(p.id, p.bm25) for p in everything if "Zanzibar" in p.text or "harbor" in p.text]
+    found = Retriever(store, top_k=5, max_ranked=4).run(question)
+    assert [p.id for p in found] == [i for i, _ in expected]
+    assert [p.bm25 for p in found] == pytest.approx([score for _, score in expected])
+
+
+@pytest.mark.parametrize("question", ["Which year did the town of Zanzibar choose a mayor?", "Zanzibar harbor?",
+                                      "What harbor opened in the town?", "town Zanzibar", "mayor of Zanzibar town"])
+def test_every_passage_found_has_its_plain_bm25_score(tmp_path, question):
+    store = town_store(tmp_path)
+    everything = {p.id: p.bm25 for p in store.search(fts_query(question), limit=50)}
+    found = Retriever(store, top_k=5, max_ranked=4).run(question)
+    assert found
+    assert [p.bm25 for p in found] == pytest.approx([everything[p.id] for p in found])
+    assert [p.bm25 for p in found] == sorted(p.bm25 for p in found)
+
+
+@pytest.mark.parametrize("question", ["What year was the town?", "Who is it?", "year town town year",
+                                      "Which town was Zanzibr in that year?"])
+def test_questions_of_common_words_still_search_everything(tmp_path, question):
+    store = town_store(tmp_path)
+    found = Retriever(store, top_k=5, max_ranked=4).run(question)
+    assert [p.id for p in found] == [p.id for p in store.search(fts_query(question), limit=5)]
+
+
+def test_hostile_strings_are_safe_when_common_words_are_left_out(store):
+    retriever = Retriever(store, top_k=3, max_ranked=1)
+    for text in HOSTILE:
+        terms = query_terms(text)
+        for expression in ranked_queries(terms, store.passage_counts(terms, up_to=1), 1) if terms else []:
+            assert RANKED_EXPRESSION.fullmatch(expression), (text, expression)
+        assert len(retriever.run(text)) <= 3

@@ -218,3 +218,30 @@ def test_a_failing_article_inside_bulk_loses_only_itself(tmp_path, monkeypatch):
     titles = [row["title"] for row in Store(tmp_path / "qa.db").db.query("select title from articles order by id")]
     assert titles == ["Note 0", "Note 2"]
     assert table_counts(store) == {"articles": 2, "sentences": 4, "passages": 2}
+
+
+def test_passage_counts_count_stemmed_terms_and_stop_early(tmp_path):
+    store = Store(tmp_path / "qa.db")
+    for article in numbered(5):
+        store.add_article(article)
+    store.add_article(ARTICLE)
+    counts = store.passage_counts(["note", "notes", "sentences", "ferry", "zanzibar", 'say "hi"'], up_to=3)
+    # "notes" is stemmed like the index; counting stops at up_to + 1 (= "more than 3")
+    assert counts == {"note": 4, "notes": 4, "sentences": 4, "ferry": 1, "zanzibar": 0, 'say "hi"': 0}
+    assert store.passage_counts(["note"], up_to=10) == {"note": 5}
+    assert store.passage_counts([], up_to=10) == {}
+
+
+def test_search_of_several_expressions_keeps_each_passage_once_with_its_best_score(store):
+    both = store.search(['"bridge" OR "club"', '"club"'], limit=5)
+    alone = {p.id: p.bm25 for p in store.search('"bridge" OR "club"', limit=5)}
+    assert sorted(p.id for p in both) == sorted(alone)
+    assert [p.bm25 for p in both] == sorted(alone.values())  # the first expression never scores a passage lower
+    assert store.search(['"haddad"', '"ferry"'], limit=5) == store.search('"haddad"', limit=5)
+    assert store.search([], limit=5) == store.search(["", ""], limit=5) == []
+
+
+def test_search_sql_of_several_expressions_can_be_shown(tmp_path):
+    sql = Store(tmp_path / "qa.db").search_sql(2)
+    assert "match :query order by rank limit :limit" in sql and "match :query_1 order by rank limit :limit" in sql
+    assert "union all" in sql and sql.endswith("order by hits.rank")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,11 +201,12 @@ class Reader:
                 key = (context_index, char_start, char_end)
                 if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
                     best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit)
-        kept: list[Span] = []
-        by_logit = sorted(best.values(), key=lambda s: (-s.logit, -s.score))
-        for context_index in range(len(contexts)):
-            kept += [span for span in by_logit if span.context_index == context_index][: max(top_n, 1)]
-        return sorted(kept, key=lambda s: (-s.logit, -s.score))
+        kept, per_context = [], Counter()
+        for span in sorted(best.values(), key=lambda s: (-s.logit, -s.score)):
+            if per_context[span.context_index] < max(top_n, 1):
+                per_context[span.context_index] += 1
+                kept.append(span)
+        return kept
 
     def best(self, question: str, contexts: Sequence[str]) -> Span | None:
         """The span with the highest logit (the rule `compose_answer` applies to confident spans), or None."""

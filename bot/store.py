@@ -266,7 +266,7 @@ class Store:
                     phrase = '"' + term.replace('"', '""') + '"'  # a quoted FTS5 string: any text is safe
                     counts[term] = self.db.execute(sql, [phrase, up_to + 1]).fetchone()[0]
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"Counting passages failed for {list(terms)!r}: {exc}") from exc
+            raise StoreError(f"Counting passages failed for {terms!r}: {exc}") from exc
         return counts
 
     def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:

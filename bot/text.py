@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+
+import sentencex
+
 from bot.records import Sentence
 
 __all__ = ["split_sentences", "group_passages", "normalize_whitespace", "escape_slack"]
@@ -37,8 +40,6 @@ def split_sentences(body: str) -> list[Sentence]:
         >>> [s.text for s in split_sentences("Dr. Lee paid $3.50 in the U.S. on Monday. She left.")]
         ['Dr. Lee paid $3.50 in the U.S. on Monday.', 'She left.']
     """
-    import sentencex
-
     sentences: list[Sentence] = []
     for para_start, para_end in _paragraph_bounds(body):
         paragraph = body[para_start:para_end]

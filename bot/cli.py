@@ -262,19 +262,22 @@ def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None,
               help="Reader precision (default: QABOT_READER_DTYPE).")
 @click.option("--calibrate", is_flag=True,
               help="Also choose the answer threshold on passages with and without the answer.")
+@click.option("--target-precision", default=None, type=click.FloatRange(0, 1),
+              help="With --calibrate: choose the lowest threshold whose precision reaches this (default: 0.8).")
 @click.option("--passages", default=5, show_default=True, type=click.IntRange(min=1),
               help="Passages per question for --calibrate and --speed.")
 @click.option("--speed", is_flag=True, help="Also time one question over the passages in float32, bfloat16 and int8.")
 @click.option("--skip-scores", is_flag=True, help="Skip exact match/F1 (with --calibrate or --speed).")
 def eval_reader_command(path: Path, model: str | None, as_json: bool, limit: int | None, threshold: float | None,
-                        dtype: str | None, calibrate: bool, passages: int, speed: bool, skip_scores: bool) -> None:
+                        dtype: str | None, calibrate: bool, target_precision: float | None, passages: int, speed: bool,
+                        skip_scores: bool) -> None:
     """Score the reader on a SQuAD-format file: exact match, F1, answers/second, and no-answer accuracy.
 
     Each question is read with its own paragraph. Window sizes and threads come from the settings, like `ask`.
 
     Example: qa-bot eval-reader runs/reader/validation.json --model runs/reader --limit 1000 --calibrate
     """
-    from bot.evaluation import calibrate_reader, evaluate_reader, reader_speed, render_report
+    from bot.evaluation import TARGET_PRECISION, calibrate_reader, evaluate_reader, reader_speed, render_report
 
     settings = _settings(reader_model=model, reader_dtype=dtype)
     if not settings.reader_model:
@@ -288,7 +291,8 @@ def eval_reader_command(path: Path, model: str | None, as_json: bool, limit: int
                                                     max_answer_tokens=settings.max_answer_tokens,
                                                     dtype=settings.reader_dtype, **common)
         if calibrate:
-            results["calibration"] = calibrate_reader(path, limit=limit, passages=passages,
+            target = TARGET_PRECISION if target_precision is None else target_precision
+            results["calibration"] = calibrate_reader(path, limit=limit, passages=passages, target_precision=target,
                                                       max_answer_tokens=settings.max_answer_tokens,
                                                       dtype=settings.reader_dtype, **common)
         if speed:

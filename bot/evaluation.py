@@ -28,7 +28,10 @@ __all__ = ["ReaderEvaluation", "CalibrationCase", "ThresholdRow", "Calibration",
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))  # 0.00, 0.05, ..., 0.95
-TARGET_PRECISION = 0.9
+# Four right answers in five on the hard calibration mix (half the cases have no answer in any passage, the
+# distractors come from the same article). Not 0.9: SQuAD train has one gold answer per question, so a right
+# answer spanned differently counts as wrong and measured precision levels off near 0.9 at any threshold.
+TARGET_PRECISION = 0.8
 CORRECT_F1 = 0.5  # an answer counts as right when its token F1 with a gold answer reaches this
 
 

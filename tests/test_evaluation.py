@@ -123,7 +123,8 @@ def test_choose_threshold_takes_the_lowest_that_reaches_the_precision_target():
 def test_calibrate_reader_picks_a_threshold_between_right_and_wrong_scores(tmp_path):
     path = write_squad_json(tmp_path / "set.json", _squad())
     answers = {question: (answer, 0.8) for _, question, answer in PARAGRAPHS}
-    calibration = calibrate_reader(path, model_dir="fake", reader=FakeReader(answers), passages=2, seed=3)
+    calibration = calibrate_reader(path, model_dir="fake", reader=FakeReader(answers), passages=2, seed=3,
+                                   target_precision=0.9)
     # right answers score 0.8; wrong first-word answers on answer-less passages also score 0.8 -> precision
     # is the share of answerable cases at every threshold up to 0.8, and nothing is answered above it
     assert calibration.answerable + calibration.unanswerable == len(PARAGRAPHS)
@@ -148,6 +149,17 @@ def test_eval_reader_command_prints_json(squad_file, tiny_reader_dir):
                                       "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["evaluation"]["count"] == 2
+
+
+def test_eval_reader_command_calibrates_to_the_target_precision_asked_for(squad_file, tiny_reader_dir):
+    def calibration(*extra: str) -> dict:
+        result = CliRunner().invoke(cli, ["eval-reader", str(squad_file), "--model", str(tiny_reader_dir), "--limit",
+                                          "2", "--passages", "2", "--calibrate", "--skip-scores", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["calibration"]
+
+    assert calibration()["target_precision"] == 0.8
+    assert calibration("--target-precision", "0.5")["target_precision"] == 0.5
 
 
 def test_eval_reader_command_on_a_missing_file_is_one_error_line(tiny_reader_dir, tmp_path):

@@ -8,9 +8,8 @@ $(BIN)/qa-bot: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-# Until the project's own reader ships in models/, the demo reads with the stand-in at ../shared/models/dev-reader.
-DEMO_READER := $(if $(wildcard models/minilm-squad-reader/config.json),,$(wildcard ../shared/models/dev-reader))
-DEMO_ENV := QABOT_DB_PATH=demo.db $(if $(DEMO_READER),QABOT_READER_MODEL=$(DEMO_READER))
+# The demo answers with the reader shipped in models/minilm-squad-reader (the default), from its own database.
+DEMO_ENV := QABOT_DB_PATH=demo.db
 
 .PHONY: setup demo test
 setup: $(BIN)/qa-bot

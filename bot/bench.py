@@ -394,7 +394,7 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     say = progress or (lambda message: None)
     if not model:
         raise ConfigError("No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
-                          "extractive-QA model folder (for development: ../shared/models/dev-reader).")
+                          "extractive-QA model folder.")
     if not sizes or min(sizes) <= 0 or n_questions <= 0:
         raise ConfigError(f"sizes and questions must be positive, got sizes={list(sizes)} questions={n_questions}")
     sizes = sorted(set(sizes))

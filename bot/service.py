@@ -62,8 +62,8 @@ def build_reader(settings: Settings) -> Reader:
     :raises ConfigError: when no reader model is configured.
     """
     if not settings.reader_model:
-        raise ConfigError("No reader model configured. Set QABOT_READER_MODEL to a local extractive-QA model folder "
-                          "(for development: QABOT_READER_MODEL=../shared/models/dev-reader).")
+        raise ConfigError("No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+                          "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.")
     return Reader(settings.reader_model, max_length=settings.max_length, doc_stride=settings.doc_stride,
                   max_answer_tokens=settings.max_answer_tokens, dtype=settings.reader_dtype, threads=settings.threads)
 

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     reader_model: str | None = Field(default_factory=_default_reader_model,
                                      description="Local directory or Hugging Face id of an extractive QA model.")
     top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
-    answer_threshold: float = Field(default=0.25, ge=0.0, le=1.0,
+    answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0,
                                     description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.")
     max_answer_tokens: int = Field(default=30, gt=0, le=200)
     max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")

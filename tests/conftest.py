@@ -53,15 +53,6 @@ def sample_article() -> Path:
     return path
 
 
-@pytest.fixture
-def dev_reader_dir() -> Path:
-    """The shared development reader checkpoint, for @pytest.mark.slow tests."""
-    path = SHARED_DIR / "models" / "dev-reader"
-    if not (path / "config.json").is_file():
-        pytest.skip(f"{path} is not available")
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_reader_dir(tmp_path_factory) -> Path:
     """A randomly initialised BERT QA model with a ~60-word vocabulary, saved like a real checkpoint."""

@@ -16,8 +16,8 @@ from bot.cli import cli
 from bot.reader import Reader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
-NO_READER = ("Error: No reader model configured. Set QABOT_READER_MODEL to a local extractive-QA model folder "
-             "(for development: QABOT_READER_MODEL=../shared/models/dev-reader).\n")
+NO_READER = ("Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+             "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.\n")
 
 
 @pytest.fixture

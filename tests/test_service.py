@@ -78,12 +78,13 @@ def test_reader_is_built_from_settings(settings):
 
 def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(bot.settings, "shipped_reader_dir", lambda: None)
-    with pytest.raises(ConfigError, match=r"^No reader model configured\. Set QABOT_READER_MODEL to a local "):
+    with pytest.raises(ConfigError, match=r"^No reader model configured, and this install has no shipped "
+                                          r"minilm-squad-reader\. Set QABOT_READER_MODEL "):
         build_service(Settings(db_path=tmp_path / "qa.db"))
 
 
 @pytest.mark.slow
-def test_dev_reader_answers_from_the_sample_article_and_the_examples(tmp_path, dev_reader_dir, sample_article):
+def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_path, sample_article):
     from pathlib import Path
 
     from bot.ingest import ingest_paths
@@ -92,7 +93,7 @@ def test_dev_reader_answers_from_the_sample_article_and_the_examples(tmp_path, d
     examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
     store = Store(tmp_path / "qa.db")
     assert ingest_paths(store, [sample_article, examples]).failures == []
-    service = build_service(Settings(db_path=tmp_path / "qa.db", reader_model=str(dev_reader_dir)), store=store)
+    service = build_service(Settings(db_path=tmp_path / "qa.db"), store=store)  # the default: the shipped reader
 
     ceo = service.answer("Who is the CEO of Rosoboronexport?")
     assert (ceo.text, ceo.citation.sentence, ceo.citation.article.source) == (

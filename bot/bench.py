@@ -36,7 +36,7 @@ from bot.reader import Reader
 from bot.records import Article
 from bot.retrieve import Retriever, fts_query
 from bot.service import AnsweringService
-from bot.squad import best_scores
+from bot.training.squad import best_scores
 from bot.store import PASSAGE_MAX_WORDS, Store
 from bot.text import split_sentences
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.records import Article
-from bot.squad import read_squad_json
+from bot.training.squad import read_squad_json
 from bot.store import PASSAGE_MAX_WORDS, Store
 
 __all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",

@@ -190,7 +190,7 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Reader training and evaluation (bot/training.py, bot/training_data.py, bot/evaluation.py)
+# Reader training and evaluation (bot/training/)
 
 
 @cli.command("train-reader")
@@ -230,9 +230,9 @@ def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None,
     """
     import logging
 
-    from bot.training import train_reader
+    from bot.training.loop import train_reader
 
-    progress_logger = logging.getLogger("bot.training")
+    progress_logger = logging.getLogger("bot.training.loop")
     progress_logger.setLevel(min(progress_logger.getEffectiveLevel(), logging.INFO))
     try:
         result = train_reader(train_path=train_path, out_dir=out_dir, base_dir=base_dir, epochs=epochs,
@@ -277,7 +277,7 @@ def eval_reader_command(path: Path, model: str | None, as_json: bool, limit: int
 
     Example: qa-bot eval-reader runs/reader/validation.json --model runs/reader --limit 1000 --calibrate
     """
-    from bot.evaluation import TARGET_PRECISION, calibrate_reader, evaluate_reader, reader_speed, render_report
+    from bot.training.evaluation import TARGET_PRECISION, calibrate_reader, evaluate_reader, reader_speed, render_report
 
     settings = _settings(reader_model=model, reader_dtype=dtype)
     if not settings.reader_model:

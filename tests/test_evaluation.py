@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.evaluation import (CalibrationCase, ReaderEvaluation, ThresholdRow, calibrate_reader, choose_threshold,
+from bot.training.evaluation import (CalibrationCase, ReaderEvaluation, ThresholdRow, calibrate_reader, choose_threshold,
                             collect_calibration_cases, evaluate_reader, reader_speed, render_report, threshold_table)
 from bot.records import Span
-from bot.squad import DatasetError, load_squad, write_squad_json
+from bot.training.squad import DatasetError, load_squad, write_squad_json
 
 PARAGRAPHS = [
     ("Ada Park founded the chess club in 2019.", "Who founded the chess club?", "Ada Park"),

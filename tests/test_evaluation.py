@@ -69,7 +69,13 @@ def test_evaluate_reader_scores_each_question_on_its_own_paragraph(squad_file):
     trimmed = {key: value for key, value in always.to_dict().items() if key not in ("seconds", "answers_per_s")}
     assert trimmed == {"path": str(squad_file), "model": "fake", "dtype": "float32", "count": 7,
                        "exact_match": pytest.approx(200 / 7), "f1": pytest.approx((2 + 2 / 3) / 7 * 100), "answered": 7,
-                       "no_answer_accuracy": 0.0, "threshold": None}
+                       "no_answer_accuracy": 0.0, "threshold": None,
+                       # SQuAD 2.0 parts: the answerable six alone, and the lowest threshold that drops the
+                       # fallbacks (unsure "The"/"Sam" and the unanswerable one) but keeps Ada Park and Tom Becker
+                       "has_answer_exact_match": pytest.approx(200 / 6),
+                       "has_answer_f1": pytest.approx((2 + 2 / 3) / 6 * 100),
+                       "no_answer_accuracy_by_kind": {"impossible": 0.0},
+                       "best_f1": pytest.approx(300 / 7), "best_f1_threshold": 0.2}
     # with a threshold the unsure answers become "no answer": right for the unanswerable question only
     assert (thresholded.answered, thresholded.exact_match, thresholded.no_answer_accuracy) == (
         2, pytest.approx(300 / 7), 100.0)

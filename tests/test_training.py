@@ -10,9 +10,10 @@ import re
 import pytest
 
 from bot.errors import ConfigError
+from bot.training.data import (Recipe, TrainingExample, build_features, build_window_examples, epoch_batches,
+                               hard_negative_articles, split_articles)
+from bot.training.loop import TrainingError, default_run_dir, export_checkpoint, train_reader
 from bot.training.squad import DatasetError, load_squad, squad_questions, write_squad_json
-from bot.training.loop import TrainingError, export_checkpoint, train_reader
-from bot.training.data import TrainingExample, build_examples, build_features, epoch_batches, split_articles
 
 FILLER = ("the river town kept a small market by the old bridge and people came there every week to trade "
           "grain wool and tools while the mill turned slowly beside the water ")
@@ -68,14 +69,16 @@ def tokenizer(tiny_base_dir):
 
 def _train(tiny_squad, tiny_base_dir, out_dir, **options):
     defaults = dict(train_path=tiny_squad, out_dir=out_dir, base_dir=tiny_base_dir, epochs=2, max_length=96,
-                    doc_stride=16, batch_size=4, validation_articles=1, negative_ratio=0.5, threads=1,
+                    doc_stride=16, batch_size=4, validation_articles=1, threads=1,
                     checkpoint_every=2, log_every=1)
     return train_reader(**{**defaults, **options})
 
 
 def test_answer_tokens_map_back_to_the_answer_text(tokenizer):
     questions = squad_questions(ARTICLES)
-    examples = build_examples(questions, negative_ratio=0.0, seed=1)
+    recipe = Recipe(window_words=30, paragraph_share=1.0, other_window_share=0.0, removed_sentence_share=0.0)
+    examples = build_window_examples(questions, recipe=recipe, seed=1)
+    assert {e.kind for e in examples} == {"window", "paragraph"}
     features = build_features(tokenizer, examples, max_length=96, doc_stride=16, keep_offsets=True)
 
     assert len(features) > len(examples)  # long paragraphs are split into several windows
@@ -100,19 +103,46 @@ def test_windows_without_the_answer_target_cls(tokenizer):
     assert [int(s > 0) for s in features.start_positions] == [0] * (len(features) - 1) + [1]
 
 
-def test_negatives_pair_a_question_with_another_paragraph_and_target_cls(tokenizer):
+def test_training_windows_are_the_passages_the_bot_reads():
+    from bot.text import group_passages, split_sentences
+
+    questions = squad_questions(ARTICLES[:1])
+    recipe = Recipe(window_words=30, paragraph_share=0.0, other_window_share=0.0, removed_sentence_share=0.0)
+    windows = {e.context for e in build_window_examples(questions, recipe=recipe, seed=1)}
+    body = "\n\n".join(paragraph["context"] for paragraph in ARTICLES[0]["paragraphs"])
+    sentences = split_sentences(body)
+    passages = {body[sentences[a].char_start:sentences[b].char_end] for a, b in group_passages(sentences, max_words=30)}
+    assert windows <= passages and len(windows) == len(questions) // 2  # the who/when pair of a paragraph share one
+
+
+def test_hard_negatives_look_answerable_but_do_not_hold_the_answer(tokenizer):
     questions = squad_questions(ARTICLES)
-    examples = build_examples(questions, negative_ratio=1.0, seed=1)
+    recipe = Recipe(window_words=80, paragraph_share=0.0, other_window_share=1.0, removed_sentence_share=1.0)
+    examples = build_window_examples(questions, recipe=recipe, seed=1)
+    by_id = {q.question_id: q for q in questions}
     negatives = [e for e in examples if e.is_negative]
-    assert len(negatives) == len(questions)
-    by_question = {q.question: q for q in questions}
+    assert {e.kind for e in negatives} == {"other_window", "sentence_removed"}
+    assert sum(e.kind == "other_window" for e in negatives) == len(questions)
     for negative in negatives:
-        source = by_question[negative.question]
+        source = by_id[negative.question_id]
         assert negative.article_index == source.article_index
-        assert negative.context != source.context
         assert source.answers[0].text.lower() not in negative.context.lower()
+    removed = next(e for e in negatives if e.kind == "sentence_removed" and e.question_id == "Alpha-0-who")
+    assert "office number 0 was opened" not in removed.context and "river town" in removed.context
     features = build_features(tokenizer, negatives, max_length=96, doc_stride=16)
     assert (features.start_positions.max(), features.end_positions.max()) == (0, 0)
+
+
+def test_validation_file_tags_each_hard_negative_with_its_kind(tmp_path):
+    path = write_squad_json(tmp_path / "validation.json", hard_negative_articles(ARTICLES[:1], recipe=Recipe(),
+                                                                                 seed=1), version="2.0")
+    questions = load_squad(path)
+    positives = [q for q in questions if not q.is_impossible]
+    assert [q.question_id for q in positives] == [q.question_id for q in squad_questions(ARTICLES[:1])]
+    kinds = {q.question_id: q.kind for q in questions if q.is_impossible}
+    assert kinds["Alpha-0-who-other_window"] == "other_window"
+    assert kinds["Alpha-0-when-sentence_removed"] == "sentence_removed"
+    assert set(kinds.values()) == {"other_window", "sentence_removed"}
 
 
 def test_split_holds_out_whole_articles_deterministically():
@@ -181,8 +211,61 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(t
 
 def test_resume_refuses_a_checkpoint_made_with_other_options(tiny_squad, tiny_base_dir, tmp_path):
     _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=1)
-    with pytest.raises(TrainingError, match=r"different options \(batch_size, lr\)"):
-        _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=2, batch_size=2, lr=5e-5)
+    with pytest.raises(TrainingError, match=r"another run \(different batch_size, lr\)"):
+        _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=2, batch_size=2, lr=2e-5)
+    with pytest.raises(TrainingError, match=r"another run \(different recipe\)"):
+        _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=2, recipe=Recipe(paragraph_share=1.0))
+
+
+def test_resume_compares_the_training_file_by_content_not_path(tiny_squad, tiny_base_dir, tmp_path):
+    _train(tiny_squad, tiny_base_dir, tmp_path / "run", max_steps=1)
+    copy = tmp_path / "moved" / "train.json"
+    copy.parent.mkdir()
+    copy.write_bytes(tiny_squad.read_bytes())
+    assert _train(copy, tiny_base_dir, tmp_path / "run", max_steps=2).steps == 2
+    edited = write_squad_json(tmp_path / "edited.json", ARTICLES[:3])
+    with pytest.raises(TrainingError, match=r"another run \(different train_sha256\)"):
+        _train(edited, tiny_base_dir, tmp_path / "run", max_steps=3)
+
+
+def test_held_out_curve_keeps_the_best_model_and_stops_at_a_plateau(tiny_squad, tiny_base_dir, tmp_path):
+    out = tmp_path / "run"
+    result = _train(tiny_squad, tiny_base_dir, out, epochs=20, eval_every=1, eval_questions=6, patience=2, lr=1e-6)
+
+    steps = [point["step"] for point in result.curve]
+    assert steps[0] == 0 and steps == list(range(len(steps)))  # the base model first, then every step
+    best = max(result.curve, key=lambda point: (point["has_answer_f1"], -point["step"]))
+    assert result.best_step == best["step"] and steps[-1] - best["step"] == 2 and not result.interrupted
+    assert (out / "best" / "model.safetensors").is_file()
+    recorded = json.loads((out / "training.json").read_text())["curve"]
+    assert [point["step"] for point in recorded] == steps
+    assert {"has_answer_f1", "no_answer_accuracy_by_kind", "best_f1", "best_f1_threshold"} <= set(recorded[0])
+
+
+def test_runs_live_in_the_user_cache_folder_by_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_run_dir() == tmp_path / "cache" / "qa-bot" / "runs" / "reader"
+
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tiny_squad, tiny_base_dir, tmp_path,
+                                                                    monkeypatch):
+    import torch
+
+    out = tmp_path / "run"
+    _train(tiny_squad, tiny_base_dir, out, max_steps=2)
+    before = (out / "checkpoint" / "state.pt").read_bytes()
+
+    def full_disk(obj, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(TrainingError, match=r"Could not write the checkpoint .*state.pt \(\[Errno 28\] No space "
+                                            r"left on device\); the previous checkpoint is kept"):
+        _train(tiny_squad, tiny_base_dir, out, max_steps=4)
+    assert (out / "checkpoint" / "state.pt").read_bytes() == before
+    assert not (out / "checkpoint" / "state.tmp").exists()
 
 
 def test_resume_with_fewer_epochs_recomputes_the_schedule_and_ends_there(tiny_squad, tiny_base_dir, tmp_path,

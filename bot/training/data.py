@@ -1,8 +1,8 @@
 """Training data for the reader: the article split, examples with "no answer" negatives, features and batches.
 
 `bot.training.loop` turns a SQuAD file into what the training loop consumes through these steps: whole articles held
-out for validation (`split_articles`), one example per question plus negatives on other paragraphs of the same
-article (`build_examples`), tokenised windows in flat numpy arrays (`Features`, `build_features`), and
+out for validation (`split_articles`), examples of the `Recipe`: the ~80-word window of its article that holds each
+answer, as the bot reads it, plus "no answer" windows that look answerable (`build_window_examples`), tokenised windows in flat numpy arrays (`Features`, `build_features`), and
 length-bucketed batches (`epoch_batches`, `_batch_tensors`). They live apart from the loop, checkpointing and
 export so each can be read (and tested) on its own; every step is deterministic for its seed.
 """
@@ -10,6 +10,7 @@ export so each can be read (and tested) on its own; every step is deterministic 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, TrainingError
-from bot.training.squad import SquadQuestion
+from bot.training.squad import SquadQuestion, squad_questions
 
-__all__ = ["TrainingExample", "Features", "default_base_dir", "split_articles", "build_examples", "build_features",
-           "epoch_batches"]
+__all__ = ["TrainingExample", "Features", "Recipe", "default_base_dir", "split_articles", "build_window_examples",
+           "hard_negative_articles", "content_words", "build_features", "epoch_batches"]
 
 MAX_QUESTION_TOKENS = 64  # the same limit the Reader applies at answer time
 SORT_CHUNK_BATCHES = 50  # batches whose features are sorted by length together (bucketing window)
@@ -36,6 +37,8 @@ class TrainingExample:
     answer_start: int
     answer_end: int
     article_index: int
+    kind: str = "paragraph"  # which part of the recipe made it (see `Recipe`)
+    question_id: str = ""
 
     @property
     def is_negative(self) -> bool:
@@ -97,40 +100,174 @@ def split_articles(articles: Sequence[dict], *, validation_articles: int, seed: 
     return training, validation
 
 
-def build_examples(questions: Sequence[SquadQuestion], *, negative_ratio: float, seed: int) -> list[TrainingExample]:
-    """One positive example per answerable question, plus "no answer" examples for about `negative_ratio` of them.
+# ----------------------------------------------------------------------------------------------------------
+# Recipe v2: the ~80-word windows the bot reads, with the "no answer" cases it gets wrong
 
-    A negative pairs the question with another paragraph of the same article that contains none of its gold
-    answer texts (case-insensitive), so the model learns to prefer [CLS] on a plausible but wrong passage.
+_WORD = re.compile(r"\w+")
+_STOPWORDS = frozenset(
+    "a an the of in on at to for from by with and or is are was were be been being did do does what which who whom "
+    "whose when where why how that this these those it its as into than then there their they he she his her him "
+    "not no yes can could would should will may might has have had about after before during over under".split())
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The mix of training examples, per answerable question; frozen before a long run (it is in the fingerprint).
+
+    Every answerable question is trained on the ~80-word window of its article that holds the answer, grouped
+    exactly as the bot groups passages (`bot.text.group_passages`). On top of that, with these probabilities:
+
+    :param paragraph_share: also its whole SQuAD paragraph, so long passages keep working.
+    :param other_window_share: a "no answer" example on the window of the same article that shares the most
+        content words with the question without holding the answer (what retrieval puts beside the right one).
+    :param removed_sentence_share: a "no answer" example on its own window with the answer's sentence removed
+        (looks answerable, is not).
+    :param squad_negative_share: a "no answer" example on another whole paragraph of the article (recipe v1).
+    """
+
+    window_words: int = 80
+    paragraph_share: float = 0.25
+    other_window_share: float = 0.5
+    removed_sentence_share: float = 0.35
+    squad_negative_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("paragraph_share", "other_window_share", "removed_sentence_share", "squad_negative_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
+        if self.window_words <= 0:
+            raise ConfigError(f"window_words must be positive, got {self.window_words}.")
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # character offsets into the article body
+    end: int
+    sentences: tuple[tuple[int, int], ...]  # (start, end) of each sentence, body offsets
+
+
+@dataclass
+class _ArticleText:
+    """An article's paragraphs joined as the bot stores a body, with its sentence windows."""
+
+    body: str
+    paragraph_starts: list[int]
+    windows: list[_Window]
+    window_words: list[frozenset[str]]
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of `text` without stop words (what makes a window look relevant to a question)."""
+    return {word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
+
+
+def _article_text(contexts: Sequence[str], *, window_words: int) -> _ArticleText:
+    from bot.text import group_passages, split_sentences
+
+    body, starts, position = [], [], 0
+    for context in contexts:
+        starts.append(position)
+        body.append(context)
+        position += len(context) + 2
+    text = "\n\n".join(body)
+    sentences = split_sentences(text)
+    windows = []
+    for first, last in group_passages(sentences, max_words=window_words):
+        spans = tuple((s.char_start, s.char_end) for s in sentences[first:last + 1])
+        windows.append(_Window(spans[0][0], spans[-1][1], spans))
+    return _ArticleText(text, starts, windows, [frozenset(content_words(text[w.start:w.end])) for w in windows])
+
+
+def _without_sentences(body: str, window: _Window, start: int, end: int) -> str:
+    """The window's text without the sentences that overlap body[start:end] ("" when nothing else is left)."""
+    return " ".join(body[s:e] for s, e in window.sentences if e <= start or s >= end)
+
+
+def build_window_examples(questions: Sequence[SquadQuestion], *, recipe: Recipe, seed: int) -> list[TrainingExample]:
+    """Training examples of `recipe` for SQuAD questions, grouped by article; deterministic for `seed`.
+
+    A question whose answer straddles two windows keeps only its whole-paragraph example (and negatives).
     Unanswerable questions in the file become negatives on their own paragraph.
     """
-    if not 0.0 <= negative_ratio <= 1.0:
-        raise ConfigError(f"negative_ratio must be between 0 and 1, got {negative_ratio}.")
     rng = random.Random(seed)
-    paragraphs: dict[int, list[str]] = {}
+    contexts: dict[int, list[str]] = {}
+    paragraph_of: dict[tuple[int, int], int] = {}
     for question in questions:
-        contexts = paragraphs.setdefault(question.article_index, [])
-        if not contexts or contexts[-1] != question.context:
-            contexts.append(question.context)
-    lowered = {article: [context.lower() for context in contexts] for article, contexts in paragraphs.items()}
-
+        key = (question.article_index, question.paragraph_index)
+        if key not in paragraph_of:
+            paragraph_of[key] = len(contexts.setdefault(question.article_index, []))
+            contexts[question.article_index].append(question.context)
+    texts: dict[int, _ArticleText] = {}
     examples: list[TrainingExample] = []
+
+    def add(question: SquadQuestion, context: str, start: int, end: int, kind: str) -> None:
+        examples.append(TrainingExample(question.question, context, start, end, question.article_index, kind,
+                                        question.question_id))
+
     for question in questions:
         if question.is_impossible:
-            examples.append(TrainingExample(question.question, question.context, -1, -1, question.article_index))
+            add(question, question.context, -1, -1, "impossible")
             continue
+        if question.article_index not in texts:
+            texts[question.article_index] = _article_text(contexts[question.article_index],
+                                                          window_words=recipe.window_words)
+        article = texts[question.article_index]
         answer = question.answers[0]
-        examples.append(TrainingExample(question.question, question.context, answer.answer_start,
-                                        answer.answer_end, question.article_index))
-        if negative_ratio and rng.random() < negative_ratio:
-            golds = [a.text.lower() for a in question.answers]
-            candidates = [i for i, text in enumerate(lowered[question.article_index])
-                          if paragraphs[question.article_index][i] != question.context
-                          and not any(gold in text for gold in golds)]
-            if candidates:
-                context = paragraphs[question.article_index][rng.choice(candidates)]
-                examples.append(TrainingExample(question.question, context, -1, -1, question.article_index))
+        offset = article.paragraph_starts[paragraph_of[(question.article_index, question.paragraph_index)]]
+        start, end = offset + answer.answer_start, offset + answer.answer_end
+        golds = [a.text.lower() for a in question.answers]
+        holding = [i for i, w in enumerate(article.windows) if w.start <= start and end <= w.end]
+        if holding:
+            window = article.windows[rng.choice(holding)]
+            add(question, article.body[window.start:window.end], start - window.start, end - window.start, "window")
+        if not holding or rng.random() < recipe.paragraph_share:
+            add(question, question.context, answer.answer_start, answer.answer_end, "paragraph")
+        if rng.random() < recipe.other_window_share:
+            asked = content_words(question.question)
+            scored = [(len(asked & words), rng.random(), i) for i, words in enumerate(article.window_words)
+                      if not any(gold in article.body[article.windows[i].start:article.windows[i].end].lower()
+                                 for gold in golds)]
+            if scored:
+                window = article.windows[max(scored)[2]]
+                add(question, article.body[window.start:window.end], -1, -1, "other_window")
+        if holding and rng.random() < recipe.removed_sentence_share:
+            rest = _without_sentences(article.body, article.windows[holding[0]], start, end)
+            if rest and not any(gold in rest.lower() for gold in golds):
+                add(question, rest, -1, -1, "sentence_removed")
+        if recipe.squad_negative_share and rng.random() < recipe.squad_negative_share:
+            others = [c for c in contexts[question.article_index]
+                      if c != question.context and not any(gold in c.lower() for gold in golds)]
+            if others:
+                add(question, rng.choice(others), -1, -1, "squad_negative")
     return examples
+
+
+def hard_negative_articles(articles: Sequence[dict], *, recipe: Recipe, seed: int) -> list[dict]:
+    """SQuAD 2.0 articles: each held-out article with, after its own paragraphs, one tagged "no answer" question
+    per answerable question and negative kind ("other_window", "sentence_removed") where one can be made.
+
+    Every negative question has `is_impossible: true` and `negative_kind`; positives keep their paragraphs, so
+    has-answer scores stay comparable with recipe v1's validation file.
+    """
+    every = Recipe(window_words=recipe.window_words, paragraph_share=0.0, other_window_share=1.0,
+                   removed_sentence_share=1.0)
+    result = []
+    for index, article in enumerate(articles):
+        questions = squad_questions([article], source="validation")
+        negatives: dict[str, list[dict]] = {}
+        for example in build_window_examples(questions, recipe=every, seed=seed + index):
+            if example.is_negative:
+                negatives.setdefault(example.context, []).append(
+                    {"id": f"{example.question_id}-{example.kind}", "question": example.question, "answers": [],
+                     "is_impossible": True, "negative_kind": example.kind})
+        paragraphs = list(article["paragraphs"]) + [{"context": c, "qas": qas} for c, qas in negatives.items()]
+        result.append({**article, "paragraphs": paragraphs})
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Features and batches
 
 
 def _trim_questions(tokenizer, questions: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bot.errors import ConfigError
@@ -37,10 +37,13 @@ CORRECT_F1 = 0.5  # an answer counts as right when its token F1 with a gold answ
 
 @dataclass(frozen=True)
 class ReaderEvaluation:
-    """SQuAD scores of a reader over one file, each question read with its own paragraph.
+    """SQuAD scores of a reader over one file, each question read with its own paragraph (SQuAD 2.0 style).
 
     `threshold=None` always answers with the best span (the official v1.1 protocol); with a threshold, spans
-    scoring below it count as "no answer". `no_answer_accuracy` is None when the file has no unanswerable question.
+    scoring below it count as "no answer", which is right on an unanswerable question. `has_answer_*` cover the
+    answerable questions only (comparable with a v1.1 file); `no_answer_accuracy` (None without unanswerable
+    questions) is the share of unanswerable ones left unanswered, also per `negative_kind`. `best_f1` is overall
+    F1 at the raw-score threshold `best_f1_threshold` that maximises it, as the official SQuAD 2.0 script reports.
     """
 
     path: str
@@ -54,9 +57,38 @@ class ReaderEvaluation:
     threshold: float | None
     seconds: float
     answers_per_s: float
+    has_answer_exact_match: float | None = None
+    has_answer_f1: float | None = None
+    no_answer_accuracy_by_kind: dict[str, float] = field(default_factory=dict)
+    best_f1: float | None = None
+    best_f1_threshold: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def best_threshold(scored: Sequence[tuple[float, float, bool]]) -> tuple[float, float]:
+    """(best overall F1 in percent, its threshold) over (score, F1 if answered, is_impossible) triples.
+
+    Answering means score >= threshold; an abstention scores 1 on an unanswerable question and 0 otherwise.
+    Thresholds tried: 0 (always answer), every observed score, and just above the highest (never answer).
+
+        >>> best_threshold([(0.9, 1.0, False), (0.2, 0.0, True)])
+        (100.0, 0.9)
+    """
+    if not scored:
+        return 0.0, 0.0
+    total = sum(f1 for _score, f1, _impossible in scored)  # threshold 0: everything answered
+    best, best_at = total, 0.0
+    ordered = sorted(scored)
+    for index, (score, f1, impossible) in enumerate(ordered):  # raising the threshold past `score` drops it
+        total += (1.0 if impossible else 0.0) - f1
+        if index + 1 < len(ordered) and ordered[index + 1][0] == score:
+            continue
+        at = ordered[index + 1][0] if index + 1 < len(ordered) else min(1.0, score + 1e-6)
+        if total > best:
+            best, best_at = total, at
+    return 100.0 * best / len(scored), round(best_at, 6)
 
 
 def _make_reader(model_dir: str | Path, *, max_length: int, doc_stride: int, max_answer_tokens: int, dtype: str,
@@ -90,8 +122,10 @@ def evaluate_reader(path: str | Path, *, model_dir: str | Path, limit: int | Non
     questions = load_squad(path, limit=limit)
     reader = reader or _make_reader(model_dir, max_length=max_length, doc_stride=doc_stride,
                                     max_answer_tokens=max_answer_tokens, dtype=dtype, threads=threads)
-    total_em = total_f1 = 0.0
-    answered = impossible = impossible_right = 0
+    total_em = total_f1 = has_em = has_f1 = 0.0
+    answered = 0
+    kinds: dict[str, list[int]] = {}  # negative kind -> [unanswered, total]
+    scored: list[tuple[float, float, bool]] = []
     started = time.perf_counter()
     for done, question in enumerate(questions, start=1):
         span = reader.best(question.question, [question.context])
@@ -100,16 +134,29 @@ def evaluate_reader(path: str | Path, *, model_dir: str | Path, limit: int | Non
         total_em, total_f1 = total_em + em, total_f1 + f1
         answered += bool(prediction)
         if question.is_impossible:
-            impossible += 1
-            impossible_right += not prediction
+            for kind in ("all", question.kind or "impossible"):
+                tally = kinds.setdefault(kind, [0, 0])
+                tally[0] += not prediction
+                tally[1] += 1
+        else:
+            has_em, has_f1 = has_em + em, has_f1 + f1
+        span_f1 = best_scores(span.text, question.gold_texts)[1] if span is not None else float(question.is_impossible)
+        scored.append((span.score if span is not None else 0.0, span_f1, question.is_impossible))
         if progress is not None:
             progress(done, len(questions))
     seconds = time.perf_counter() - started
+    impossible = kinds.pop("all", [0, 0])
+    answerable = len(questions) - impossible[1]
+    best_f1, best_at = best_threshold(scored)
     report = ReaderEvaluation(
         path=str(path), model=str(model_dir), dtype=dtype, count=len(questions),
         exact_match=100.0 * total_em / len(questions), f1=100.0 * total_f1 / len(questions), answered=answered,
-        no_answer_accuracy=100.0 * impossible_right / impossible if impossible else None, threshold=threshold,
-        seconds=seconds, answers_per_s=len(questions) / seconds if seconds > 0 else 0.0)
+        no_answer_accuracy=100.0 * impossible[0] / impossible[1] if impossible[1] else None, threshold=threshold,
+        seconds=seconds, answers_per_s=len(questions) / seconds if seconds > 0 else 0.0,
+        has_answer_exact_match=100.0 * has_em / answerable if answerable else None,
+        has_answer_f1=100.0 * has_f1 / answerable if answerable else None,
+        no_answer_accuracy_by_kind={kind: 100.0 * right / total for kind, (right, total) in sorted(kinds.items())},
+        best_f1=best_f1, best_f1_threshold=best_at)
     logger.info("evaluated path=%s count=%d em=%.2f f1=%.2f answers_per_s=%.1f", path, report.count,
                 report.exact_match, report.f1, report.answers_per_s)
     return report
@@ -341,7 +388,12 @@ def render_report(*, evaluation: ReaderEvaluation | None = None, calibration: Ca
                  f"- F1: {evaluation.f1:.2f}",
                  f"- answers/second: {evaluation.answers_per_s:.1f}"]
         if evaluation.no_answer_accuracy is not None:
-            lines.append(f"- no-answer accuracy: {evaluation.no_answer_accuracy:.2f}")
+            lines.append(f"- has-answer exact match / F1: {evaluation.has_answer_exact_match:.2f} / "
+                         f"{evaluation.has_answer_f1:.2f}")
+            lines.append(f"- no-answer accuracy: {evaluation.no_answer_accuracy:.2f}"
+                         + "".join(f", {kind} {value:.2f}" for kind, value in
+                                   evaluation.no_answer_accuracy_by_kind.items()))
+            lines.append(f"- best F1: {evaluation.best_f1:.2f} at threshold {evaluation.best_f1_threshold:.4f}")
         parts.append("\n".join(lines))
     if calibration is not None:
         lines = [f"Threshold calibration: {calibration.answerable} answerable and {calibration.unanswerable} "

@@ -65,6 +65,7 @@ class SquadQuestion:
     question: str
     answers: tuple[SquadAnswer, ...]
     is_impossible: bool = False
+    kind: str | None = None  # for a held-out "no answer" question: which negative it is (`negative_kind`)
 
     @property
     def gold_texts(self) -> list[str]:
@@ -132,6 +133,7 @@ def squad_questions(articles: Iterable[Mapping], *, source: str = "SQuAD data") 
                         article_index=article_index, article_title=title, paragraph_index=paragraph_index,
                         context=context, question_id=str(qa["id"]), question=qa["question"],
                         answers=answers, is_impossible=is_impossible or not answers,
+                        kind=qa.get("negative_kind"),
                     ))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{source}: article {article_index} ({title!r}) is not in SQuAD format "

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.confidence import Calibrator
 from bot.bench_corpus import (SEED, BenchQuestion, Progress, _fresh_store, _used_bytes, build_articles,
                               ensure_corpus_db, load_squad_corpus, pick_questions)
 from bot.bench_report import _evaluate_targets, _label
@@ -114,7 +115,8 @@ def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQue
     evict our passages from SQLite's page cache, which no real deployment of either approach would suffer.
     """
     retriever = Retriever(store, top_k=top_k)
-    service = AnsweringService(store=store, retriever=retriever, reader=reader, threshold=0.0)
+    service = AnsweringService(store=store, retriever=retriever, reader=reader,
+                               calibrator=Calibrator.raw(answer_threshold=0.0, hedge_threshold=0.0))
     naive_store = Store(store.path)
     try:
         for question in warmup:

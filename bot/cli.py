@@ -244,8 +244,7 @@ def train_reader_command(train_path: Path, out_dir: Path | None, base_dir: Path 
 
     Progress (loss, seconds per step, ETA, held-out scores) is logged to stderr. The final model is saved in fp16.
 
-    Example: qa-bot train-reader --train ../shared/data/squad/train-v1.1.json.gz --base models/minilm-squad-reader
-    --eval-every 400
+    Example: qa-bot train-reader --train train-v1.1.json.gz --base models/minilm-squad-reader --eval-every 400
     """
     import logging
 

@@ -1,9 +1,10 @@
-"""Turn reader spans into an `Answer`: choose the best, cite its sentence and article, add alternatives."""
+"""Turn reader spans into an `Answer`: weigh the candidates, cite the most trusted one, add what agrees or differs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.confidence import Calibrator, Evidence, gather_evidence, normalise_answer
 from bot.records import Answer, Citation, Passage, Span
 from bot.store import Store
 
@@ -26,46 +27,74 @@ def cite(store: Store, passage: Passage, span: Span) -> Citation:
                     answer_start=answer_start - first_start, answer_end=answer_end - first_start)
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split())
+def _newest_first(answers: Sequence[Answer]) -> tuple[Answer, ...]:
+    dated = sorted((a for a in answers if a.citation.article.published_at), reverse=True,
+                   key=lambda a: a.citation.article.published_at)
+    return (*dated, *(a for a in answers if not a.citation.article.published_at))
 
 
 def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[Span], *, store: Store,
-                   threshold: float, max_alternatives: int = 2) -> Answer:
-    """The answer to give: among spans whose score reaches `threshold`, the one with the highest logit;
-    with none, "no confident answer".
+                   calibrator: Calibrator, max_alternatives: int = 2) -> Answer:
+    """The answer to give: the candidate the calibrator trusts most, as a confident answer, a tentative one or none.
 
-    The score (probability within its own passage, "no answer" included) decides *whether* to answer; the logit,
-    which is not normalised per passage, decides *which* passage wins: a passage with one plausible-looking name
-    gets a high in-passage probability even when it is about something else (F1 +6 at 10k articles, BENCHMARKS.md).
-    Alternatives are the next spans from *other* articles whose text differs from the answer and whose score
-    reaches half the threshold; they are offered only with an answer. `searched` lists every article read.
+    Each distinct candidate (`gather_evidence`) gets a calibrated confidence; the most trusted one decides the
+    outcome (`Calibrator.outcome`). With a confident answer come the other articles that give the same answer
+    (`supporting`), confident different answers from other articles (`conflicting`, newest first) and up to
+    `max_alternatives` further candidates from other articles that reach the hedge threshold (at most
+    `max_alternatives` conflicting ones too). `searched` lists every article read.
 
     :param spans: reader output for `passages`, in any order (`span.context_index` indexes `passages`).
     """
     searched = tuple(dict.fromkeys(p.article.title for p in passages))
-    ranked = sorted(spans, key=lambda s: (-s.logit, -s.score))
-    confident = [span for span in ranked if span.score >= threshold]
-    if not confident:
-        best_score = max((span.score for span in ranked), default=0.0)
-        return Answer(question=question, text=None, score=best_score, searched=searched)
-    top = confident[0]
-    ranked.remove(top)
+    citations: dict[tuple[int, int, int], Citation] = {}
 
-    top_passage = passages[top.context_index]
-    seen_articles, seen_texts = {top_passage.article.id}, {_normalise(top.text)}
-    alternatives: list[Answer] = []
-    for span in ranked:
-        if len(alternatives) >= max_alternatives:
-            break
-        if span.score < threshold / 2:
+    def citation_of(passage: Passage, span: Span) -> Citation:
+        key = (span.context_index, span.char_start, span.char_end)
+        if key not in citations:
+            citations[key] = cite(store, passage, span)
+        return citations[key]
+
+    evidence = gather_evidence(question, passages, spans,
+                               sentence_of=lambda passage, span: citation_of(passage, span).sentence)
+    if not evidence:
+        return Answer(question=question, text=None, score=0.0, searched=searched)
+    scored = [(calibrator.probability(e.features), index, e) for index, e in enumerate(evidence)]
+    if calibrator.is_calibrated:
+        trusted = sorted(scored, key=lambda item: (-item[0], item[1]))
+    else:
+        # the raw span score is a probability within one passage only: it says whether to answer, while the logit
+        # (comparable across passages) says which passage wins, as before calibration existed
+        order = {"confident": 0, "unsure": 1, "none": 2}
+        trusted = sorted(scored, key=lambda item: (order[calibrator.outcome(item[0])], item[1]))
+    confidence, _, best = trusted[0]
+
+    def as_answer(probability: float, item: Evidence) -> Answer:
+        return Answer(question=question, text=item.span.text, score=probability,
+                      citation=citation_of(item.passage, item.span))
+
+    outcome = calibrator.outcome(confidence)
+    if outcome == "none":
+        return Answer(question=question, text=None, score=confidence, searched=searched)
+    if outcome == "unsure":
+        return Answer(question=question, text=None, score=confidence, tentative=as_answer(confidence, best),
+                      searched=searched)
+
+    key, article_id = normalise_answer(best.span.text), best.passage.article.id
+    supporting = {passages[s.context_index].article.id: passages[s.context_index].article for s in spans
+                  if normalise_answer(s.text) == key and passages[s.context_index].article.id != article_id}
+    conflicting, alternatives, shown = [], [], {article_id}
+    for probability, _, item in trusted[1:]:
+        other = item.passage.article.id
+        if other in shown or other in supporting or probability < calibrator.hedge_threshold:
             continue
-        passage = passages[span.context_index]
-        if passage.article.id in seen_articles or _normalise(span.text) in seen_texts:
+        if probability >= calibrator.answer_threshold and len(conflicting) < max_alternatives:
+            conflicting.append(as_answer(probability, item))
+        elif probability < calibrator.answer_threshold and len(alternatives) < max_alternatives:
+            alternatives.append(as_answer(probability, item))
+        else:
             continue
-        seen_articles.add(passage.article.id)
-        seen_texts.add(_normalise(span.text))
-        alternatives.append(Answer(question=question, text=span.text, score=span.score,
-                                   citation=cite(store, passage, span)))
-    return Answer(question=question, text=top.text, score=top.score, citation=cite(store, top_passage, top),
-                  alternatives=tuple(alternatives), searched=searched)
+        shown.add(other)
+    answer = as_answer(confidence, best)
+    return Answer(question=question, text=answer.text, score=confidence, citation=answer.citation,
+                  alternatives=tuple(alternatives), searched=searched, supporting=tuple(supporting.values()),
+                  conflicting=_newest_first(conflicting))

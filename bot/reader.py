@@ -200,7 +200,8 @@ class Reader:
                     continue
                 key = (context_index, char_start, char_end)
                 if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
-                    best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit)
+                    null_logit = float(start_logits[w][0] + end_logits[w][0])
+                    best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit, null_logit)
         kept, per_context = [], Counter()
         for span in sorted(best.values(), key=lambda s: (-s.logit, -s.score)):
             if per_context[span.context_index] < max(top_n, 1):

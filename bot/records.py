@@ -71,6 +71,8 @@ class Span:
     :param char_start: start offset inside that context; `context[char_start:char_end] == text`.
     :param score: probability of this span in its context (0..1), used for the answer threshold.
     :param logit: start + end logits; comparable across contexts, used to rank candidates.
+    :param null_logit: start + end logits of "no answer" ([CLS]) in the span's window: `logit - null_logit` is how
+        much more the reader believes this span than that the window holds no answer.
     """
 
     context_index: int
@@ -79,6 +81,7 @@ class Span:
     text: str
     score: float
     logit: float
+    null_logit: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,12 @@ class Citation:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the bot says to a question: an answer with its citation, or `text=None` with what was searched."""
+    """What the bot says to a question: a confident answer with its citation, an unsure `tentative` one, or neither.
+
+    `text` is set only when the bot is confident; `score` is the calibrated confidence (the estimated probability
+    that the best candidate is right). `supporting` are other articles that give the same answer; `conflicting` are
+    confident, different answers from other articles, newest first.
+    """
 
     question: str
     text: str | None
@@ -102,10 +110,24 @@ class Answer:
     citation: Citation | None = None
     alternatives: tuple[Answer, ...] = ()
     searched: tuple[str, ...] = field(default=())
+    tentative: Answer | None = None
+    supporting: tuple[ArticleRef, ...] = ()
+    conflicting: tuple[Answer, ...] = ()
 
     @property
     def is_answered(self) -> bool:
         return self.text is not None
+
+    @property
+    def outcome(self) -> str:
+        """"confident", "unsure" (only a tentative answer) or "none"."""
+        return "confident" if self.is_answered else "unsure" if self.tentative is not None else "none"
+
+    def cited_articles(self) -> list[ArticleRef]:
+        """Every article this reply shows: the answer's, the tentative one's, conflicting, supporting, alternatives."""
+        found = [a.citation.article for a in (self, self.tentative, *self.conflicting, *self.alternatives)
+                 if a is not None and a.citation is not None]
+        return list({article.id: article for article in (*found, *self.supporting)}.values())
 
     def to_dict(self) -> dict:
         """The JSON shape of `qa-bot ask --json`."""
@@ -119,4 +141,7 @@ class Answer:
             "answer_in_sentence": [citation.answer_start, citation.answer_end] if citation else None,
             "alternatives": [alt.to_dict() for alt in self.alternatives],
             "searched": list(self.searched),
+            "tentative": self.tentative.to_dict() if self.tentative else None,
+            "supporting": [article.to_dict() for article in self.supporting],
+            "conflicting": [other.to_dict() for other in self.conflicting],
         }

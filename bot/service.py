@@ -6,7 +6,10 @@ import logging
 import time
 import uuid
 
+from pathlib import Path
+
 from bot.compose import compose_answer
+from bot.confidence import CALIBRATION_FILE_NAME, Calibrator
 from bot.errors import ConfigError
 from bot.reader import Reader
 from bot.records import Answer
@@ -14,7 +17,7 @@ from bot.retrieve import Retriever
 from bot.settings import Settings
 from bot.store import Store
 
-__all__ = ["AnsweringService", "build_service", "build_reader"]
+__all__ = ["AnsweringService", "build_service", "build_reader", "build_calibrator"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +31,11 @@ class AnsweringService:
     :param store: where articles live (also used to cite sentences).
     :param retriever: finds the passages to read.
     :param reader: the extractive QA model.
-    :param threshold: minimum span score for an answer.
+    :param calibrator: turns the evidence for a candidate into a confidence and an outcome.
     """
 
-    def __init__(self, *, store: Store, retriever: Retriever, reader: Reader, threshold: float) -> None:
-        self.store, self.retriever, self.reader, self.threshold = store, retriever, reader, threshold
+    def __init__(self, *, store: Store, retriever: Retriever, reader: Reader, calibrator: Calibrator) -> None:
+        self.store, self.retriever, self.reader, self.calibrator = store, retriever, reader, calibrator
         self.last_timings_ms: dict[str, float] = {}
 
     def warm_up(self) -> None:
@@ -47,11 +50,11 @@ class AnsweringService:
         retrieved = time.perf_counter()
         spans = self.reader.run(question, [p.text for p in passages]) if passages else []
         read = time.perf_counter()
-        answer = compose_answer(question, passages, spans, store=self.store, threshold=self.threshold)
+        answer = compose_answer(question, passages, spans, store=self.store, calibrator=self.calibrator)
         self.last_timings_ms = {"retrieve": (retrieved - started) * 1000, "read": (read - retrieved) * 1000,
                                 "total": (time.perf_counter() - started) * 1000}
-        logger.info("answered question_id=%s passages=%d answered=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
-                    question_id, len(passages), answer.is_answered, answer.score,
+        logger.info("answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
+                    question_id, len(passages), answer.outcome, answer.score,
                     self.last_timings_ms["retrieve"], self.last_timings_ms["read"])
         return answer
 
@@ -68,9 +71,37 @@ def build_reader(settings: Settings) -> Reader:
                   max_answer_tokens=settings.max_answer_tokens, dtype=settings.reader_dtype, threads=settings.threads)
 
 
-def build_service(settings: Settings, *, store: Store | None = None, reader: Reader | None = None) -> AnsweringService:
-    """The one place where settings become a working service; tests pass their own store or reader."""
+def build_calibrator(settings: Settings) -> Calibrator:
+    """The calibration for the reader: `QABOT_CALIBRATION_FILE`, else `calibration.json` beside the model.
+
+    A missing or unreadable file falls back to the raw span score and the file's fallback threshold (the shipped
+    default when none is known), with one warning naming the file; the bot never fails to start over it.
+    Thresholds set in the settings override the calibrated ones.
+    """
+    path = settings.calibration_file
+    if path is None and settings.reader_model and Path(settings.reader_model).is_dir():
+        path = Path(settings.reader_model) / CALIBRATION_FILE_NAME
+    expected = settings.calibration_file is not None or (path is not None and path.exists())
+    try:
+        if path is None or not expected:
+            raise ConfigError(f"no calibration for the reader model {settings.reader_model}")
+        calibrator = Calibrator.load(path)
+    except ConfigError as exc:
+        fallback = Calibrator.fallback_thresholds(path) if path is not None and expected else None
+        calibrator = Calibrator.raw(**(dict(zip(("answer_threshold", "hedge_threshold"), fallback)) if fallback
+                                       else {}))
+        # a file that was asked for (or is there but broken) deserves a warning; a model without one is normal
+        logger.log(logging.WARNING if expected else logging.INFO,
+                   "calibration unavailable file=%s (%s); using the raw span score with threshold %.2f",
+                   path, str(exc).splitlines()[0], calibrator.answer_threshold)
+    return calibrator.with_thresholds(answer=settings.answer_threshold, hedge=settings.hedge_threshold)
+
+
+def build_service(settings: Settings, *, store: Store | None = None, reader: Reader | None = None,
+                  calibrator: Calibrator | None = None) -> AnsweringService:
+    """The one place where settings become a working service; tests pass their own store, reader or calibrator."""
     store = store or Store(settings.db_path)
     reader = reader or build_reader(settings)
+    calibrator = calibrator or build_calibrator(settings)
     return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k), reader=reader,
-                            threshold=settings.answer_threshold)
+                            calibrator=calibrator)

@@ -48,8 +48,14 @@ class Settings(BaseSettings):
     reader_model: str | None = Field(default_factory=_default_reader_model,
                                      description="Local directory or Hugging Face id of an extractive QA model.")
     top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
-    answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0,
-                                    description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.")
+    answer_threshold: float | None = Field(default=None, ge=0.0, le=1.0,
+                                           description="Minimum calibrated confidence (0..1) for an answer (default: "
+                                                       "from the calibration, chosen for precision 0.9).")
+    hedge_threshold: float | None = Field(default=None, ge=0.0, le=1.0,
+                                          description="Minimum confidence for an unsure, hedged reply (default: from "
+                                                      "the calibration, where precision is still 0.5).")
+    calibration_file: Path | None = Field(default=None, description="calibration.json for the reader (default: the "
+                                                                    "one beside the reader model).")
     max_answer_tokens: int = Field(default=30, gt=0, le=200)
     max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")
     doc_stride: int = Field(default=128, ge=16, le=256, description="Token overlap between windows of a long passage.")

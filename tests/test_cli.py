@@ -114,6 +114,9 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "answer_in_sentence": [29, 35],
         "alternatives": [],
         "searched": ["Elm Street Chess Club wins regional title"],
+        "tentative": None,
+        "supporting": [],
+        "conflicting": [],
     }
     assert 0.99 <= data["score"] <= 1.0
 

@@ -20,7 +20,7 @@ def test_defaults(no_shipped_model):
     settings = Settings()
     assert (settings.db_path, settings.reader_model, settings.top_k, settings.answer_threshold, settings.max_length,
             settings.doc_stride, settings.max_answer_tokens, settings.reader_dtype, settings.admin_user_ids) == (
-        Path("qa-bot.db"), None, 5, 0.45, 384, 128, 30, "float32", [])
+        Path("qa-bot.db"), None, 5, None, 384, 128, 30, "float32", [])  # None: the calibration's threshold
 
 
 def test_environment_variables_are_read(monkeypatch):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
+from bot.confidence import Calibrator
 from bot.errors import ConfigError, StoreError
 from bot.records import Article, Span
 from bot.retrieve import Retriever
@@ -54,7 +55,7 @@ class StubReader:
     """A reader with `Reader`'s interface that finds fixed words: deterministic, instant, no model."""
 
     def __init__(self) -> None:
-        self.answers = {"Mikheev": 0.9, "Chemezov": 0.6, "Zorblax": 0.8}
+        self.answers = {"Mikheev": 0.9, "Chemezov": 0.4, "Zorblax": 0.8}
         self.error: Exception | None = None
         self.loaded = False
 
@@ -145,7 +146,8 @@ def make_slack(tmp_path, fake_slack):
         for article in ARTICLES:
             store.add_article(article)
         reader = StubReader()
-        service = AnsweringService(store=store, retriever=Retriever(store, top_k=5), reader=reader, threshold=0.5)
+        service = AnsweringService(store=store, retriever=Retriever(store, top_k=5), reader=reader,
+                                   calibrator=Calibrator.raw(answer_threshold=0.5))
         values = dict(db_path=db_path, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
                       slack_api_url=fake_slack.base_url, admin_user_ids=["U0ADMIN"], rate_limit_per_minute=10,
                       fetch_allow_private=True)  # the test web pages are on loopback
@@ -242,7 +244,7 @@ def test_mention_in_channel_answers_in_a_thread_with_the_cited_sentence(slack):
         "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, 2024-03-01"
         " · confidence 90%")
     assert _block(reply, "alternatives")["elements"][0]["text"] == (
-        "Also possible: *Chemezov* — Arms exports overview (confidence 60%)")
+        "Also possible: *Chemezov* — Arms exports overview (confidence 40%)")
     buttons = _block(reply, "feedback")["elements"]
     assert [b["action_id"] for b in buttons] == ["feedback_up", "feedback_down"]
     assert "Mikheev" in reply["text"]  # plain-text fallback for notifications
@@ -366,7 +368,8 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
 
 def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
     store = Store(tmp_path / "qa.db")
-    service = AnsweringService(store=store, retriever=Retriever(store), reader=StubReader(), threshold=0.5)
+    service = AnsweringService(store=store, retriever=Retriever(store), reader=StubReader(),
+                               calibrator=Calibrator.raw(answer_threshold=0.5))
     no_token = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_signing_secret=SECRET)
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
         create_app(no_token, service)

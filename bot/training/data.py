@@ -10,18 +10,18 @@ export so each can be read (and tested) on its own; every step is deterministic 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bot.confidence import content_words
 from bot.errors import ConfigError, TrainingError
 from bot.training.squad import SquadQuestion, squad_questions
 
 __all__ = ["TrainingExample", "Features", "Recipe", "default_base_dir", "split_articles", "build_window_examples",
-           "hard_negative_articles", "content_words", "build_features", "epoch_batches"]
+           "hard_negative_articles", "build_features", "epoch_batches"]
 
 MAX_QUESTION_TOKENS = 64  # the same limit the Reader applies at answer time
 SORT_CHUNK_BATCHES = 50  # batches whose features are sorted by length together (bucketing window)
@@ -103,13 +103,6 @@ def split_articles(articles: Sequence[dict], *, validation_articles: int, seed: 
 # ----------------------------------------------------------------------------------------------------------
 # Recipe v2: the ~80-word windows the bot reads, with the "no answer" cases it gets wrong
 
-_WORD = re.compile(r"\w+")
-_STOPWORDS = frozenset(
-    "a an the of in on at to for from by with and or is are was were be been being did do does what which who whom "
-    "whose when where why how that this these those it its as into than then there their they he she his her him "
-    "not no yes can could would should will may might has have had about after before during over under".split())
-
-
 @dataclass(frozen=True)
 class Recipe:
     """The mix of training examples, per answerable question; frozen before a long run (it is in the fingerprint).
@@ -155,11 +148,6 @@ class _ArticleText:
     paragraph_starts: list[int]
     windows: list[_Window]
     window_words: list[frozenset[str]]
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased words of `text` without stop words (what makes a window look relevant to a question)."""
-    return {word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
 
 
 def _article_text(contexts: Sequence[str], *, window_words: int) -> _ArticleText:

@@ -28,19 +28,33 @@ def _settings(**overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
+def _date(article) -> str:
+    return f", {article.published_at}" if article.published_at else ""
+
+
 def format_answer(answer: Answer) -> str:
-    """Plain-text rendering of an answer (or of "no confident answer") for the terminal."""
+    """Plain-text rendering of an answer, an unsure tentative one, or "no confident answer" for the terminal."""
+    if answer.tentative is not None and answer.tentative.citation is not None:
+        return messages.render("tentative", answer=format_answer(answer.tentative))
     if not answer.is_answered or answer.citation is None:
         return messages.render("no_answer", question=answer.question,
                                searched=", ".join(answer.searched) or "no article matched the question's words")
     cite = answer.citation
-    alternatives = "".join("\n" + messages.render("alternative", answer=alt.text, title=alt.citation.article.title,
-                                                  confidence=messages.percent(alt.score))
-                           for alt in answer.alternatives if alt.citation)
+    extra = "".join("\n" + messages.render("alternative", answer=alt.text, title=alt.citation.article.title,
+                                            confidence=messages.percent(alt.score))
+                    for alt in answer.alternatives if alt.citation)
+    if answer.supporting:
+        extra += "\n" + messages.render("supporting_one" if len(answer.supporting) == 1 else "supporting_many",
+                                         count=len(answer.supporting),
+                                         titles="; ".join(article.title for article in answer.supporting))
+    if answer.conflicting:
+        extra += "\n" + messages.render("conflicting_intro") + "".join(
+            "\n" + messages.render("conflicting", answer=other.text, title=other.citation.article.title,
+                                    date=_date(other.citation.article), confidence=messages.percent(other.score))
+            for other in answer.conflicting)
     return messages.render("answer", answer=answer.text, sentence=cite.sentence, title=cite.article.title,
-                           source=cite.article.url or cite.article.source,
-                           date=f", {cite.article.published_at}" if cite.article.published_at else "",
-                           confidence=messages.percent(answer.score), alternatives=alternatives)
+                           source=cite.article.url or cite.article.source, date=_date(cite.article),
+                           confidence=messages.percent(answer.score), alternatives=extra)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -269,6 +283,67 @@ def train_reader_command(train_path: Path, out_dir: Path | None, base_dir: Path 
     click.echo(f"Trained {result.steps} of {result.total_steps} steps on {result.features} windows "
                f"({result.negatives} no-answer examples); model saved in {out_dir}.{best} "
                f"Evaluate: qa-bot eval-reader {out_dir / 'validation.json'} --model {out_dir}")
+
+
+@cli.command("calibrate")
+@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="SQuAD-format file; its held-out articles (the train-reader split) are asked.")
+@click.option("--model", default=None, help="Reader model folder (default: QABOT_READER_MODEL).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write calibration.json (default: beside the model).")
+@click.option("--questions", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Answerable questions to ask; as many unanswerable ones are asked too.")
+@click.option("--distractors", default=100, show_default=True, type=click.IntRange(min=0),
+              help="Other articles of the file stored beside the held-out ones.")
+@click.option("--validation-articles", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--cases", "cases_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the asked cases in this JSON file, and refit from it when it exists.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the reliability diagram into this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+def calibrate_command(train_path: Path, model: str | None, out: Path | None, questions: int, distractors: int,
+                      validation_articles: int, cases_path: Path | None, plot: Path | None, as_json: bool) -> None:
+    """Fit the calibrated confidence and the answer and hedge thresholds for a reader, through the whole pipeline.
+
+    Held-out questions are asked against stores that hold their article, lack the answer's sentence, or lack the
+    article; thresholds are chosen out of fold for precision 0.9 (answer) and 0.5 (hedge).
+
+    Example: qa-bot calibrate --train ../shared/data/squad/train-v1.1.json.gz --plot reliability.png
+    """
+    from bot.training.calibration import calibrate, reliability_plot
+
+    settings = _settings()
+    model = model or settings.reader_model
+    if not model:
+        raise click.UsageError("Give --model (no QABOT_READER_MODEL and no shipped reader).")
+    out = out or Path(model) / "calibration.json"
+    try:
+        report = calibrate(train_path=train_path, model_dir=model, questions=questions, distractors=distractors,
+                           validation_articles=validation_articles, threads=settings.threads, cases_path=cases_path)
+    except QABotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report.write(out)
+    if plot:
+        reliability_plot(report, plot)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+        return
+    chosen, raw = report.chosen, report.raw_chosen
+    lines = [f"Cases: {report.counts}",
+             "| threshold | answered | precision | answerable answered | answerable right | unanswerable answered "
+             "| SQuAD 2.0 F1 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {p.threshold:.2f} | {p.answered} | {p.precision if p.precision is None else round(p.precision, 3)} "
+              f"| {p.answerable_answered:.3f} | {p.answerable_right:.3f} | {p.unanswerable_answered:.3f} "
+              f"| {p.squad2_f1:.1f} |" for p in report.table]
+    lines.append(f"Answer threshold {report.calibrator.answer_threshold:.2f} (out of fold: precision "
+                 f"{chosen.precision}, answers {chosen.answerable_answered:.1%} of answerable, "
+                 f"{chosen.unanswerable_answered:.1%} of unanswerable, SQuAD 2.0 F1 {chosen.squad2_f1:.1f}); "
+                 f"hedge threshold {report.calibrator.hedge_threshold:.2f}.")
+    lines.append(f"Raw span score at its threshold {report.fallback_answer_threshold:.2f}: precision {raw.precision}, "
+                 f"answers {raw.answerable_answered:.1%} of answerable, {raw.unanswerable_answered:.1%} of "
+                 f"unanswerable, SQuAD 2.0 F1 {raw.squad2_f1:.1f}.")
+    lines.append(f"Written: {out}")
+    click.echo("\n".join(lines))
 
 
 @cli.command("eval-reader")

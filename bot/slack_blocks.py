@@ -125,7 +125,7 @@ def parse_feedback_value(value: str) -> tuple[str, str | None]:
 
 def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
                    asked_by: str | None = None) -> dict:
-    """An answer (or "no confident answer") as a Slack message: `{"text": fallback, "blocks": [...]}`.
+    """An answer, an unsure tentative one, or "no confident answer" as a Slack message: `{"text", "blocks"}`.
 
         message = answer_message(service.answer(question), answer_id="3f2a9c")
         client.chat_postMessage(channel=channel, thread_ts=ts, **message)
@@ -139,16 +139,19 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
         blocks.append(_context(messages.render("slack_asked_by", user=f"<@{asked_by}>",
                                                question=escape_slack(_one_line(answer.question))),
                                block_id="asked_by"))
-    if not answer.is_answered or answer.citation is None:
+    tentative = answer.tentative if answer.tentative is not None and answer.tentative.citation else None
+    if tentative is None and (not answer.is_answered or answer.citation is None):
         text = _no_answer_text(answer)
         blocks.append(_section(text, block_id="no_answer"))
         return {"text": _clip(text), "blocks": blocks}
 
-    citation = answer.citation
-    answer_text = escape_slack(_one_line(answer.text or ""))
-    blocks.append(_section(messages.render("slack_answer", answer=answer_text, quote=highlighted_quote(citation)),
-                           block_id="answer"))
-    blocks.append(_context(_source_line(citation, answer.score), block_id="source"))
+    shown = tentative or answer
+    citation = shown.citation
+    answer_text = escape_slack(_one_line(shown.text or ""))
+    template, block_id = ("slack_tentative", "tentative") if tentative else ("slack_answer", "answer")
+    blocks.append(_section(messages.render(template, answer=answer_text, quote=highlighted_quote(citation)),
+                           block_id=block_id))
+    blocks.append(_context(_source_line(citation, shown.score), block_id="source"))
     alternatives = [alt for alt in answer.alternatives if alt.citation and alt.text][:2]
     if alternatives:
         lines = [messages.render("slack_alternative", answer=escape_slack(_one_line(alt.text or "")),
@@ -156,6 +159,20 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
                                  confidence=messages.percent(alt.score))
                  for alt in alternatives]
         blocks.append(_context("\n".join(lines), block_id="alternatives"))
+    if answer.supporting:
+        blocks.append(_context(messages.render(
+            "slack_supporting_one" if len(answer.supporting) == 1 else "slack_supporting_many",
+            count=len(answer.supporting), titles=", ".join(title_link(a) for a in answer.supporting)),
+            block_id="supporting"))
+    conflicting = [other for other in answer.conflicting if other.citation and other.text]
+    if conflicting:
+        lines = [messages.render("slack_conflicting_intro")] + [
+            messages.render("slack_conflicting", answer=escape_slack(_one_line(other.text or "")),
+                            title=title_link(other.citation.article),
+                            date=f", {escape_slack(other.citation.article.published_at)}"
+                            if other.citation.article.published_at else "",
+                            confidence=messages.percent(other.score)) for other in conflicting]
+        blocks.append(_context("\n".join(lines), block_id="conflicting"))
     blocks.append({"type": "actions", "block_id": "feedback", "elements": [
         _button("slack_button_helpful", action_id=ACTION_FEEDBACK_UP, value=feedback_value("up", answer_id)),
         _button("slack_button_not_helpful", action_id=ACTION_FEEDBACK_DOWN, value=feedback_value("down", answer_id)),
@@ -164,10 +181,10 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
         blocks.append({"type": "actions", "block_id": "share", "elements": [
             _button("slack_button_share", action_id=ACTION_SHARE, value=answer_id, style="primary"),
         ]})
-    fallback = messages.render("slack_answer_fallback", answer=answer_text,
-                               sentence=escape_slack(_one_line(citation.sentence)),
+    fallback = messages.render("slack_tentative_fallback" if tentative else "slack_answer_fallback",
+                               answer=answer_text, sentence=escape_slack(_one_line(citation.sentence)),
                                title=escape_slack(_one_line(citation.article.title)),
-                               confidence=messages.percent(answer.score))
+                               confidence=messages.percent(shown.score))
     return {"text": _clip(fallback), "blocks": blocks}
 
 

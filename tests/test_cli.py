@@ -203,3 +203,26 @@ def test_python_dash_m_bot_help_works():
 def test_version_option(runner):
     result = runner.invoke(cli, ["--version"], prog_name="qa-bot")
     assert (result.exit_code, result.stdout) == (0, "qa-bot, version 0.1.0\n")
+
+
+def test_an_unsure_answer_prints_as_a_hedge_and_agreeing_or_disagreeing_articles_are_named():
+    from bot.cli import format_answer
+    from bot.records import Answer, ArticleRef, Citation
+
+    def cited(text: str, sentence: str, article: ArticleRef, score: float) -> Answer:
+        start = sentence.index(text)
+        return Answer(question="Who founded it?", text=text, score=score,
+                      citation=Citation(article, sentence, 0, start, start + len(text)))
+
+    elm = ArticleRef(1, "Elm club", "elm.txt", published_at="2024-03-10")
+    other = ArticleRef(2, "Club history", "history.txt", published_at="2025-01-02")
+    hedge = Answer(question="Who founded it?", text=None, score=0.4,
+                   tentative=cited("Noor Haddad", "It was founded by Noor Haddad.", elm, 0.4))
+    assert format_answer(hedge) == ("I'm not sure. The closest I found:\nNoor Haddad\n  “It was founded by Noor Haddad.”"
+                                    "\n  — Elm club (elm.txt, 2024-03-10)\n  confidence: 40%")
+    sure = cited("Noor Haddad", "It was founded by Noor Haddad.", elm, 0.9)
+    sure = Answer(question=sure.question, text=sure.text, score=0.9, citation=sure.citation, supporting=(other,),
+                  conflicting=(cited("Ivo Marsh", "Ivo Marsh founded it.", other, 0.8),))
+    assert format_answer(sure).splitlines()[-4:] == [
+        "  confidence: 90%", "  also in 1 other article: Club history", "  other articles disagree (newest first):",
+        "  - Ivo Marsh — Club history, 2025-01-02 (confidence: 80%)"]

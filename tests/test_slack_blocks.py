@@ -58,6 +58,35 @@ def test_answer_message_is_bold_answer_highlighted_quote_source_alternative_and_
     }
 
 
+def test_an_unsure_answer_is_a_hedge_with_the_quote_and_its_source():
+    tentative = _answer("Chemezov", "Rostec chief Sergey <!channel> Chemezov oversees it.", article=OTHER, score=0.4)
+    answer = Answer(question=tentative.question, text=None, score=0.4, tentative=tentative,
+                    searched=(OTHER.title,))
+    message = answer_message(answer, answer_id="a1")
+    assert [b["block_id"] for b in message["blocks"]] == ["tentative", "source", "feedback"]
+    assert message["blocks"][0]["text"]["text"] == (
+        "I'm not sure. The closest I found:\n*Chemezov*\n>Rostec chief Sergey &lt;!channel&gt; *Chemezov* oversees it.")
+    assert message["blocks"][1]["elements"][0]["text"] == "Arms exports overview — reports/exports.txt · confidence 40%"
+    assert message["text"] == ("I'm not sure. Closest: Chemezov — “Rostec chief Sergey &lt;!channel&gt; Chemezov "
+                               "oversees it.” (Arms exports overview, confidence 40%)")
+
+
+def test_supporting_articles_and_disagreeing_ones_are_named_with_their_dates():
+    newer = ArticleRef(id=9, title="Exports <update>", source="wire", published_at="2025-02-01")
+    conflicting = (_answer("Ivanov", "Ivanov now runs it.", article=newer, score=0.8),
+                   _answer("Petrov", "Petrov runs it.", article=OTHER, score=0.7))
+    answer = Answer(question="Who runs it?", text="Mikheev", score=0.9,
+                    citation=_citation(REF, "Mikheev runs it.", "Mikheev"), supporting=(OTHER, newer),
+                    conflicting=conflicting)
+    blocks = {b["block_id"]: b for b in answer_message(answer, answer_id="a1")["blocks"]}
+    assert blocks["supporting"]["elements"][0]["text"] == (
+        "Also in 2 other articles: Arms exports overview, Exports &lt;update&gt;")
+    assert blocks["conflicting"]["elements"][0]["text"] == (
+        "Other articles disagree (newest first):\n"
+        "• *Ivanov* — Exports &lt;update&gt;, 2025-02-01 (confidence 80%)\n"
+        "• *Petrov* — Arms exports overview (confidence 70%)")
+
+
 def test_at_most_two_alternatives_are_shown():
     alternatives = tuple(_answer(name, f"{name} runs it.", article=OTHER, score=0.5)
                          for name in ("Ann", "Bob", "Cy"))

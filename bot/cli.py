@@ -57,6 +57,15 @@ def format_answer(answer: Answer) -> str:
                            confidence=messages.percent(answer.score), alternatives=extra)
 
 
+def _cited_by(service, context: list[str]) -> set[int]:
+    """Articles the earlier questions of a conversation were answered from (as Slack remembers a thread's)."""
+    cited: set[int] = set()
+    for index, earlier in enumerate(context):
+        answer = service.answer(earlier, context=context[:index], prefer_articles=cited)
+        cited.update(article.id for article in answer.cited_articles()[:1])
+    return cited
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @click.version_option(package_name="qa-bot")
@@ -98,11 +107,14 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
 @cli.command()
 @click.argument("question", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
+@click.option("--context", "context", multiple=True,
+              help="An earlier question of the conversation (repeatable): a follow-up such as \"Where did he "
+                   "speak?\" is searched with its words, and articles answering it are preferred.")
 @db_option
-def ask(question: str | None, as_json: bool, db_path: Path | None) -> None:
+def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: Path | None) -> None:
     """Answer a question from the stored articles. Without QUESTION, answer each line of stdin.
 
-    Example: qa-bot ask "Who is the CEO of Rosoboronexport?"
+    Example: qa-bot ask --context "Who is the CEO of Rosoboronexport?" "Where did he speak to reporters?"
     """
     from bot.service import build_service
     from bot.store import Store
@@ -120,8 +132,10 @@ def ask(question: str | None, as_json: bool, db_path: Path | None) -> None:
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
         service = build_service(settings, store=store)
         service.warm_up()
+        context = [text for text in context if text.strip()]
+        preferred = _cited_by(service, context)
         for q in questions:
-            answer = service.answer(q)
+            answer = service.answer(q, context=context, prefer_articles=preferred)
             click.echo(json.dumps(answer.to_dict(), ensure_ascii=False) if as_json else format_answer(answer))
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection, Sequence
 
 from bot.records import Passage
 from bot.store import Store
@@ -27,6 +28,8 @@ whom whose why will with would you your yours yourself yourselves s t d ll m re 
 # rarer words: its rarest words that appear in at most this many passages together (see `ranked_queries`). At 100k
 # articles, 8,000 keeps recall@5 within a point of ranking every match, in a fifth of the time.
 MAX_RANKED = 8000
+ALONE_WEIGHT = 0.5  # a follow-up ("Where did she speak?") says little alone: its own search counts half
+PREFERRED_ARTICLE_BONUS = 0.3  # articles already cited in a conversation: as if a third better matched
 
 # Letters and digits, with apostrophes inside a word ("Turkey's", "Turkey’s"); everything else separates words.
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -108,12 +111,46 @@ class Retriever:
             raise ValueError(f"top_k must be positive, got {top_k}")
         self.store, self.top_k, self.max_ranked = store, top_k, max_ranked
 
-    def run(self, question: str, *, top_k: int | None = None) -> list[Passage]:
+    def run(self, question: str, *, top_k: int | None = None, context: Sequence[str] = (),
+            prefer_articles: Collection[int] = ()) -> list[Passage]:
+        """The best passages for `question`, best first.
+
+        :param context: earlier questions of a conversation ("Who runs Rosoboronexport?" before "Where did he
+            speak?"): their words join the search with less weight than the question's own.
+        :param prefer_articles: ids of articles cited earlier in the conversation, ranked a little higher.
+        """
+        limit = self.top_k if top_k is None else top_k
+        context = [text for text in context if text.strip()]
+        if not context and not prefer_articles:
+            return self._search(question, limit)
+        # Two searches, the question widened by its context and the question alone, each scored relative to its own
+        # best passage; a passage's score adds both, the second counting ALONE_WEIGHT. The question's own words
+        # take part in both, so they weigh more than the earlier questions' words.
+        candidates = max(limit * 3, 10)
+        scores: dict[int, float] = {}
+        found: dict[int, Passage] = {}
+        searches = [(" ".join([question, *context]), 1.0)] + ([(question, ALONE_WEIGHT)] if context else [])
+        for text, weight in searches:
+            passages = self._search(text, candidates)
+            best = min((p.bm25 for p in passages), default=0.0)
+            for passage in passages:
+                found.setdefault(passage.id, passage)
+                relative = passage.bm25 / best if best < 0 else 0.0
+                scores[passage.id] = scores.get(passage.id, 0.0) + weight * relative
+        for passage_id, passage in found.items():
+            if passage.article.id in prefer_articles:
+                scores[passage_id] += PREFERRED_ARTICLE_BONUS
+        ranked = sorted(found.values(), key=lambda p: (-scores[p.id], p.bm25))[:limit]
+        logger.debug("retrieved with context=%d preferred=%d passages=%d", len(context), len(prefer_articles),
+                     len(ranked))
+        return ranked
+
+    def _search(self, question: str, limit: int) -> list[Passage]:
         terms = query_terms(question)
         if not terms:
             return []
         counts = self.store.passage_counts(terms, up_to=self.max_ranked)
         queries = ranked_queries(terms, counts, self.max_ranked)
-        passages = self.store.search(queries, limit=self.top_k if top_k is None else top_k)
+        passages = self.store.search(queries, limit=limit)
         logger.debug("retrieved queries=%r passages=%d", queries, len(passages))
         return passages

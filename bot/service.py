@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Collection, Sequence
 
 from pathlib import Path
 
@@ -42,11 +43,14 @@ class AnsweringService:
         """Load the model now (at server start) instead of on the first question."""
         self.reader.load()
 
-    def answer(self, question: str) -> Answer:
+    def answer(self, question: str, *, context: Sequence[str] = (), prefer_articles: Collection[int] = ()) -> Answer:
+        """Answer `question`; in a conversation, `context` holds the earlier questions (they widen the search, the
+        reader reads only `question`) and `prefer_articles` the ids of articles cited so far."""
         question = " ".join(question.split())
+        context = [" ".join(text.split()) for text in context if text and text.strip()]
         question_id = uuid.uuid4().hex[:8]
         started = time.perf_counter()
-        passages = self.retriever.run(question)
+        passages = self.retriever.run(question, context=context, prefer_articles=prefer_articles)
         retrieved = time.perf_counter()
         spans = self.reader.run(question, [p.text for p in passages]) if passages else []
         read = time.perf_counter()

@@ -226,3 +226,12 @@ def test_an_unsure_answer_prints_as_a_hedge_and_agreeing_or_disagreeing_articles
     assert format_answer(sure).splitlines()[-4:] == [
         "  confidence: 90%", "  also in 1 other article: Club history", "  other articles disagree (newest first):",
         "  - Ivo Marsh — Club history, 2025-01-02 (confidence: 80%)"]
+
+
+def test_ask_with_context_searches_with_the_earlier_question_and_ignores_empty_ones(runner, indexed, tiny_reader_env):
+    plain = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", "Who spoke?"])
+    widened = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", "--context", "", "--context",
+                                  "Who repaired the Riverton bridge?", "Who spoke?"])
+    assert (plain.exit_code, widened.exit_code) == (0, 0)
+    assert "Riverton bridge reopens after repairs" not in json.loads(plain.stdout)["searched"]
+    assert "Riverton bridge reopens after repairs" in json.loads(widened.stdout)["searched"]

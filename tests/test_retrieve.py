@@ -184,3 +184,27 @@ def test_hostile_strings_are_safe_when_common_words_are_left_out(store):
         for expression in ranked_queries(terms, store.passage_counts(terms, up_to=1), 1) if terms else []:
             assert RANKED_EXPRESSION.fullmatch(expression), (text, expression)
         assert len(retriever.run(text)) <= 3
+
+
+def test_a_follow_up_is_searched_with_the_earlier_questions_and_prefers_their_articles(tmp_path, sample_article,
+                                                                                       articles_dir):
+    from pathlib import Path
+
+    from bot.ingest import ingest_paths
+
+    store = Store(tmp_path / "qa.db")
+    examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
+    assert ingest_paths(store, [sample_article, articles_dir, examples]).failures == []
+    store.add_article(Article(title="Press day", source="press.txt",
+                              body="Reporters waited outside the stadium, where she would speak to them after the match."))
+    retriever = Retriever(store, top_k=2)
+    follow_up, earlier = "Where did she speak to reporters?", "Who is the CEO of Northwind Rail?"
+    lindqvist = "Marta Lindqvist told reporters at the Baltic Transport Forum"
+
+    alone = retriever.run(follow_up)
+    assert alone[0].article.title == "Press day" and not any(lindqvist in p.text for p in alone)
+    widened = retriever.run(follow_up, context=[earlier, "  "])
+    assert any(lindqvist in p.text for p in widened)  # the earlier question's words bring its article in
+    northwind = next(p.article.id for p in widened if lindqvist in p.text)
+    first = retriever.run(follow_up, context=[earlier], prefer_articles={northwind})[0]
+    assert lindqvist in first.text  # and the article cited earlier in the thread wins the close call

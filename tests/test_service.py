@@ -95,12 +95,17 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
     assert ingest_paths(store, [sample_article, examples]).failures == []
     service = build_service(Settings(db_path=tmp_path / "qa.db"), store=store)  # the default: the shipped reader
 
-    ceo = service.answer("Who is the CEO of Rosoboronexport?")
+    ceo = service.answer("Who is the CEO of Northwind Rail?")
     assert (ceo.text, ceo.citation.sentence, ceo.citation.article.source) == (
-        "Alexander Mikheyev",
-        "Rosoboronexport CEO Alexander Mikheyev told reporters at the MAKS-2021 air show that Russia expects to "
-        "complete the work in the coming months.",
+        "Marta Lindqvist",
+        "Northwind Rail CEO Marta Lindqvist told reporters at the Baltic Transport Forum in Gdansk that the first four "
+        "trains had already passed their safety tests.",
         str(sample_article))
+    # a follow-up in the same conversation: "she" and "reporters" alone do not say which article
+    where = service.answer("Where did she speak to reporters?", context=["Who is the CEO of Northwind Rail?"],
+                           prefer_articles={ceo.citation.article.id})
+    shown = where if where.is_answered else where.tentative
+    assert "Baltic Transport Forum" in shown.text and shown.citation.article.source == str(sample_article)
 
     founder = service.answer("Who founded the Lakeside Robotics Club?")
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (

@@ -1,21 +1,22 @@
-"""Fetch one web page for `/ingest <url>`: http(s) only, a time limit, a size cap, then readable text → `Article`."""
+"""Fetch one web page for `/ingest <url>`: http(s) only, public hosts only (checked, then connected to), one total
+deadline, a size cap, then readable text → `Article`."""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import logging
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
-from email.message import Message
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from bot.errors import FetchError, IngestError
 from bot.ingest import article_from_html, article_from_text
 from bot.records import Article
 
-__all__ = ["fetch_article", "fetch_page", "FetchedPage", "check_url", "check_public_host"]
+__all__ = ["fetch_article", "fetch_page", "FetchedPage", "check_url", "check_public_host", "is_public_address"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ ALLOWED_SCHEMES = ("http", "https")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain", "text/markdown")
 _CHUNK_BYTES = 64 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class FetchedPage:
@@ -53,89 +56,218 @@ def check_url(url: str) -> str:
     return url
 
 
-def check_public_host(url: str) -> None:
-    """Refuse a URL whose host resolves to a loopback, private, link-local or otherwise non-public address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries: mapped (::ffff:a.b.c.d), 6to4 (2002::/16), NAT64 (64:ff9b::/96) or
+    IPv4-compatible (::a.b.c.d)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    packed = int(address)
+    if address in _NAT64 or (packed >> 32 == 0 and packed > 1):
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(text: str) -> bool:
+    """True for a global unicast address; IPv6 forms that carry an IPv4 address are judged by that address.
+
+        >>> [is_public_address(a) for a in ("93.184.216.34", "10.0.0.1", "::ffff:127.0.0.1", "64:ff9b::a00:1")]
+        [True, False, False, False]
+    """
+    address = ipaddress.ip_address(text.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return inner.is_global
+    return address.is_global
+
+
+def _port(parts) -> int:
+    try:
+        return parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as exc:
+        raise FetchError(f"the link {parts.geturl()!r} has a bad port number") from exc
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"could not reach {host}: {exc}") from exc
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def check_public_host(url: str) -> str:
+    """Resolve the URL's host once and refuse it if any address is loopback, private, link-local or otherwise not
+    public; returns the address to connect to, so what was checked is what is reached (no DNS rebinding).
 
     `/ingest` runs on the bot's host, inside its network: without this an admin's link (or a page redirecting
     there) could read internal services or a cloud metadata endpoint into the article store.
 
     :raises FetchError: naming the address, and QABOT_FETCH_ALLOW_PRIVATE for intranet sources.
     """
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchError(f"could not reach {host}: {exc}") from exc
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    addresses = _addresses(host, _port(parts))
     for address in sorted(addresses):
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+        if not is_public_address(address):
             raise FetchError(f"{host} is a private or local address ({address}); links inside the bot's own network "
                              "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true")
+    return addresses[0]
 
 
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to other http(s) URLs (urllib would also follow one to ftp://), and only to public
-    hosts unless private ones are allowed."""
+def _connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to an IP address literal, with no name lookup of any kind."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    def __init__(self, allow_private: bool) -> None:
-        super().__init__()
-        self.allow_private = allow_private
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        check_url(newurl)
-        if not self.allow_private:
-            check_public_host(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address resolved (and checked) beforehand; the Host header still names the host."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = _connect(self.address, self.port, self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a checked address, with SNI and the certificate checked against the original host name."""
+
+    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        sock = _connect(self.address, self.port, self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Deadline:
+    """One total time limit for a fetch: each blocking step gets what is left, and a watchdog hangs up on a
+    server that keeps a read alive by dribbling bytes."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s, self.ends = timeout_s, time.monotonic() + timeout_s
+        self.connection: http.client.HTTPConnection | None = None
+        self.expired = False
+        self._timer = threading.Timer(timeout_s, self._hang_up)
+        self._timer.daemon = True
+
+    def left(self) -> float:
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            self.expired = True
+        return max(left, 0.001)
+
+    def _hang_up(self) -> None:
+        self.expired = True
+        sock = self.connection.sock if self.connection is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        if self.connection is not None:
+            self.connection.close()
 
 
 def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool = False) -> FetchedPage:
-    """Download a page, giving up after `timeout_s` seconds in all or past `max_bytes` bytes.
+    """Download a page within `timeout_s` seconds in all (connect, headers, body, redirects) and `max_bytes` bytes.
+
+    The host is resolved once per hop and the connection goes to that address. Proxy environment variables are
+    not used: a proxy would connect to hosts that were never checked.
 
     :param allow_private: also fetch from loopback and private-network hosts (an intranet wiki, tests).
     :raises FetchError: for a non-http(s) URL, a private host (unless allowed), an unreachable host, an HTTP
         error status, a time-out or a page that is too large; the message names the URL and what to try.
     """
-    url = check_url(url)
-    if not allow_private:
-        check_public_host(url)
-    opener = urllib.request.build_opener(_CheckedRedirects(allow_private))
-    deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
-                                                   "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"})
-    try:
-        with opener.open(request, timeout=timeout_s) as response:
-            headers: Message = response.headers
-            declared = headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit "
-                                 "(QABOT_FETCH_MAX_BYTES)")
-            chunks, size = [], 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise _timeout(url, timeout_s)
-                chunk = response.read(_CHUNK_BYTES)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"{url} is larger than the {max_bytes:,}-byte limit (QABOT_FETCH_MAX_BYTES)")
-                chunks.append(chunk)
-            final_url = response.geturl()
-            content_type = headers.get_content_type()
-            charset = headers.get_content_charset()
-    except FetchError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"{url} answered HTTP {exc.code} {exc.reason}; check the link in a browser") from exc
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-            raise _timeout(url, timeout_s) from exc
-        raise FetchError(f"could not reach {urlsplit(url).hostname}: {exc.reason}") from exc
-    except (TimeoutError, socket.timeout) as exc:
-        raise _timeout(url, timeout_s) from exc
-    except (OSError, ValueError) as exc:  # connection reset, malformed response, bad port number
-        raise FetchError(f"could not fetch {url}: {exc}") from exc
-    logger.debug("fetched url=%s bytes=%d content_type=%s", final_url, size, content_type)
-    return FetchedPage(final_url, b"".join(chunks), content_type, charset)
+    start_url = url = check_url(url)
+    with _Deadline(timeout_s) as deadline:
+        try:
+            for _hop in range(MAX_REDIRECTS + 1):
+                response = _request(url, deadline=deadline, allow_private=allow_private)
+                location = response.getheader("Location")
+                if response.status in _REDIRECTS and location:
+                    url = check_url(urljoin(url, location))
+                    continue
+                if response.status >= 400:
+                    raise FetchError(f"{url} answered HTTP {response.status} {response.reason}; check the link in a "
+                                     "browser")
+                body = _read_body(response, url=url, max_bytes=max_bytes, deadline=deadline)
+                break
+            else:
+                raise FetchError(f"{start_url} redirects more than {MAX_REDIRECTS} times")
+        except FetchError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.expired or isinstance(exc, (TimeoutError, socket.timeout)):
+                raise _timeout(start_url, timeout_s) from exc
+            if isinstance(exc, ssl.SSLError):
+                raise FetchError(f"could not fetch {url} securely: {exc}") from exc
+            if isinstance(exc, ConnectionRefusedError):
+                raise FetchError(f"could not reach {urlsplit(url).hostname}: {exc}") from exc
+            raise FetchError(f"could not fetch {url}: {exc}") from exc
+    content_type, charset = response.msg.get_content_type(), response.msg.get_content_charset()
+    logger.debug("fetched url=%s bytes=%d content_type=%s", url, len(body), content_type)
+    return FetchedPage(url, body, content_type, charset)
+
+
+def _request(url: str, *, deadline: _Deadline, allow_private: bool) -> http.client.HTTPResponse:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", _port(parts)
+    address = check_public_host(url) if not allow_private else _addresses(host, port)[0]
+    if deadline.connection is not None:
+        deadline.connection.close()
+    kind = _PinnedHTTPSConnection if parts.scheme.lower() == "https" else _PinnedHTTPConnection
+    connection = kind(host, port, address=address, timeout=deadline.left())
+    deadline.connection = connection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection.request("GET", path, headers={"User-Agent": USER_AGENT,
+                                             "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"})
+    connection.sock.settimeout(deadline.left())
+    return connection.getresponse()
+
+
+def _read_body(response: http.client.HTTPResponse, *, url: str, max_bytes: int, deadline: _Deadline) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit "
+                         "(QABOT_FETCH_MAX_BYTES)")
+    chunks, size = [], 0
+    while True:
+        sock = deadline.connection.sock if deadline.connection is not None else None
+        if sock is not None:
+            sock.settimeout(deadline.left())
+        chunk = response.read1(_CHUNK_BYTES)  # what one read gives: the deadline is looked at after every one
+        if deadline.expired:
+            raise _timeout(url, deadline.timeout_s)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(f"{url} is larger than the {max_bytes:,}-byte limit (QABOT_FETCH_MAX_BYTES)")
+        chunks.append(chunk)
 
 
 def _timeout(url: str, timeout_s: float) -> FetchError:

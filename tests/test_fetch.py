@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.errors import FetchError, IngestError
-from bot.fetch import check_url, fetch_article, fetch_page
+from bot.fetch import check_url, fetch_article, fetch_page, is_public_address
 
 ARTICLE_HTML = (
     "<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
@@ -41,6 +41,20 @@ class _Site(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path.startswith("/drip"):  # a byte every 0.05 s for 30 s: each read succeeds, the whole never ends
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            if self.path == "/drip-headers":
+                for _ in range(600):
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            self.end_headers()
+            for _ in range(600):
+                self.wfile.write(b"y")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         if self.path == "/streamed-big":  # no Content-Length: only counting the bytes can stop it
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -155,8 +169,7 @@ def test_a_redirect_to_a_private_address_is_refused(site, monkeypatch):
 
     def pretend_only_the_target_is_private(url):  # the first hop stands in for a public site
         checked.append(url)
-        if url.endswith("/article.html"):
-            real_check(url)
+        return real_check(url) if url.endswith("/article.html") else "127.0.0.1"
 
     monkeypatch.setattr(bot.fetch, "check_public_host", pretend_only_the_target_is_private)
     with pytest.raises(FetchError, match=r"127.0.0.1 is a private or local address"):
@@ -166,3 +179,44 @@ def test_a_redirect_to_a_private_address_is_refused(site, monkeypatch):
 
 def test_fetch_errors_are_ingest_errors():
     assert issubclass(FetchError, IngestError)
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-headers"])
+def test_a_server_that_dribbles_bytes_is_cut_off_at_the_deadline(site, path):
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=rf"{path} did not answer within 0.5 s"):
+        fetch_page(f"{site}{path}", timeout_s=0.5, max_bytes=100_000, allow_private=True)
+    assert time.monotonic() - started < 1.5  # the timeout + 1 s at most
+
+
+def test_the_host_is_resolved_once_and_the_checked_address_is_the_one_connected_to(site, monkeypatch):
+    port = int(site.rsplit(":", 1)[1])
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]])
+    lookups = []
+
+    def rebinding_dns(host, *args, **kwargs):  # a second lookup would get an unroutable address
+        lookups.append(host)
+        return next(answers, [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))])
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    page = fetch_page(f"http://news.test:{port}/notes.txt", timeout_s=2, max_bytes=1_000, allow_private=True)
+    assert (page.body.startswith(b"Ferry notes"), lookups) == (True, ["news.test"])
+
+
+def test_proxy_settings_are_not_used_for_fetches(site, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert fetch_page(f"{site}/notes.txt", timeout_s=2, max_bytes=1_000, allow_private=True).body.startswith(b"Ferry")
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("93.184.216.34", True), ("2606:2800:220:1:248:1893:25c8:1946", True),
+    ("::ffff:127.0.0.1", False), ("::ffff:93.184.216.34", True),  # IPv4-mapped
+    ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False),  # NAT64 of loopback and the metadata endpoint
+    ("2002:0a00:0001::1", False), ("2002:5db8:d822::1", True),  # 6to4 of 10.0.0.1 and of a public address
+    ("::10.0.0.1", False), ("::1", False), ("fe80::1%eth0", False), ("fd00::1", False),
+])
+def test_ipv6_forms_are_judged_by_the_ipv4_address_they_carry(address, public):
+    assert is_public_address(address) is public

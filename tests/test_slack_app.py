@@ -329,13 +329,23 @@ def test_stored_mentions_and_channel_pings_are_quoted_safely(slack):
 
 
 def test_no_confident_answer_says_so_and_lists_what_was_searched(slack):
-    slack.reader.answers = {"Mikheev": 0.2}
+    slack.reader.answers = {"Mikheev": 0.1}  # under the hedge threshold (0.2) too
     slack.event("event_app_mention_channel.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
     assert _block(reply, "no_answer")["text"]["text"] == (
         "I could not find a confident answer to “Who is the CEO of Rosoboronexport?”.\n"
         "I searched these articles:\n• Rosoboronexport leadership\n• Arms exports overview")
     assert not any(b.get("block_id") == "feedback" for b in reply["blocks"])
+
+
+def test_an_unsure_answer_is_a_hedge_in_the_thread_with_its_sentence(slack):
+    slack.reader.answers = {"Mikheev": 0.3}  # between the hedge (0.2) and answer (0.5) thresholds
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert reply["thread_ts"] == "1700000000.000100"
+    assert _block(reply, "tentative")["text"]["text"] == (
+        "I'm not sure. The closest I found:\n*Mikheev*\n>Alexander *Mikheev* is the CEO of Rosoboronexport.")
+    assert [b["block_id"] for b in reply["blocks"]] == ["tentative", "source", "feedback"]
 
 
 def test_reader_failure_becomes_a_visible_apology_with_a_logged_reference(slack, caplog):

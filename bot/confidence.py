@@ -14,6 +14,7 @@ which of three outcomes it earns: confident, unsure (a hedged reply) or nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,8 +40,9 @@ DEFAULT_HEDGE_THRESHOLD = 0.2
 MAX_CANDIDATES = 5  # distinct answers weighed per question
 MARGIN_CAP = 10.0  # logit margins are clipped to +-this (a lone candidate has no runner-up)
 
-FEATURES = ("log_score", "null_margin", "runner_up_margin", "agree_passages", "agree_articles", "passage_rank",
-            "bm25_relative", "answer_words", "type_fit", "sentence_overlap", "passage_overlap")
+FEATURES = ("log_score", "null_margin", "runner_up_margin", "logit_gap", "candidate_rank", "agree_passages",
+            "agree_articles", "passage_rank", "bm25_relative", "answer_words", "answer_in_question", "type_fit",
+            "sentence_overlap", "passage_overlap")
 
 _WORD = re.compile(r"\w+")
 _STOP = frozenset(
@@ -134,6 +136,7 @@ def gather_evidence(question: str, passages: Sequence[Passage], spans: Sequence[
         holders.setdefault(normalise_answer(span.text), set()).add(span.context_index)
     evidence: list[Evidence] = []
     seen: set[str] = set()
+    top_logit = ranked[0].logit
     for span in ranked:
         key = normalise_answer(span.text)
         if key in seen or not key:
@@ -148,11 +151,15 @@ def gather_evidence(question: str, passages: Sequence[Passage], spans: Sequence[
             "null_margin": float(np.clip(span.logit - span.null_logit, -MARGIN_CAP, MARGIN_CAP)),
             "runner_up_margin": MARGIN_CAP if rival is None else float(np.clip(span.logit - rival, -MARGIN_CAP,
                                                                                 MARGIN_CAP)),
+            "logit_gap": float(max(span.logit - top_logit, -MARGIN_CAP)),
+            "candidate_rank": float(len(evidence)),
             "agree_passages": float(len(in_passages)),
             "agree_articles": float(len(in_articles)),
             "passage_rank": float(span.context_index),
             "bm25_relative": passage.bm25 / best_bm25 if best_bm25 < 0 else 1.0,
             "answer_words": float(len(span.text.split())),
+            # an answer made of the question's own words rarely answers it ("Who founded X?" -> "X")
+            "answer_in_question": _overlap(content_words(span.text), question),
             "type_fit": type_fit(kind, span.text),
             "sentence_overlap": _overlap(asked, sentence_of(passage, span)),
             "passage_overlap": _overlap(asked, passage.text),
@@ -170,7 +177,10 @@ class Calibrator:
     Built from a `calibration.json` written by `qa-bot calibrate`; `Calibrator.raw()` is the fallback that uses the
     span score itself with raw-score thresholds.
 
-    :param weights: logistic-regression weights over standardised `FEATURES` (empty: use the raw span score).
+    :param weights: logistic-regression weights over standardised `FEATURES` (empty: use the raw span score); the
+        weighted sum ranks candidates.
+    :param scale: the weighted sum of the chosen (best) candidate, times `scale` plus `shift`, is the log-odds that it
+        is right: a second fit on the chosen candidates only, since the best of several scores overrates itself.
     :param answer_threshold: at or above it the answer is given ("confident").
     :param hedge_threshold: at or above it (and below the answer threshold) the bot hedges ("unsure").
     """
@@ -182,6 +192,8 @@ class Calibrator:
     answer_threshold: float = DEFAULT_ANSWER_THRESHOLD
     hedge_threshold: float = DEFAULT_HEDGE_THRESHOLD
     source: str = "raw span score"
+    scale: float = 1.0  # Platt scaling of the candidate score for the candidate the bot picks (its best)
+    shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.weights and not len(self.weights) == len(self.means) == len(self.scales) == len(FEATURES):
@@ -210,7 +222,8 @@ class Calibrator:
             return cls(weights=tuple(float(w) for w in data["weights"]), bias=float(data["bias"]),
                        means=tuple(float(m) for m in data["means"]), scales=tuple(float(s) for s in data["scales"]),
                        answer_threshold=float(data["answer_threshold"]), hedge_threshold=float(data["hedge_threshold"]),
-                       source=source)
+                       source=source, scale=float(data.get("platt", [1.0, 0.0])[0]),
+                       shift=float(data.get("platt", [1.0, 0.0])[1]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source} is not a calibration file (bad or missing {exc}).") from exc
 
@@ -235,12 +248,16 @@ class Calibrator:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def candidate_score(self, features: Mapping[str, float]) -> float:
+        """How strongly the evidence speaks for a candidate (log-odds of the ranking fit); candidates are compared by it."""
+        x = (np.array([features[name] for name in FEATURES]) - np.array(self.means)) / np.array(self.scales)
+        return self.bias + float(np.dot(np.array(self.weights), x))
+
     def probability(self, features: Mapping[str, float]) -> float:
         """The estimated probability that the candidate with these features is right (the raw score without a fit)."""
         if not self.weights:
             return math.exp(features["log_score"])
-        x = (np.array([features[name] for name in FEATURES]) - np.array(self.means)) / np.array(self.scales)
-        z = self.bias + float(np.dot(np.array(self.weights), x))
+        z = self.scale * self.candidate_score(features) + self.shift
         return 1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0
 
     def outcome(self, confidence: float) -> str:
@@ -255,4 +272,4 @@ class Calibrator:
         """The same calibration with thresholds set by the user (settings); a hedge above the answer is lowered."""
         answer = self.answer_threshold if answer is None else answer
         hedge = self.hedge_threshold if hedge is None else hedge
-        return Calibrator(self.weights, self.bias, self.means, self.scales, answer, min(hedge, answer), self.source)
+        return dataclasses.replace(self, answer_threshold=answer, hedge_threshold=min(hedge, answer))

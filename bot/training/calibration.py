@@ -18,8 +18,10 @@ predictions (two folds by article), so the reported precision is not measured on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import random
 import tempfile
 import time
@@ -102,6 +104,7 @@ def _fill_store(path: Path, articles: Sequence[Article]) -> Store:
 
 def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 1000, distractors: int = 100,
                   validation_articles: int = 40, seed: int = 13, top_k: int = 5, workdir: str | Path | None = None,
+                  min_questions: int = MIN_CASES,
                   progress: Callable[[int, int], None] | None = None) -> list[CalibrationCase]:
     """Ask `questions` answerable and as many unanswerable held-out questions (half each kind) through the pipeline.
 
@@ -113,9 +116,9 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
     training, held_out = split_articles(articles, validation_articles=validation_articles, seed=seed)
     rng = random.Random(seed)
     asked = [q for q in squad_questions(held_out, source=str(train_path)) if not q.is_impossible]
-    if len(asked) < MIN_CASES:
+    if len(asked) < min_questions:
         raise DatasetError(f"{train_path} gives {len(asked)} held-out questions; calibration needs at least "
-                           f"{MIN_CASES} (hold out more articles with --validation-articles).")
+                           f"{min_questions} (hold out more articles with --validation-articles).")
     extra = [_article_of(entry, 10_000 + i)[0] for i, entry in enumerate(rng.sample(training,
                                                                                      min(distractors, len(training))))]
     stored = [_article_of(entry, i) for i, entry in enumerate(held_out)]
@@ -203,7 +206,7 @@ def _matrix(cases: Sequence[CalibrationCase]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(cases: Sequence[CalibrationCase], *, regularisation: float = 1.0) -> Calibrator:
-    """A logistic regression over every candidate of `cases` (thresholds still at their defaults)."""
+    """The ranking fit: a logistic regression over every candidate of `cases` (no Platt scaling, default thresholds)."""
     from sklearn.linear_model import LogisticRegression
 
     x, y = _matrix(cases)
@@ -216,11 +219,23 @@ def fit(cases: Sequence[CalibrationCase], *, regularisation: float = 1.0) -> Cal
                       means=tuple(float(m) for m in means), scales=tuple(float(s) for s in scales))
 
 
+def fit_platt(scores: Sequence[float], right: Sequence[bool]) -> tuple[float, float]:
+    """(scale, shift) so that sigmoid(scale * score + shift) is the probability that a chosen candidate is right."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.array(right, dtype=bool)
+    if y.all() or not y.any():
+        return 1.0, 0.0
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(np.array(scores, dtype=np.float64).reshape(-1, 1), y)
+    return float(model.coef_[0][0]), float(model.intercept_[0])
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the bot would do with one case: its most trusted candidate, that confidence, and whether it is right."""
 
     kind: str
+    score: float  # the ranking score of the chosen candidate
     confidence: float
     right: bool
     f1: float
@@ -234,14 +249,14 @@ def decide(cases: Sequence[CalibrationCase], calibrator: Calibrator) -> list[Dec
     decisions = []
     for case in cases:
         if not case.candidates:
-            decisions.append(Decision(case.kind, 0.0, False, 0.0, 0.0, False, 0.0))
+            decisions.append(Decision(case.kind, -50.0, 0.0, False, 0.0, 0.0, False, 0.0))
             continue
-        trust = [calibrator.probability(candidate) for candidate in case.candidates]
-        best = int(np.argmax(trust))
+        scores = [calibrator.candidate_score(candidate) for candidate in case.candidates]
+        best = int(np.argmax(scores))
         # raw rule: the highest logit among spans reaching the threshold; over a sweep, the first candidate
-        raw = 0
-        decisions.append(Decision(case.kind, trust[best], case.right[best], case.f1[best],
-                                  float(np.exp(case.candidates[raw]["log_score"])), case.right[raw], case.f1[raw]))
+        decisions.append(Decision(case.kind, scores[best], calibrator.probability(case.candidates[best]),
+                                  case.right[best], case.f1[best], float(np.exp(case.candidates[0]["log_score"])),
+                                  case.right[0], case.f1[0]))
     return decisions
 
 
@@ -306,6 +321,7 @@ class CalibrationReport:
         return {
             "version": 1, "model": self.model, "features": list(FEATURES), "means": list(calibrator.means),
             "scales": list(calibrator.scales), "weights": list(calibrator.weights), "bias": calibrator.bias,
+            "platt": [calibrator.scale, calibrator.shift],
             "answer_threshold": calibrator.answer_threshold, "hedge_threshold": calibrator.hedge_threshold,
             "fallback": {"answer_threshold": self.fallback_answer_threshold,
                          "hedge_threshold": self.fallback_hedge_threshold},
@@ -337,16 +353,24 @@ def _reliability(decisions: Sequence[Decision], bins: int = 10) -> list[dict]:
 
 
 def report_from_cases(cases: Sequence[CalibrationCase], *, model: str, seconds: float = 0.0) -> CalibrationReport:
-    """Fit on two folds by article for honest thresholds, then on everything for the shipped weights."""
+    """Fit on two folds by article for honest thresholds, then on everything for the shipped weights.
+
+    The ranking fit picks each case's candidate; a Platt fit on the out-of-fold scores of the picked candidates
+    turns them into the probability of being right (the best of several candidates overrates itself otherwise).
+    """
     folds = [[c for c in cases if c.article % 2 == k] for k in (0, 1)]
-    out_of_fold: list[Decision] = []
+    picked: list[Decision] = []
     for k in (0, 1):
-        out_of_fold += decide(folds[k], fit(folds[1 - k]))
+        picked += decide(folds[k], fit(folds[1 - k]))
+    scale, shift = fit_platt([d.score for d in picked], [d.right for d in picked])
+    out_of_fold = [dataclasses.replace(d, confidence=1.0 / (1.0 + math.exp(-(scale * d.score + shift))))
+                   for d in picked]
     answer_at = lowest_threshold(out_of_fold, ANSWER_PRECISION)
     hedge_at = min(lowest_threshold(out_of_fold, HEDGE_PRECISION), answer_at)
     raw_answer = lowest_threshold(out_of_fold, ANSWER_PRECISION, raw=True)
     raw_hedge = min(lowest_threshold(out_of_fold, HEDGE_PRECISION, raw=True), raw_answer)
-    final = fit(cases).with_thresholds(answer=answer_at, hedge=hedge_at)
+    final = dataclasses.replace(fit(cases), scale=scale, shift=shift).with_thresholds(answer=answer_at,
+                                                                                       hedge=hedge_at)
     counts = {kind: sum(c.kind == kind for c in cases) for kind in KINDS}
     table = [operating_point(out_of_fold, t) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
     return CalibrationReport(final, raw_answer, raw_hedge, counts, table, operating_point(out_of_fold, answer_at),

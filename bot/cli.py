@@ -206,7 +206,8 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
     from bot.server import serve as serve_slack
 
     settings = _settings(db_path=db_path)
-    configure_logging(min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)))
+    configure_logging(min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
+                      log_file=settings.log_file)
     try:
         serve_slack(settings, host=host, port=port)
     except QABotError as exc:

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
                                                                  "hosts (an intranet wiki).")
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_file: Path | None = Field(default=None, description="Also log to this file, rotated at 10 MB (5 kept).")
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod

@@ -78,3 +78,29 @@ def test_api_url_override_gets_a_trailing_slash():
 
 def test_no_settings_are_read_at_import():
     assert not [name for name, value in vars(bot.settings).items() if isinstance(value, Settings)]
+
+
+def test_log_records_stay_one_line_and_bounded_and_can_go_to_a_rotating_file(tmp_path, capsys):
+    import logging
+
+    from bot.logs import MAX_MESSAGE_CHARS, configure_logging
+
+    log_file = tmp_path / "logs" / "qa-bot.log"
+    configure_logging("INFO", log_file=log_file)
+    try:
+        logger = logging.getLogger("bot.test")
+        logger.info("refused body=%s", "a=1\nb=2\r\n2026-01-01 00:00:00,000 ERROR bot.slack_app FORGED")
+        logger.info("huge body=%s", "x" * 1_000_000)
+        try:
+            raise ValueError("bad\nvalue")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        configure_logging("WARNING")
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(r"INFO bot.test refused body=a=1\nb=2\r\n2026-01-01 00:00:00,000 ERROR bot.slack_app FORGED")
+    assert len(lines[1]) < MAX_MESSAGE_CHARS + 200 and lines[1].endswith("(998010 more characters cut)")  # "huge body=" counts too
+    assert lines[2].endswith("ERROR bot.test failed")
+    assert all(line.startswith("  | ") for line in lines[3:])  # a message cannot start a line of its own
+    assert lines[-2:] == ["  | ValueError: bad", "  | value"]
+    assert capsys.readouterr().err.splitlines() == lines  # stderr gets the same lines

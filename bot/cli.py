@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ def _date(article) -> str:
 
 def format_answer(answer: Answer) -> str:
     """Plain-text rendering of an answer, an unsure tentative one, or "no confident answer" for the terminal."""
+    if answer.notes:
+        return "\n".join([*answer.notes, format_answer(dataclasses.replace(answer, notes=()))])
     if answer.tentative is not None and answer.tentative.citation is not None:
         return messages.render("tentative", answer=format_answer(answer.tentative))
     if not answer.is_answered or answer.citation is None:

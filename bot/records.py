@@ -113,6 +113,7 @@ class Answer:
     tentative: Answer | None = None
     supporting: tuple[ArticleRef, ...] = ()
     conflicting: tuple[Answer, ...] = ()
+    notes: tuple[str, ...] = ()  # what the bot did to the question ("only its first 1,000 characters were read")
 
     @property
     def is_answered(self) -> bool:
@@ -144,4 +145,5 @@ class Answer:
             "tentative": self.tentative.to_dict() if self.tentative else None,
             "supporting": [article.to_dict() for article in self.supporting],
             "conflicting": [other.to_dict() for other in self.conflicting],
+            "notes": list(self.notes),
         }

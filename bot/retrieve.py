@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from bot.records import Passage
 from bot.store import Store
 
-__all__ = ["Retriever", "fts_query", "ranked_queries", "STOP_WORDS", "MAX_RANKED"]
+__all__ = ["Retriever", "fts_query", "query_terms", "ranked_queries", "STOP_WORDS", "MAX_RANKED", "MAX_QUERY_TERMS"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ whom whose why will with would you your yours yourself yourselves s t d ll m re 
 # rarer words: its rarest words that appear in at most this many passages together (see `ranked_queries`). At 100k
 # articles, 8,000 keeps recall@5 within a point of ranking every match, in a fifth of the time.
 MAX_RANKED = 8000
+MAX_QUERY_TERMS = 32  # QABOT_MAX_QUERY_TERMS: the rarest words of a long question are searched
 ALONE_WEIGHT = 0.5  # a follow-up ("Where did she speak?") says little alone: its own search counts half
 PREFERRED_ARTICLE_BONUS = 0.3  # articles already cited in a conversation: as if a third better matched
 
@@ -104,12 +105,17 @@ class Retriever:
     :param store: the article store.
     :param top_k: passages returned per question.
     :param max_ranked: how many passages the rare words of a question may hold together (see `MAX_RANKED`).
+    :param max_terms: the most search terms of one question: its rarest ones (a 700-word question must not cost
+        seconds and gigabytes of BM25).
     """
 
-    def __init__(self, store: Store, *, top_k: int = 5, max_ranked: int = MAX_RANKED) -> None:
+    def __init__(self, store: Store, *, top_k: int = 5, max_ranked: int = MAX_RANKED,
+                 max_terms: int = MAX_QUERY_TERMS) -> None:
         if top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
-        self.store, self.top_k, self.max_ranked = store, top_k, max_ranked
+        if max_terms <= 0:
+            raise ValueError(f"max_terms must be positive, got {max_terms}")
+        self.store, self.top_k, self.max_ranked, self.max_terms = store, top_k, max_ranked, max_terms
 
     def run(self, question: str, *, top_k: int | None = None, context: Sequence[str] = (),
             prefer_articles: Collection[int] = ()) -> list[Passage]:
@@ -150,6 +156,11 @@ class Retriever:
         if not terms:
             return []
         counts = self.store.passage_counts(terms, up_to=self.max_ranked)
+        if len(terms) > self.max_terms:
+            rarest = set(sorted((t for t in terms if counts[t]), key=counts.__getitem__)[:self.max_terms])
+            terms = [t for t in terms if t in rarest]
+            if not terms:
+                return []
         queries = ranked_queries(terms, counts, self.max_ranked)
         passages = self.store.search(queries, limit=limit)
         logger.debug("retrieved queries=%r passages=%d", queries, len(passages))

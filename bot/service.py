@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -9,12 +10,13 @@ from collections.abc import Collection, Sequence
 
 from pathlib import Path
 
+from bot import messages
 from bot.compose import compose_answer
 from bot.confidence import CALIBRATION_FILE_NAME, Calibrator
 from bot.errors import ConfigError
 from bot.reader import Reader
 from bot.records import Answer
-from bot.retrieve import Retriever
+from bot.retrieve import Retriever, query_terms
 from bot.settings import Settings
 from bot.store import Store
 
@@ -33,10 +35,13 @@ class AnsweringService:
     :param retriever: finds the passages to read.
     :param reader: the extractive QA model.
     :param calibrator: turns the evidence for a candidate into a confidence and an outcome.
+    :param max_question_chars: longer questions are cut (with a note in the answer).
     """
 
-    def __init__(self, *, store: Store, retriever: Retriever, reader: Reader, calibrator: Calibrator) -> None:
+    def __init__(self, *, store: Store, retriever: Retriever, reader: Reader, calibrator: Calibrator,
+                 max_question_chars: int = 1000) -> None:
         self.store, self.retriever, self.reader, self.calibrator = store, retriever, reader, calibrator
+        self.max_question_chars = max_question_chars
         self.last_timings_ms: dict[str, float] = {}
 
     def warm_up(self) -> None:
@@ -47,7 +52,13 @@ class AnsweringService:
         """Answer `question`; in a conversation, `context` holds the earlier questions (they widen the search, the
         reader reads only `question`) and `prefer_articles` the ids of articles cited so far."""
         question = " ".join(question.split())
-        context = [" ".join(text.split()) for text in context if text and text.strip()]
+        notes = []
+        if len(question) > self.max_question_chars:
+            question = question[:self.max_question_chars].rsplit(" ", 1)[0] or question[:self.max_question_chars]
+            notes.append(messages.render("note_question_cut", chars=f"{self.max_question_chars:,}"))
+        if len(query_terms(question)) > self.retriever.max_terms:
+            notes.append(messages.render("note_terms_cut", terms=self.retriever.max_terms))
+        context = [" ".join(text.split())[:self.max_question_chars] for text in context if text and text.strip()]
         question_id = uuid.uuid4().hex[:8]
         started = time.perf_counter()
         passages = self.retriever.run(question, context=context, prefer_articles=prefer_articles)
@@ -55,6 +66,8 @@ class AnsweringService:
         spans = self.reader.run(question, [p.text for p in passages]) if passages else []
         read = time.perf_counter()
         answer = compose_answer(question, passages, spans, store=self.store, calibrator=self.calibrator)
+        if notes:
+            answer = dataclasses.replace(answer, notes=tuple(notes))
         self.last_timings_ms = {"retrieve": (retrieved - started) * 1000, "read": (read - retrieved) * 1000,
                                 "total": (time.perf_counter() - started) * 1000}
         logger.info("answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
@@ -107,5 +120,6 @@ def build_service(settings: Settings, *, store: Store | None = None, reader: Rea
     store = store or Store(settings.db_path)
     reader = reader or build_reader(settings)
     calibrator = calibrator or build_calibrator(settings)
-    return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k), reader=reader,
-                            calibrator=calibrator)
+    return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k,
+                                                             max_terms=settings.max_query_terms),
+                            reader=reader, calibrator=calibrator, max_question_chars=settings.max_question_chars)

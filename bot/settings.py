@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     calibration_file: Path | None = Field(default=None, description="calibration.json for the reader (default: the "
                                                                     "one beside the reader model).")
     max_answer_tokens: int = Field(default=30, gt=0, le=200)
+    max_question_chars: int = Field(default=1000, gt=0, description="Longer questions are cut, with a note.")
+    max_query_terms: int = Field(default=32, gt=0, description="Search terms per question: its rarest words.")
     max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")
     doc_stride: int = Field(default=128, ge=16, le=256, description="Token overlap between windows of a long passage.")
     reader_dtype: str = Field(default="float32", pattern="^(float32|bfloat16|int8)$")

@@ -139,6 +139,8 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
         blocks.append(_context(messages.render("slack_asked_by", user=f"<@{asked_by}>",
                                                question=escape_slack(_one_line(answer.question))),
                                block_id="asked_by"))
+    if answer.notes:
+        blocks.append(_context("\n".join(escape_slack(note) for note in answer.notes), block_id="notes"))
     tentative = answer.tentative if answer.tentative is not None and answer.tentative.citation else None
     if tentative is None and (not answer.is_answered or answer.citation is None):
         text = _no_answer_text(answer)

@@ -117,6 +117,7 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "tentative": None,
         "supporting": [],
         "conflicting": [],
+        "notes": [],
     }
     assert 0.99 <= data["score"] <= 1.0
 

@@ -111,3 +111,16 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (
         "Ada Park", "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
         "Lakeside Robotics Club wins the state cup")
+
+
+def test_a_very_long_question_is_cut_and_searched_by_its_rarest_words(settings, store, caplog):
+    import json
+
+    service = build_service(settings.model_copy(update={"max_question_chars": 200, "max_query_terms": 4}),
+                            store=store)
+    rare = " ".join(f"zq{i}x" for i in range(300))  # words no article holds
+    answer = service.answer(f"Who founded the Elm Street chess club {rare}?")
+    assert answer.notes == ("Your question was long: I read its first 200 characters.",
+                            "I searched for the 4 rarest words of your question.")
+    assert answer.searched == ("Elm Street Chess Club wins regional title",)  # only words found in articles count
+    assert json.loads(json.dumps(answer.to_dict()))["notes"] == list(answer.notes)

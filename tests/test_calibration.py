@@ -23,10 +23,10 @@ def _synthetic_cases(n: int = 600, seed: int = 3) -> list[CalibrationCase]:
         kind = "answerable" if index % 2 == 0 else ("sentence_removed" if index % 4 == 1 else "article_missing")
         case = CalibrationCase(f"q{index}", kind, article=(index // 2) % 10, golds=["x"])
         for rank in range(3):
-            quality = rng.random() if kind == "answerable" else 0.6 * rng.random()
+            quality = rng.random() if kind == "answerable" else 0.4 * rng.random()
             features = dict.fromkeys(FEATURES, 0.0) | {"log_score": quality * 4 - 4, "candidate_rank": float(rank),
                                                        "agree_articles": float(rng.random() < quality)}
-            right = kind == "answerable" and rng.random() < quality ** 2 and rank == 0
+            right = kind == "answerable" and rng.random() < quality and rank == 0
             case.candidates.append(features)
             case.right.append(right)
             case.f1.append(float(right))

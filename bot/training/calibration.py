@@ -291,13 +291,14 @@ def operating_point(decisions: Sequence[Decision], threshold: float, *, raw: boo
         squad2_f1=100.0 * total_f1 / max(1, len(decisions)))
 
 
-def lowest_threshold(decisions: Sequence[Decision], precision: float, *, raw: bool = False,
+def lowest_threshold(decisions: Sequence[Decision], precision: float, *, raw: bool = False, min_answers: int = 20,
                      grid: Sequence[float] = tuple(round(0.01 * i, 2) for i in range(1, 100))) -> float:
-    """The lowest threshold from which on precision stays at or above `precision` (the highest one when none does)."""
-    points = [operating_point(decisions, t, raw=raw) for t in grid]
-    for index, point in enumerate(points):
-        if all(p.precision is None or p.precision >= precision for p in points[index:]):
-            return point.threshold
+    """The lowest threshold at which the answers given (at least `min_answers` of them, so that a handful of lucky
+    answers does not decide) reach `precision`; the highest threshold of the grid when none does."""
+    for threshold in grid:
+        point = operating_point(decisions, threshold, raw=raw)
+        if point.answered >= min_answers and point.precision is not None and point.precision >= precision:
+            return threshold
     return grid[-1]
 
 

@@ -29,8 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from bot.confidence import Calibrator
-from bot.bench_corpus import (SEED, BenchQuestion, Progress, _fresh_store, _used_bytes, build_articles,
-                              ensure_corpus_db, load_squad_corpus, pick_questions)
+from bot.bench_corpus import (
+    SEED,
+    BenchQuestion,
+    Progress,
+    _fresh_store,
+    _used_bytes,
+    build_articles,
+    ensure_corpus_db,
+    load_squad_corpus,
+    pick_questions,
+)
 from bot.bench_report import _evaluate_targets, _label
 from bot.errors import ConfigError
 from bot.reader import Reader
@@ -41,8 +50,15 @@ from bot.training.squad import best_scores
 from bot.store import PASSAGE_MAX_WORDS, Store
 from bot.text import split_sentences
 
-__all__ = ["run_benchmarks", "measure_answering", "measure_ingestion", "measure_cold_start", "reader_variants",
-           "measure_reader_options", "measure_reading_cost"]
+__all__ = [
+    "run_benchmarks",
+    "measure_answering",
+    "measure_ingestion",
+    "measure_cold_start",
+    "reader_variants",
+    "measure_reader_options",
+    "measure_reading_cost",
+]
 
 WARMUP_QUESTIONS = 5
 COLD_START_QUESTIONS = 20
@@ -51,6 +67,7 @@ PROFILE_ARTICLES = 200
 
 
 # Measurements ---------------------------------------------------------------------------------------------------
+
 
 def _summary(values: Sequence[float]) -> dict[str, float]:
     if not values:
@@ -83,8 +100,10 @@ class _Tally:
         return result
 
 
-_NAIVE_SQL = ("select a.body from articles_fts join articles a on a.id = articles_fts.rowid "
-              "where articles_fts match :query order by bm25(articles_fts, 0.5, 1.0) limit :limit")
+_NAIVE_SQL = (
+    "select a.body from articles_fts join articles a on a.id = articles_fts.rowid "
+    "where articles_fts match :query order by bm25(articles_fts, 0.5, 1.0) limit :limit"
+)
 
 
 def _naive_answer_contexts(store: Store, question: str, top_k: int) -> list[str]:
@@ -93,8 +112,9 @@ def _naive_answer_contexts(store: Store, question: str, top_k: int) -> list[str]
     return [row["body"] for row in store.db.query(_NAIVE_SQL, {"query": query, "limit": top_k})] if query else []
 
 
-def _naive_answer(store: Store, reader: Reader, question: str,
-                  top_k: int) -> tuple[str | None, list[str], float, float]:
+def _naive_answer(
+    store: Store, reader: Reader, question: str, top_k: int
+) -> tuple[str | None, list[str], float, float]:
     """Read the top-k whole articles with the reader's sliding window.
 
     :returns: (answer text or None, the article bodies read, retrieve ms, read ms)
@@ -107,16 +127,26 @@ def _naive_answer(store: Store, reader: Reader, question: str,
     return span.text if span else None, bodies, (retrieved - started) * 1000, (read - retrieved) * 1000
 
 
-def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQuestion], *, top_k: int,
-                      warmup: Sequence[BenchQuestion] = ()) -> dict:
+def measure_answering(
+    store: Store,
+    reader: Reader,
+    questions: Sequence[BenchQuestion],
+    *,
+    top_k: int,
+    warmup: Sequence[BenchQuestion] = (),
+) -> dict:
     """Our pipeline and the naive baseline on the same questions, interleaved question by question.
 
     The baseline reads through its own connection: sharing one would let its article-level index and whole bodies
     evict our passages from SQLite's page cache, which no real deployment of either approach would suffer.
     """
     retriever = Retriever(store, top_k=top_k)
-    service = AnsweringService(store=store, retriever=retriever, reader=reader,
-                               calibrator=Calibrator.raw(answer_threshold=0.0, hedge_threshold=0.0))
+    service = AnsweringService(
+        store=store,
+        retriever=retriever,
+        reader=reader,
+        calibrator=Calibrator.raw(answer_threshold=0.0, hedge_threshold=0.0),
+    )
     naive_store = Store(store.path)
     try:
         for question in warmup:
@@ -127,11 +157,16 @@ def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQue
             answer = service.answer(question.question)
             timings = service.last_timings_ms
             passages = [p.text for p in retriever.run(question.question)]  # untimed: only for answer_in_context
-            pipeline.add(question, answer.text, passages, retrieve_ms=timings["retrieve"], read_ms=timings["read"],
-                         total_ms=timings["total"])
+            pipeline.add(
+                question,
+                answer.text,
+                passages,
+                retrieve_ms=timings["retrieve"],
+                read_ms=timings["read"],
+                total_ms=timings["total"],
+            )
             text, bodies, retrieve_ms, read_ms = _naive_answer(naive_store, reader, question.question, top_k)
-            naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms,
-                      total_ms=retrieve_ms + read_ms)
+            naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms, total_ms=retrieve_ms + read_ms)
     finally:
         naive_store.close()
     result = {"questions": len(questions), "pipeline": pipeline.report(), "naive": naive.report()}
@@ -156,8 +191,14 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     total = sum(own for _, _, own, _, _ in stats.values()) or 1e-9
 
     def cumulative(file_end: str, name: str) -> float:
-        return sum(cum for (file, _, func), (_, _, _, cum, _) in stats.items()
-                   if func == name and file.replace("\\", "/").endswith(file_end)) / total
+        return (
+            sum(
+                cum
+                for (file, _, func), (_, _, _, cum, _) in stats.items()
+                if func == name and file.replace("\\", "/").endswith(file_end)
+            )
+            / total
+        )
 
     top = sorted(stats.items(), key=lambda item: -item[1][2])[:8]
     return {
@@ -165,8 +206,14 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
         "commits_per_article": sum(s.strip().upper() == "COMMIT" for s in statements) / max(len(articles), 1),
         "split_share": cumulative("bot/text.py", "split_sentences"),
         "sqlite_share": sum(own for (_, _, func), (_, _, own, _, _) in stats.items() if "sqlite3." in func) / total,
-        "top": [{"function": f"{Path(file).name}:{line}({name})" if line else name, "own_share": own / total,
-                 "calls": calls} for (file, line, name), (calls, _, own, _, _) in top],
+        "top": [
+            {
+                "function": f"{Path(file).name}:{line}({name})" if line else name,
+                "own_share": own / total,
+                "calls": calls,
+            }
+            for (file, line, name), (calls, _, own, _, _) in top
+        ],
     }
 
 
@@ -189,9 +236,15 @@ def measure_ingestion(articles: Sequence[Article], workdir: Path) -> dict:
     profile = _profile_ingestion(articles[:PROFILE_ARTICLES], db_path)
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    return {"articles": len(articles), "seconds": seconds, "articles_per_s": len(articles) / seconds,
-            "db_mb_per_1k_articles": used_mb * 1000 / max(len(articles), 1), "split_s": split_s,
-            "split_articles_per_s": len(articles) / max(split_s, 1e-9), "profile": profile}
+    return {
+        "articles": len(articles),
+        "seconds": seconds,
+        "articles_per_s": len(articles) / seconds,
+        "db_mb_per_1k_articles": used_mb * 1000 / max(len(articles), 1),
+        "split_s": split_s,
+        "split_articles_per_s": len(articles) / max(split_s, 1e-9),
+        "profile": profile,
+    }
 
 
 def _qa_bot_command() -> list[str]:
@@ -221,21 +274,42 @@ class _PeakRss(threading.Thread):
             self.stopped.wait(0.02)
 
 
-def measure_cold_start(db_path: Path, questions: Sequence[BenchQuestion], *, model: str, top_k: int, dtype: str,
-                       max_length: int, doc_stride: int, threads: int | None) -> dict:
+def measure_cold_start(
+    db_path: Path,
+    questions: Sequence[BenchQuestion],
+    *,
+    model: str,
+    top_k: int,
+    dtype: str,
+    max_length: int,
+    doc_stride: int,
+    threads: int | None,
+) -> dict:
     """A fresh `qa-bot ask --json` answering questions from stdin: seconds to the first answer, peak RSS.
 
     :raises ConfigError: when `qa-bot ask` fails or answers fewer questions than it was asked.
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("QABOT_")}
-    env.update(PYTHONUNBUFFERED="1", QABOT_READER_MODEL=model, QABOT_TOP_K=str(top_k), QABOT_READER_DTYPE=dtype,
-               QABOT_MAX_LENGTH=str(max_length), QABOT_DOC_STRIDE=str(doc_stride))
+    env.update(
+        PYTHONUNBUFFERED="1",
+        QABOT_READER_MODEL=model,
+        QABOT_TOP_K=str(top_k),
+        QABOT_READER_DTYPE=dtype,
+        QABOT_MAX_LENGTH=str(max_length),
+        QABOT_DOC_STRIDE=str(doc_stride),
+    )
     if threads:
         env["QABOT_THREADS"] = str(threads)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
         started = time.perf_counter()
-        process = subprocess.Popen([*_qa_bot_command(), "ask", "--json", "--db", str(db_path)], env=env, text=True,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        process = subprocess.Popen(
+            [*_qa_bot_command(), "ask", "--json", "--db", str(db_path)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         memory = _PeakRss(process.pid)
         memory.start()
         process.stdin.write("".join(q.question.replace("\n", " ") + "\n" for q in questions))
@@ -249,8 +323,9 @@ def measure_cold_start(db_path: Path, questions: Sequence[BenchQuestion], *, mod
         memory.join()
         errors.seek(0)
         if process.returncode != 0 or answered != len(questions):
-            raise ConfigError(f"qa-bot ask failed on {db_path} (exit {process.returncode}): "
-                              f"{errors.read().strip()[-500:]}")
+            raise ConfigError(
+                f"qa-bot ask failed on {db_path} (exit {process.returncode}): {errors.read().strip()[-500:]}"
+            )
     return {"first_answer_s": first_s, "questions": answered, "total_s": total_s, "peak_rss_mb": memory.peak_kb / 1024}
 
 
@@ -279,13 +354,20 @@ def reader_variants(*, dtype: str, threads: int, top_k: int, max_length: int, do
         variants.append(_Variant(f"threads={other_threads}", dtype, other_threads, top_k, max_length, doc_stride))
     for k in sorted({1, max(1, top_k - 2), top_k + 3} - {top_k}):
         variants.append(_Variant(f"top_k={k}", dtype, threads, k, max_length, doc_stride))
-    variants.append(_Variant(f"int8, top_k={max(1, top_k - 2)}", "int8", threads, max(1, top_k - 2), max_length,
-                             doc_stride))
+    variants.append(
+        _Variant(f"int8, top_k={max(1, top_k - 2)}", "int8", threads, max(1, top_k - 2), max_length, doc_stride)
+    )
     return variants
 
 
-def measure_reader_options(store: Store, model: str, questions: Sequence[BenchQuestion], variants: Sequence[_Variant],
-                           *, warmup: Sequence[BenchQuestion] = ()) -> list[dict]:
+def measure_reader_options(
+    store: Store,
+    model: str,
+    questions: Sequence[BenchQuestion],
+    variants: Sequence[_Variant],
+    *,
+    warmup: Sequence[BenchQuestion] = (),
+) -> list[dict]:
     """Reading time and quality of each variant on the same retrieved passages, interleaved per question."""
     import torch
 
@@ -303,13 +385,29 @@ def measure_reader_options(store: Store, model: str, questions: Sequence[BenchQu
             if index >= len(warmup):
                 tally.add(question, spans[0].text if spans else None, contexts, read_ms=read_ms)
     torch.set_num_threads(variants[0].threads)
-    return [{"name": v.name, "dtype": v.dtype, "threads": v.threads, "top_k": v.top_k, "max_length": v.max_length,
-             **{key: value for key, value in t.report().items() if key != "answer_in_context"}}
-            for v, t in zip(variants, tallies)]
+    return [
+        {
+            "name": v.name,
+            "dtype": v.dtype,
+            "threads": v.threads,
+            "top_k": v.top_k,
+            "max_length": v.max_length,
+            **{key: value for key, value in t.report().items() if key != "answer_in_context"},
+        }
+        for v, t in zip(variants, tallies)
+    ]
 
 
-def measure_reading_cost(store: Store, model: str, questions: Sequence[BenchQuestion], *, top_k: int,
-                         max_length: int, doc_stride: int, read_ms_median: float) -> dict:
+def measure_reading_cost(
+    store: Store,
+    model: str,
+    questions: Sequence[BenchQuestion],
+    *,
+    top_k: int,
+    max_length: int,
+    doc_stride: int,
+    read_ms_median: float,
+) -> dict:
     """Forward-pass FLOPs per question (from the model shape and the windows read) against a plain matmul's speed,
     for our passages and for the naive baseline's whole articles."""
     import torch
@@ -325,8 +423,15 @@ def measure_reading_cost(store: Store, model: str, questions: Sequence[BenchQues
         """(windows, tokens read with padding, FLOPs) of one reader call, tokenised as `Reader.run` does."""
         if not contexts:
             return 0, 0, 0.0
-        encoded = tokenizer([question] * len(contexts), contexts, truncation="only_second", max_length=max_length,
-                            stride=doc_stride, return_overflowing_tokens=True, padding="longest")
+        encoded = tokenizer(
+            [question] * len(contexts),
+            contexts,
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            padding="longest",
+        )
         n_windows, seq_len = len(encoded["input_ids"]), len(encoded["input_ids"][0])
         # per token and layer: QKV and output projections (4h² MACs), feed-forward (2hi MACs), attention scores
         # and weighted values (2·seq·h MACs); 2 FLOPs per MAC
@@ -343,21 +448,32 @@ def measure_reading_cost(store: Store, model: str, questions: Sequence[BenchQues
     started, repeats = time.perf_counter(), 20
     for _ in range(repeats):
         torch.mm(a, b)
-    matmul_gflops = 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
+    matmul_gflops = 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
     def median(rows: list[tuple[int, int, float]], column: int) -> float:
         return float(np.median([row[column] for row in rows])) if rows else 0.0
 
     gflop = median(ours, 2) / 1e9
     achieved = gflop / (read_ms_median / 1000) if read_ms_median > 0 else 0.0
-    return {"hidden_size": hidden, "layers": layers, "intermediate_size": inner,
-            "windows_median": median(ours, 0), "tokens_median": median(ours, 1), "gflop_per_question_median": gflop,
-            "naive_windows_median": median(naive, 0), "naive_tokens_median": median(naive, 1),
-            "naive_gflop_per_question_median": median(naive, 2) / 1e9, "read_ms_median": read_ms_median,
-            "achieved_gflop_per_s": achieved, "matmul_gflop_per_s": matmul_gflops,
-            "efficiency": achieved / matmul_gflops if matmul_gflops else 0.0}
+    return {
+        "hidden_size": hidden,
+        "layers": layers,
+        "intermediate_size": inner,
+        "windows_median": median(ours, 0),
+        "tokens_median": median(ours, 1),
+        "gflop_per_question_median": gflop,
+        "naive_windows_median": median(naive, 0),
+        "naive_tokens_median": median(naive, 1),
+        "naive_gflop_per_question_median": median(naive, 2) / 1e9,
+        "read_ms_median": read_ms_median,
+        "achieved_gflop_per_s": achieved,
+        "matmul_gflop_per_s": matmul_gflops,
+        "efficiency": achieved / matmul_gflops if matmul_gflops else 0.0,
+    }
 
 
 # The whole run --------------------------------------------------------------------------------------------------
+
 
 def _machine() -> dict:
     import torch
@@ -370,14 +486,32 @@ def _machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu_cores": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    return {
+        "cpu_cores": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
-def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence[int] = (1000, 10_000, 100_000),
-                   n_questions: int = 200, top_k: int = 5, dtype: str = "float32", max_length: int = 384,
-                   doc_stride: int = 128, threads: int | None = None, workdir: str | Path = "bench-data",
-                   ingest_articles: int = INGEST_ARTICLES, command: str = "", progress: Progress | None = None) -> dict:
+def run_benchmarks(
+    squad_path: str | Path,
+    *,
+    model: str | None,
+    sizes: Sequence[int] = (1000, 10_000, 100_000),
+    n_questions: int = 200,
+    top_k: int = 5,
+    dtype: str = "float32",
+    max_length: int = 384,
+    doc_stride: int = 128,
+    threads: int | None = None,
+    workdir: str | Path = "bench-data",
+    ingest_articles: int = INGEST_ARTICLES,
+    command: str = "",
+    progress: Progress | None = None,
+) -> dict:
     """Build (or reuse) the corpora, then measure everything on this machine; returns the report as a dict.
 
     :param squad_path: SQuAD v1.1 JSON (optionally .gz) supplying contexts, questions and gold answers.
@@ -395,8 +529,10 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
 
     say = progress or (lambda message: None)
     if not model:
-        raise ConfigError("No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
-                          "extractive-QA model folder.")
+        raise ConfigError(
+            "No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
+            "extractive-QA model folder."
+        )
     if not sizes or min(sizes) <= 0 or n_questions <= 0:
         raise ConfigError(f"sizes and questions must be positive, got sizes={list(sizes)} questions={n_questions}")
     sizes = sorted(set(sizes))
@@ -404,12 +540,23 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     squad = load_squad_corpus(squad_path)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    report: dict = {"command": command, "machine": _machine(),
-                    "model": {"path": str(model), "name": Path(str(model)).name},
-                    "settings": {"top_k": top_k, "dtype": dtype, "max_length": max_length, "doc_stride": doc_stride,
-                                 "threads": threads, "passage_max_words": PASSAGE_MAX_WORDS,
-                                 "questions": n_questions, "warmup_questions": WARMUP_QUESTIONS, "seed": SEED,
-                                 "answer_threshold": 0.0}}
+    report: dict = {
+        "command": command,
+        "machine": _machine(),
+        "model": {"path": str(model), "name": Path(str(model)).name},
+        "settings": {
+            "top_k": top_k,
+            "dtype": dtype,
+            "max_length": max_length,
+            "doc_stride": doc_stride,
+            "threads": threads,
+            "passage_max_words": PASSAGE_MAX_WORDS,
+            "questions": n_questions,
+            "warmup_questions": WARMUP_QUESTIONS,
+            "seed": SEED,
+            "answer_threshold": 0.0,
+        },
+    }
 
     say(f"building or reusing corpora {', '.join(map(_label, sizes))} in {workdir}")
     corpora = []
@@ -422,9 +569,15 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     warmup = picked[n_questions:] or questions[:WARMUP_QUESTIONS]
     if not questions:
         raise ConfigError(f"No SQuAD question has its paragraph in the {sizes[0]}-article corpus; use a larger size.")
-    report["corpora"] = [{"articles": n, "label": _label(n), **{key: meta[key] for key in (
-        "passages", "sentences", "db_mb", "build_articles_per_s", "built_this_run")},
-        "db_mb_per_1k_articles": meta["db_mb"] * 1000 / n} for n, _, meta in corpora]
+    report["corpora"] = [
+        {
+            "articles": n,
+            "label": _label(n),
+            **{key: meta[key] for key in ("passages", "sentences", "db_mb", "build_articles_per_s", "built_this_run")},
+            "db_mb_per_1k_articles": meta["db_mb"] * 1000 / n,
+        }
+        for n, _, meta in corpora
+    ]
 
     say(f"ingestion: {ingest_articles} articles into a fresh database")
     probe = [article for article, _ in build_articles(squad, max(ingest_articles, 1))]
@@ -435,28 +588,55 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     for n, db_path, meta in corpora:
         say(f"answering at {_label(n)}: {len(questions)} questions, pipeline and naive side by side")
         store = Store(db_path)
-        row = {"articles": n, "label": _label(n), "passages": meta["passages"],
-               **measure_answering(store, reader, questions, top_k=top_k, warmup=warmup)}
+        row = {
+            "articles": n,
+            "label": _label(n),
+            "passages": meta["passages"],
+            **measure_answering(store, reader, questions, top_k=top_k, warmup=warmup),
+        }
         store.close()
         report["answering"].append(row)
 
     largest_n, largest_db, _ = corpora[-1]
     say(f"cold start at {_label(largest_n)}: a fresh qa-bot ask")
-    report["cold_start"] = {"articles": largest_n, "label": _label(largest_n), **measure_cold_start(
-        largest_db, questions[:COLD_START_QUESTIONS], model=model, top_k=top_k, dtype=dtype, max_length=max_length,
-        doc_stride=doc_stride, threads=threads)}
+    report["cold_start"] = {
+        "articles": largest_n,
+        "label": _label(largest_n),
+        **measure_cold_start(
+            largest_db,
+            questions[:COLD_START_QUESTIONS],
+            model=model,
+            top_k=top_k,
+            dtype=dtype,
+            max_length=max_length,
+            doc_stride=doc_stride,
+            threads=threads,
+        ),
+    }
 
     options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
     say(f"reader options at {_label(options_n)}")
     store = Store(options_db)
-    variants = reader_variants(dtype=dtype, threads=threads, top_k=top_k, max_length=max_length,
-                               doc_stride=doc_stride)
-    report["reader_options"] = {"articles": options_n, "label": _label(options_n), "questions": len(questions),
-                                "variants": measure_reader_options(store, model, questions, variants, warmup=warmup)}
+    variants = reader_variants(dtype=dtype, threads=threads, top_k=top_k, max_length=max_length, doc_stride=doc_stride)
+    report["reader_options"] = {
+        "articles": options_n,
+        "label": _label(options_n),
+        "questions": len(questions),
+        "variants": measure_reader_options(store, model, questions, variants, warmup=warmup),
+    }
     configured_read = next(row for row in report["answering"] if row["articles"] == options_n)
-    report["reading_cost"] = {"articles": options_n, **measure_reading_cost(
-        store, model, questions, top_k=top_k, max_length=max_length, doc_stride=doc_stride,
-        read_ms_median=configured_read["pipeline"]["read_ms"]["median"])}
+    report["reading_cost"] = {
+        "articles": options_n,
+        **measure_reading_cost(
+            store,
+            model,
+            questions,
+            top_k=top_k,
+            max_length=max_length,
+            doc_stride=doc_stride,
+            read_ms_median=configured_read["pipeline"]["read_ms"]["median"],
+        ),
+    }
     store.close()
     report["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["targets"] = _evaluate_targets(report)

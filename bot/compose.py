@@ -22,19 +22,34 @@ def cite(store: Store, passage: Passage, span: Span) -> Citation:
         first_start, sentence = sentences[0].char_start, sentences[0].text
     else:  # an answer across a sentence boundary: quote every sentence it touches, exactly as stored
         first_start = sentences[0].char_start
-        sentence = store.article_body(passage.article.id)[first_start:sentences[-1].char_end]
-    return Citation(article=passage.article, sentence=sentence, sentence_start=first_start,
-                    answer_start=answer_start - first_start, answer_end=answer_end - first_start)
+        sentence = store.article_body(passage.article.id)[first_start : sentences[-1].char_end]
+    return Citation(
+        article=passage.article,
+        sentence=sentence,
+        sentence_start=first_start,
+        answer_start=answer_start - first_start,
+        answer_end=answer_end - first_start,
+    )
 
 
 def _newest_first(answers: Sequence[Answer]) -> tuple[Answer, ...]:
-    dated = sorted((a for a in answers if a.citation.article.published_at), reverse=True,
-                   key=lambda a: a.citation.article.published_at)
+    dated = sorted(
+        (a for a in answers if a.citation.article.published_at),
+        reverse=True,
+        key=lambda a: a.citation.article.published_at,
+    )
     return (*dated, *(a for a in answers if not a.citation.article.published_at))
 
 
-def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[Span], *, store: Store,
-                   calibrator: Calibrator, max_alternatives: int = 2) -> Answer:
+def compose_answer(
+    question: str,
+    passages: Sequence[Passage],
+    spans: Sequence[Span],
+    *,
+    store: Store,
+    calibrator: Calibrator,
+    max_alternatives: int = 2,
+) -> Answer:
     """The answer to give: the candidate the calibrator trusts most, as a confident answer, a tentative one or none.
 
     Each distinct candidate (`gather_evidence`) gets a calibrated confidence; the most trusted one decides the
@@ -54,8 +69,9 @@ def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[S
             citations[key] = cite(store, passage, span)
         return citations[key]
 
-    evidence = gather_evidence(question, passages, spans,
-                               sentence_of=lambda passage, span: citation_of(passage, span).sentence)
+    evidence = gather_evidence(
+        question, passages, spans, sentence_of=lambda passage, span: citation_of(passage, span).sentence
+    )
     if not evidence:
         return Answer(question=question, text=None, score=0.0, searched=searched)
     scored = [(calibrator.probability(e.features), index, e) for index, e in enumerate(evidence)]
@@ -69,19 +85,24 @@ def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[S
     confidence, _, best = trusted[0]
 
     def as_answer(probability: float, item: Evidence) -> Answer:
-        return Answer(question=question, text=item.span.text, score=probability,
-                      citation=citation_of(item.passage, item.span))
+        return Answer(
+            question=question, text=item.span.text, score=probability, citation=citation_of(item.passage, item.span)
+        )
 
     outcome = calibrator.outcome(confidence)
     if outcome == "none":
         return Answer(question=question, text=None, score=confidence, searched=searched)
     if outcome == "unsure":
-        return Answer(question=question, text=None, score=confidence, tentative=as_answer(confidence, best),
-                      searched=searched)
+        return Answer(
+            question=question, text=None, score=confidence, tentative=as_answer(confidence, best), searched=searched
+        )
 
     key, article_id = normalise_answer(best.span.text), best.passage.article.id
-    supporting = {passages[s.context_index].article.id: passages[s.context_index].article for s in spans
-                  if normalise_answer(s.text) == key and passages[s.context_index].article.id != article_id}
+    supporting = {
+        passages[s.context_index].article.id: passages[s.context_index].article
+        for s in spans
+        if normalise_answer(s.text) == key and passages[s.context_index].article.id != article_id
+    }
     conflicting, alternatives, shown = [], [], {article_id}
     for probability, _, item in trusted[1:]:
         other = item.passage.article.id
@@ -95,6 +116,13 @@ def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[S
             continue
         shown.add(other)
     answer = as_answer(confidence, best)
-    return Answer(question=question, text=answer.text, score=confidence, citation=answer.citation,
-                  alternatives=tuple(alternatives), searched=searched, supporting=tuple(supporting.values()),
-                  conflicting=_newest_first(conflicting))
+    return Answer(
+        question=question,
+        text=answer.text,
+        score=confidence,
+        citation=answer.citation,
+        alternatives=tuple(alternatives),
+        searched=searched,
+        supporting=tuple(supporting.values()),
+        conflicting=_newest_first(conflicting),
+    )

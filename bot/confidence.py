@@ -28,8 +28,20 @@ import numpy as np
 from bot.errors import ConfigError
 from bot.records import Passage, Span
 
-__all__ = ["FEATURES", "Evidence", "Calibrator", "gather_evidence", "question_kind", "type_fit", "normalise_answer", "content_words",
-           "CALIBRATION_FILE_NAME", "DEFAULT_ANSWER_THRESHOLD", "DEFAULT_HEDGE_THRESHOLD", "MAX_CANDIDATES"]
+__all__ = [
+    "FEATURES",
+    "Evidence",
+    "Calibrator",
+    "gather_evidence",
+    "question_kind",
+    "type_fit",
+    "normalise_answer",
+    "content_words",
+    "CALIBRATION_FILE_NAME",
+    "DEFAULT_ANSWER_THRESHOLD",
+    "DEFAULT_HEDGE_THRESHOLD",
+    "MAX_CANDIDATES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +52,40 @@ DEFAULT_HEDGE_THRESHOLD = 0.2
 MAX_CANDIDATES = 5  # distinct answers weighed per question
 MARGIN_CAP = 10.0  # logit margins are clipped to +-this (a lone candidate has no runner-up)
 
-FEATURES = ("log_score", "null_margin", "runner_up_margin", "logit_gap", "candidate_rank", "agree_passages",
-            "agree_articles", "passage_rank", "bm25_relative", "answer_words", "answer_in_question", "type_fit",
-            "sentence_overlap", "passage_overlap")
+FEATURES = (
+    "log_score",
+    "null_margin",
+    "runner_up_margin",
+    "logit_gap",
+    "candidate_rank",
+    "agree_passages",
+    "agree_articles",
+    "passage_rank",
+    "bm25_relative",
+    "answer_words",
+    "answer_in_question",
+    "type_fit",
+    "sentence_overlap",
+    "passage_overlap",
+)
 
 _WORD = re.compile(r"\w+")
 _STOP = frozenset(
     "a an the of in on at to for from by with and or is are was were be been being did do does what which who whom "
     "whose when where why how that this these those it its as into than then there their they he she his her him "
-    "not no yes can could would should will may might has have had about after before during over under".split())
-_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
-                     r"hundred|thousand|million|billion|trillion|dozen|half|several|few)\b", re.IGNORECASE)
-_TIME = re.compile(r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b|\b(monday|tuesday|wednesday|"
-                   r"thursday|friday|saturday|sunday|today|yesterday|century|centuries|decade|year|years|ago|spring|"
-                   r"summer|autumn|fall|winter|morning|evening|night|era|age|period)\b", re.IGNORECASE)
+    "not no yes can could would should will may might has have had about after before during over under".split()
+)
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"hundred|thousand|million|billion|trillion|dozen|half|several|few)\b",
+    re.IGNORECASE,
+)
+_TIME = re.compile(
+    r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b|\b(monday|tuesday|wednesday|"
+    r"thursday|friday|saturday|sunday|today|yesterday|century|centuries|decade|year|years|ago|spring|"
+    r"summer|autumn|fall|winter|morning|evening|night|era|age|period)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +113,8 @@ def content_words(text: str) -> set[str]:
 def question_kind(question: str) -> str:
     """The kind of answer a question asks for: "count", "when", "who", "where" or "other".
 
-        >>> [question_kind(q) for q in ("How many ships?", "In what year?", "Who runs it?", "Where is it?", "Why?")]
-        ['count', 'when', 'who', 'where', 'other']
+    >>> [question_kind(q) for q in ("How many ships?", "In what year?", "Who runs it?", "Where is it?", "Why?")]
+    ['count', 'when', 'who', 'where', 'other']
     """
     q = question.lower()
     if re.search(r"\bhow (many|much|long|far|old|large|big|tall)\b|\bwhat (percentage|number|amount)\b", q):
@@ -99,8 +131,8 @@ def question_kind(question: str) -> str:
 def type_fit(kind: str, answer: str) -> float:
     """+1 when the answer looks like what the question asks for, -1 when it does not, 0 when the question says little.
 
-        >>> type_fit("when", "in 1858"), type_fit("who", "in 1858"), type_fit("other", "anything")
-        (1.0, -1.0, 0.0)
+    >>> type_fit("when", "in 1858"), type_fit("who", "in 1858"), type_fit("other", "anything")
+    (1.0, -1.0, 0.0)
     """
     if kind == "count":
         return 1.0 if _NUMBER.search(answer) else -1.0
@@ -116,9 +148,14 @@ def _overlap(asked: set[str], text: str) -> float:
     return len(asked & content_words(text)) / len(asked) if asked else 0.0
 
 
-def gather_evidence(question: str, passages: Sequence[Passage], spans: Sequence[Span], *,
-                    sentence_of: Callable[[Passage, Span], str],
-                    max_candidates: int = MAX_CANDIDATES) -> list[Evidence]:
+def gather_evidence(
+    question: str,
+    passages: Sequence[Passage],
+    spans: Sequence[Span],
+    *,
+    sentence_of: Callable[[Passage, Span], str],
+    max_candidates: int = MAX_CANDIDATES,
+) -> list[Evidence]:
     """Evidence for the best `max_candidates` distinct answers among the reader's spans, best logit first.
 
     :param passages: retrieved passages, best BM25 first (`span.context_index` indexes them).
@@ -149,8 +186,9 @@ def gather_evidence(question: str, passages: Sequence[Passage], spans: Sequence[
         features = {
             "log_score": math.log(max(span.score, 1e-6)),
             "null_margin": float(np.clip(span.logit - span.null_logit, -MARGIN_CAP, MARGIN_CAP)),
-            "runner_up_margin": MARGIN_CAP if rival is None else float(np.clip(span.logit - rival, -MARGIN_CAP,
-                                                                                MARGIN_CAP)),
+            "runner_up_margin": MARGIN_CAP
+            if rival is None
+            else float(np.clip(span.logit - rival, -MARGIN_CAP, MARGIN_CAP)),
             "logit_gap": float(max(span.logit - top_logit, -MARGIN_CAP)),
             "candidate_rank": float(len(evidence)),
             "agree_passages": float(len(in_passages)),
@@ -199,16 +237,19 @@ class Calibrator:
         if self.weights and not len(self.weights) == len(self.means) == len(self.scales) == len(FEATURES):
             raise ConfigError(f"A calibration needs {len(FEATURES)} weights, means and scales ({', '.join(FEATURES)}).")
         if not 0.0 <= self.hedge_threshold <= self.answer_threshold <= 1.0:
-            raise ConfigError("Calibration thresholds must satisfy 0 <= hedge threshold <= answer threshold <= 1, got "
-                              f"{self.hedge_threshold} and {self.answer_threshold}.")
+            raise ConfigError(
+                "Calibration thresholds must satisfy 0 <= hedge threshold <= answer threshold <= 1, got "
+                f"{self.hedge_threshold} and {self.answer_threshold}."
+            )
 
     @property
     def is_calibrated(self) -> bool:
         return bool(self.weights)
 
     @classmethod
-    def raw(cls, *, answer_threshold: float = DEFAULT_ANSWER_THRESHOLD,
-            hedge_threshold: float | None = None) -> Calibrator:
+    def raw(
+        cls, *, answer_threshold: float = DEFAULT_ANSWER_THRESHOLD, hedge_threshold: float | None = None
+    ) -> Calibrator:
         """No calibration: the confidence is the span score, compared with raw-score thresholds."""
         hedge = min(DEFAULT_HEDGE_THRESHOLD, answer_threshold) if hedge_threshold is None else hedge_threshold
         return cls(answer_threshold=answer_threshold, hedge_threshold=min(hedge, answer_threshold))
@@ -219,11 +260,17 @@ class Calibrator:
         try:
             if list(data["features"]) != list(FEATURES):
                 raise ConfigError(f"{source} was fitted on other features ({', '.join(data['features'])}).")
-            return cls(weights=tuple(float(w) for w in data["weights"]), bias=float(data["bias"]),
-                       means=tuple(float(m) for m in data["means"]), scales=tuple(float(s) for s in data["scales"]),
-                       answer_threshold=float(data["answer_threshold"]), hedge_threshold=float(data["hedge_threshold"]),
-                       source=source, scale=float(data.get("platt", [1.0, 0.0])[0]),
-                       shift=float(data.get("platt", [1.0, 0.0])[1]))
+            return cls(
+                weights=tuple(float(w) for w in data["weights"]),
+                bias=float(data["bias"]),
+                means=tuple(float(m) for m in data["means"]),
+                scales=tuple(float(s) for s in data["scales"]),
+                answer_threshold=float(data["answer_threshold"]),
+                hedge_threshold=float(data["hedge_threshold"]),
+                source=source,
+                scale=float(data.get("platt", [1.0, 0.0])[0]),
+                shift=float(data.get("platt", [1.0, 0.0])[1]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source} is not a calibration file (bad or missing {exc}).") from exc
 
@@ -261,7 +308,7 @@ class Calibrator:
         return 1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0
 
     def outcome(self, confidence: float) -> str:
-        """"confident", "unsure" or "none" for a confidence from `probability`."""
+        """ "confident", "unsure" or "none" for a confidence from `probability`."""
         if confidence >= self.answer_threshold:
             return "confident"
         if confidence >= self.hedge_threshold:

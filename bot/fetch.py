@@ -75,8 +75,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def is_public_address(text: str) -> bool:
     """True for a global unicast address; IPv6 forms that carry an IPv4 address are judged by that address.
 
-        >>> [is_public_address(a) for a in ("93.184.216.34", "10.0.0.1", "::ffff:127.0.0.1", "64:ff9b::a00:1")]
-        [True, False, False, False]
+    >>> [is_public_address(a) for a in ("93.184.216.34", "10.0.0.1", "::ffff:127.0.0.1", "64:ff9b::a00:1")]
+    [True, False, False, False]
     """
     address = ipaddress.ip_address(text.split("%")[0])
     if isinstance(address, ipaddress.IPv6Address):
@@ -115,8 +115,10 @@ def check_public_host(url: str) -> str:
     addresses = _addresses(host, _port(parts))
     for address in sorted(addresses):
         if not is_public_address(address):
-            raise FetchError(f"{host} is a private or local address ({address}); links inside the bot's own network "
-                             "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true")
+            raise FetchError(
+                f"{host} is a private or local address ({address}); links inside the bot's own network "
+                "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true"
+            )
     return addresses[0]
 
 
@@ -212,8 +214,9 @@ def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: boo
                     url = check_url(urljoin(url, location))
                     continue
                 if response.status >= 400:
-                    raise FetchError(f"{url} answered HTTP {response.status} {response.reason}; check the link in a "
-                                     "browser")
+                    raise FetchError(
+                        f"{url} answered HTTP {response.status} {response.reason}; check the link in a browser"
+                    )
                 body = _read_body(response, url=url, max_bytes=max_bytes, deadline=deadline)
                 break
             else:
@@ -243,8 +246,9 @@ def _request(url: str, *, deadline: _Deadline, allow_private: bool) -> http.clie
     connection = kind(host, port, address=address, timeout=deadline.left())
     deadline.connection = connection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection.request("GET", path, headers={"User-Agent": USER_AGENT,
-                                             "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"})
+    connection.request(
+        "GET", path, headers={"User-Agent": USER_AGENT, "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"}
+    )
     connection.sock.settimeout(deadline.left())
     return connection.getresponse()
 
@@ -252,8 +256,9 @@ def _request(url: str, *, deadline: _Deadline, allow_private: bool) -> http.clie
 def _read_body(response: http.client.HTTPResponse, *, url: str, max_bytes: int, deadline: _Deadline) -> bytes:
     declared = response.getheader("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit "
-                         "(QABOT_FETCH_MAX_BYTES)")
+        raise FetchError(
+            f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit (QABOT_FETCH_MAX_BYTES)"
+        )
     chunks, size = [], 0
     while True:
         sock = deadline.connection.sock if deadline.connection is not None else None
@@ -274,8 +279,9 @@ def _timeout(url: str, timeout_s: float) -> FetchError:
     return FetchError(f"{url} did not answer within {timeout_s:g} s (QABOT_FETCH_TIMEOUT_S); try again later")
 
 
-def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000,
-                  allow_private: bool = False) -> Article:
+def fetch_article(
+    url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000, allow_private: bool = False
+) -> Article:
     """Fetch a web page and extract its article: title and readable text (HTML) or first line as title (text).
 
         article = fetch_article("https://example.com/news/1", timeout_s=10, max_bytes=5_000_000)
@@ -296,5 +302,7 @@ def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_0
         raise
     except IngestError as exc:
         raise FetchError(f"{page.url}: {exc}") from exc
-    raise FetchError(f"{page.url} is {page.content_type}, not a web page; only HTML and plain-text pages can be "
-                     "ingested (for other documents, paste their text after /ingest)")
+    raise FetchError(
+        f"{page.url} is {page.content_type}, not a web page; only HTML and plain-text pages can be "
+        "ingested (for other documents, paste their text after /ingest)"
+    )

@@ -17,8 +17,16 @@ from bot.records import Article
 from bot.store import Store, StoredOutcome
 from bot.text import normalize_whitespace
 
-__all__ = ["IngestReport", "IngestFailure", "ingest_paths", "ingest_article", "read_articles", "article_from_text",
-           "article_from_html", "SUPPORTED_SUFFIXES"]
+__all__ = [
+    "IngestReport",
+    "IngestFailure",
+    "ingest_paths",
+    "ingest_article",
+    "read_articles",
+    "article_from_text",
+    "article_from_html",
+    "SUPPORTED_SUFFIXES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class IngestReport:
 
 # Parsing -----------------------------------------------------------------------------------------------------
 
+
 def article_from_text(text: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
     """Plain text or Markdown: the first non-empty line is the title, the rest is the body.
 
@@ -75,8 +84,9 @@ def article_from_html(html: str, *, source: str, url: str | None = None, key: st
     """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped)."""
     import trafilatura
 
-    extracted = trafilatura.extract(html, output_format="json", with_metadata=True, include_comments=False,
-                                    include_tables=False, url=url)
+    extracted = trafilatura.extract(
+        html, output_format="json", with_metadata=True, include_comments=False, include_tables=False, url=url
+    )
     if not extracted:
         raise IngestError("no readable article text found in the HTML")
     data = json.loads(extracted)
@@ -98,15 +108,20 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
     title = record.get("title")
     body = record.get("body", record.get("text"))
     if not isinstance(title, str) or not title.strip():
-        raise IngestError(f"{where}: missing \"title\"")
+        raise IngestError(f'{where}: missing "title"')
     if not isinstance(body, str) or not normalize_whitespace(body):
-        raise IngestError(f"{where}: no body (expected a non-empty \"body\" or \"text\")")
+        raise IngestError(f'{where}: no body (expected a non-empty "body" or "text")')
     url = record.get("url") or None
     published = record.get("published_at")
     source = record.get("source") or path
-    return Article(title=normalize_whitespace(title), body=normalize_whitespace(body), source=str(source),
-                   url=str(url) if url else None, published_at=str(published) if published else None,
-                   key=None if url else f"{key_path}#{normalize_whitespace(title)}")
+    return Article(
+        title=normalize_whitespace(title),
+        body=normalize_whitespace(body),
+        source=str(source),
+        url=str(url) if url else None,
+        published_at=str(published) if published else None,
+        key=None if url else f"{key_path}#{normalize_whitespace(title)}",
+    )
 
 
 def _decode(path: Path) -> str:
@@ -117,8 +132,10 @@ def _decode(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IngestError(f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "convert the file to UTF-8 and ingest it again") from exc
+        raise IngestError(
+            f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "convert the file to UTF-8 and ingest it again"
+        ) from exc
 
 
 def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
@@ -146,15 +163,23 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
         records = data if isinstance(data, list) else [data]
         seen: dict[str, int] = {}
         for index, record in enumerate(records):
-            yield _distinct_key(_guard(lambda r=record, i=index: _article_from_record(
-                r, path=source, where=f"record {i + 1}", key_path=key), source), seen)
+            yield _distinct_key(
+                _guard(
+                    lambda r=record, i=index: _article_from_record(
+                        r, path=source, where=f"record {i + 1}", key_path=key
+                    ),
+                    source,
+                ),
+                seen,
+            )
     else:  # .jsonl
         seen = {}
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            yield _distinct_key(_guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n,
-                                                                               key_path=key), source), seen)
+            yield _distinct_key(
+                _guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n, key_path=key), source), seen
+            )
 
 
 def _distinct_key(item: Article | IngestFailure, seen: dict[str, int]) -> Article | IngestFailure:
@@ -192,8 +217,11 @@ def _expand(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | Ingest
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if (child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts)
-                        and child.resolve() not in skip):
+                if (
+                    child.is_file()
+                    and not any(part.startswith(".") for part in child.relative_to(path).parts)
+                    and child.resolve() not in skip
+                ):
                     yield child
         elif path.exists():
             yield path
@@ -203,6 +231,7 @@ def _expand(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | Ingest
 
 # Storing -----------------------------------------------------------------------------------------------------
 
+
 def ingest_article(store: Store, article: Article) -> StoredOutcome:
     """Store one article (its own transaction); see `Store.add_article` for added/updated/unchanged."""
     return store.add_article(article)
@@ -211,8 +240,8 @@ def ingest_article(store: Store, article: Article) -> StoredOutcome:
 def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = False) -> IngestReport:
     """Ingest files and folders (recursively); report counts and every failure, never stop at a bad file.
 
-        report = ingest_paths(Store("qa.db"), ["examples/articles/"])
-        print(report.added, report.failures)
+    report = ingest_paths(Store("qa.db"), ["examples/articles/"])
+    print(report.added, report.failures)
     """
     from tqdm import tqdm
 
@@ -234,6 +263,11 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
     for failure in report.failures:
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
-    logger.info("ingested added=%d updated=%d unchanged=%d failed=%d", report.added, report.updated,
-                report.unchanged, report.failed)
+    logger.info(
+        "ingested added=%d updated=%d unchanged=%d failed=%d",
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.failed,
+    )
     return report

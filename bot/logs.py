@@ -50,8 +50,11 @@ def configure_logging(level: str | int = "INFO", *, log_file: str | Path | None 
     if log_file:
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(path, maxBytes=LOG_FILE_BYTES,
-                                                             backupCount=LOG_FILE_BACKUPS, encoding="utf-8"))
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+            )
+        )
     formatter = OneLineFormatter(FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -18,8 +18,13 @@ class ArticleRef:
     published_at: str | None = None
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "title": self.title, "source": self.source, "url": self.url,
-                "published_at": self.published_at}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "url": self.url,
+            "published_at": self.published_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -121,13 +126,16 @@ class Answer:
 
     @property
     def outcome(self) -> str:
-        """"confident", "unsure" (only a tentative answer) or "none"."""
+        """ "confident", "unsure" (only a tentative answer) or "none"."""
         return "confident" if self.is_answered else "unsure" if self.tentative is not None else "none"
 
     def cited_articles(self) -> list[ArticleRef]:
         """Every article this reply shows: the answer's, the tentative one's, conflicting, supporting, alternatives."""
-        found = [a.citation.article for a in (self, self.tentative, *self.conflicting, *self.alternatives)
-                 if a is not None and a.citation is not None]
+        found = [
+            a.citation.article
+            for a in (self, self.tentative, *self.conflicting, *self.alternatives)
+            if a is not None and a.citation is not None
+        ]
         return list({article.id: article for article in (*found, *self.supporting)}.values())
 
     def to_dict(self) -> dict:

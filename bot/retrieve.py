@@ -14,14 +14,16 @@ __all__ = ["Retriever", "fts_query", "query_terms", "ranked_queries", "STOP_WORD
 logger = logging.getLogger(__name__)
 
 # Words that carry no topic: dropped from the query so "Who is the CEO of X?" searches for "CEO" and "X".
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
 him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only
 or other our ours ourselves out over own same she should so some such than that the their theirs them themselves
 then there these they this those through to too under until up very was we were what when where which while who
 whom whose why will with would you your yours yourself yourselves s t d ll m re ve tell know please give name
-""".split())
+""".split()
+)
 
 # BM25 costs FTS5 a few µs for each passage that matches, and an OR of common words ("year", "first", "city")
 # matches a tenth to a third of a 100k-article store. So a question is ranked among the passages holding one of its
@@ -94,9 +96,11 @@ def ranked_queries(terms: list[str], counts: dict[str, int], max_ranked: int = M
     if not rare or not common:
         return [_any_of(terms)]
     in_order = [t for t in terms if t in rare]
-    return ([f"({_any_of(in_order)}) AND ({_any_of(common)})"]
-            + [f'"{term}" AND ({_any_of([t for t in in_order if t != term])})' for term in rare[:-1]]
-            + [f'"{rare[0]}"'])
+    return (
+        [f"({_any_of(in_order)}) AND ({_any_of(common)})"]
+        + [f'"{term}" AND ({_any_of([t for t in in_order if t != term])})' for term in rare[:-1]]
+        + [f'"{rare[0]}"']
+    )
 
 
 class Retriever:
@@ -109,16 +113,23 @@ class Retriever:
         seconds and gigabytes of BM25).
     """
 
-    def __init__(self, store: Store, *, top_k: int = 5, max_ranked: int = MAX_RANKED,
-                 max_terms: int = MAX_QUERY_TERMS) -> None:
+    def __init__(
+        self, store: Store, *, top_k: int = 5, max_ranked: int = MAX_RANKED, max_terms: int = MAX_QUERY_TERMS
+    ) -> None:
         if top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         if max_terms <= 0:
             raise ValueError(f"max_terms must be positive, got {max_terms}")
         self.store, self.top_k, self.max_ranked, self.max_terms = store, top_k, max_ranked, max_terms
 
-    def run(self, question: str, *, top_k: int | None = None, context: Sequence[str] = (),
-            prefer_articles: Collection[int] = ()) -> list[Passage]:
+    def run(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        context: Sequence[str] = (),
+        prefer_articles: Collection[int] = (),
+    ) -> list[Passage]:
         """The best passages for `question`, best first.
 
         :param context: earlier questions of a conversation ("Who runs Rosoboronexport?" before "Where did he
@@ -147,8 +158,9 @@ class Retriever:
             if passage.article.id in prefer_articles:
                 scores[passage_id] += PREFERRED_ARTICLE_BONUS
         ranked = sorted(found.values(), key=lambda p: (-scores[p.id], p.bm25))[:limit]
-        logger.debug("retrieved with context=%d preferred=%d passages=%d", len(context), len(prefer_articles),
-                     len(ranked))
+        logger.debug(
+            "retrieved with context=%d preferred=%d passages=%d", len(context), len(prefer_articles), len(ranked)
+        )
         return ranked
 
     def _search(self, question: str, limit: int) -> list[Passage]:
@@ -157,7 +169,7 @@ class Retriever:
             return []
         counts = self.store.passage_counts(terms, up_to=self.max_ranked)
         if len(terms) > self.max_terms:
-            rarest = set(sorted((t for t in terms if counts[t]), key=counts.__getitem__)[:self.max_terms])
+            rarest = set(sorted((t for t in terms if counts[t]), key=counts.__getitem__)[: self.max_terms])
             terms = [t for t in terms if t in rarest]
             if not terms:
                 return []

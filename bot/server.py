@@ -27,7 +27,7 @@ HTTP_THREADS = 8
 def create_wsgi_app(app: App) -> Callable[[dict, Callable], Iterable[bytes]]:
     """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200.
 
-        server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0)
+    server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0)
     """
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
 
@@ -67,8 +67,10 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
 
         app_token = settings.slack_app_token.get_secret_value()
         if not app_token.startswith("xapp-"):
-            raise ConfigError("SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write "
-                              "scope; unset it to serve over HTTP instead.")
+            raise ConfigError(
+                "SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write "
+                "scope; unset it to serve over HTTP instead."
+            )
         logger.info("serving mode=socket")
         SocketModeHandler(app, app_token).start()
         return

@@ -38,8 +38,15 @@ class AnsweringService:
     :param max_question_chars: longer questions are cut (with a note in the answer).
     """
 
-    def __init__(self, *, store: Store, retriever: Retriever, reader: Reader, calibrator: Calibrator,
-                 max_question_chars: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        retriever: Retriever,
+        reader: Reader,
+        calibrator: Calibrator,
+        max_question_chars: int = 1000,
+    ) -> None:
         self.store, self.retriever, self.reader, self.calibrator = store, retriever, reader, calibrator
         self.max_question_chars = max_question_chars
         self.last_timings_ms: dict[str, float] = {}
@@ -54,11 +61,11 @@ class AnsweringService:
         question = " ".join(question.split())
         notes = []
         if len(question) > self.max_question_chars:
-            question = question[:self.max_question_chars].rsplit(" ", 1)[0] or question[:self.max_question_chars]
+            question = question[: self.max_question_chars].rsplit(" ", 1)[0] or question[: self.max_question_chars]
             notes.append(messages.render("note_question_cut", chars=f"{self.max_question_chars:,}"))
         if len(query_terms(question)) > self.retriever.max_terms:
             notes.append(messages.render("note_terms_cut", terms=self.retriever.max_terms))
-        context = [" ".join(text.split())[:self.max_question_chars] for text in context if text and text.strip()]
+        context = [" ".join(text.split())[: self.max_question_chars] for text in context if text and text.strip()]
         question_id = uuid.uuid4().hex[:8]
         started = time.perf_counter()
         passages = self.retriever.run(question, context=context, prefer_articles=prefer_articles)
@@ -68,11 +75,20 @@ class AnsweringService:
         answer = compose_answer(question, passages, spans, store=self.store, calibrator=self.calibrator)
         if notes:
             answer = dataclasses.replace(answer, notes=tuple(notes))
-        self.last_timings_ms = {"retrieve": (retrieved - started) * 1000, "read": (read - retrieved) * 1000,
-                                "total": (time.perf_counter() - started) * 1000}
-        logger.info("answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
-                    question_id, len(passages), answer.outcome, answer.score,
-                    self.last_timings_ms["retrieve"], self.last_timings_ms["read"])
+        self.last_timings_ms = {
+            "retrieve": (retrieved - started) * 1000,
+            "read": (read - retrieved) * 1000,
+            "total": (time.perf_counter() - started) * 1000,
+        }
+        logger.info(
+            "answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
+            question_id,
+            len(passages),
+            answer.outcome,
+            answer.score,
+            self.last_timings_ms["retrieve"],
+            self.last_timings_ms["read"],
+        )
         return answer
 
 
@@ -82,10 +98,18 @@ def build_reader(settings: Settings) -> Reader:
     :raises ConfigError: when no reader model is configured.
     """
     if not settings.reader_model:
-        raise ConfigError("No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-                          "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.")
-    return Reader(settings.reader_model, max_length=settings.max_length, doc_stride=settings.doc_stride,
-                  max_answer_tokens=settings.max_answer_tokens, dtype=settings.reader_dtype, threads=settings.threads)
+        raise ConfigError(
+            "No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+            "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id."
+        )
+    return Reader(
+        settings.reader_model,
+        max_length=settings.max_length,
+        doc_stride=settings.doc_stride,
+        max_answer_tokens=settings.max_answer_tokens,
+        dtype=settings.reader_dtype,
+        threads=settings.threads,
+    )
 
 
 def build_calibrator(settings: Settings) -> Calibrator:
@@ -105,21 +129,35 @@ def build_calibrator(settings: Settings) -> Calibrator:
         calibrator = Calibrator.load(path)
     except ConfigError as exc:
         fallback = Calibrator.fallback_thresholds(path) if path is not None and expected else None
-        calibrator = Calibrator.raw(**(dict(zip(("answer_threshold", "hedge_threshold"), fallback)) if fallback
-                                       else {}))
+        calibrator = Calibrator.raw(
+            **(dict(zip(("answer_threshold", "hedge_threshold"), fallback)) if fallback else {})
+        )
         # a file that was asked for (or is there but broken) deserves a warning; a model without one is normal
-        logger.log(logging.WARNING if expected else logging.INFO,
-                   "calibration unavailable file=%s (%s); using the raw span score with threshold %.2f",
-                   path, str(exc).splitlines()[0], calibrator.answer_threshold)
+        logger.log(
+            logging.WARNING if expected else logging.INFO,
+            "calibration unavailable file=%s (%s); using the raw span score with threshold %.2f",
+            path,
+            str(exc).splitlines()[0],
+            calibrator.answer_threshold,
+        )
     return calibrator.with_thresholds(answer=settings.answer_threshold, hedge=settings.hedge_threshold)
 
 
-def build_service(settings: Settings, *, store: Store | None = None, reader: Reader | None = None,
-                  calibrator: Calibrator | None = None) -> AnsweringService:
+def build_service(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    reader: Reader | None = None,
+    calibrator: Calibrator | None = None,
+) -> AnsweringService:
     """The one place where settings become a working service; tests pass their own store, reader or calibrator."""
     store = store or Store(settings.db_path)
     reader = reader or build_reader(settings)
     calibrator = calibrator or build_calibrator(settings)
-    return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k,
-                                                             max_terms=settings.max_query_terms),
-                            reader=reader, calibrator=calibrator, max_question_chars=settings.max_question_chars)
+    return AnsweringService(
+        store=store,
+        retriever=Retriever(store, top_k=settings.top_k, max_terms=settings.max_query_terms),
+        reader=reader,
+        calibrator=calibrator,
+        max_question_chars=settings.max_question_chars,
+    )

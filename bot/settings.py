@@ -38,24 +38,36 @@ class Settings(BaseSettings):
         settings = Settings(db_path="qa.db", reader_model="models/minilm-squad-reader")
     """
 
-    model_config = SettingsConfigDict(env_prefix="QABOT_", env_file=".env", env_file_encoding="utf-8",
-                                      extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="QABOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     # Storage
     db_path: Path = Field(default=Path("qa-bot.db"), description="SQLite database holding articles and Slack state.")
 
     # Answering
-    reader_model: str | None = Field(default_factory=_default_reader_model,
-                                     description="Local directory or Hugging Face id of an extractive QA model.")
+    reader_model: str | None = Field(
+        default_factory=_default_reader_model,
+        description="Local directory or Hugging Face id of an extractive QA model.",
+    )
     top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
-    answer_threshold: float | None = Field(default=None, ge=0.0, le=1.0,
-                                           description="Minimum calibrated confidence (0..1) for an answer (default: "
-                                                       "from the calibration, chosen for precision 0.9).")
-    hedge_threshold: float | None = Field(default=None, ge=0.0, le=1.0,
-                                          description="Minimum confidence for an unsure, hedged reply (default: from "
-                                                      "the calibration, where precision is still 0.5).")
-    calibration_file: Path | None = Field(default=None, description="calibration.json for the reader (default: the "
-                                                                    "one beside the reader model).")
+    answer_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Minimum calibrated confidence (0..1) for an answer (default: "
+        "from the calibration, chosen for precision 0.9).",
+    )
+    hedge_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Minimum confidence for an unsure, hedged reply (default: from "
+        "the calibration, where precision is still 0.5).",
+    )
+    calibration_file: Path | None = Field(
+        default=None, description="calibration.json for the reader (default: the one beside the reader model)."
+    )
     max_answer_tokens: int = Field(default=30, gt=0, le=200)
     max_question_chars: int = Field(default=1000, gt=0, description="Longer questions are cut, with a note.")
     max_query_terms: int = Field(default=32, gt=0, description="Search terms per question: its rarest words.")
@@ -65,17 +77,25 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, gt=0, description="Torch CPU threads (default: torch's own choice).")
 
     # Slack
-    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token"))
-    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"))
-    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
     slack_api_url: str | None = Field(default=None, description="Override of https://slack.com/api/ (tests, proxies).")
-    admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list,
-                                                            description="Slack user ids allowed to /ingest, comma-separated.")
+    admin_user_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user ids allowed to /ingest, comma-separated."
+    )
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_bytes: int = Field(default=5_000_000, gt=0)
-    fetch_allow_private: bool = Field(default=False, description="Let /ingest fetch from loopback and private-network "
-                                                                 "hosts (an intranet wiki).")
+    fetch_allow_private: bool = Field(
+        default=False, description="Let /ingest fetch from loopback and private-network hosts (an intranet wiki)."
+    )
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_file: Path | None = Field(default=None, description="Also log to this file, rotated at 10 MB (5 kept).")

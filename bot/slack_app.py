@@ -48,8 +48,8 @@ def _from_slack(text: str) -> str:
 def question_text(text: str | None, *, bot_user_id: str | None) -> str:
     """The question in a message: the bot's `<@U…>` mention removed, Slack escaping undone, spaces collapsed.
 
-        >>> question_text("<@U0BOT> Who is the CEO of Rosoboronexport?", bot_user_id="U0BOT")
-        'Who is the CEO of Rosoboronexport?'
+    >>> question_text("<@U0BOT> Who is the CEO of Rosoboronexport?", bot_user_id="U0BOT")
+    'Who is the CEO of Rosoboronexport?'
     """
     text = text or ""
     if bot_user_id:
@@ -61,8 +61,14 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def create_app(settings: Settings, service: AnsweringService, *, client: WebClient | None = None,
-               store: SlackState | None = None, executor: Executor | None = None) -> App:
+def create_app(
+    settings: Settings,
+    service: AnsweringService,
+    *,
+    client: WebClient | None = None,
+    store: SlackState | None = None,
+    executor: Executor | None = None,
+) -> App:
     """The Bolt app with every listener registered; serve it with `bot.server.serve` or dispatch to it in tests.
 
         service = build_service(settings)
@@ -80,14 +86,19 @@ def create_app(settings: Settings, service: AnsweringService, *, client: WebClie
     """
     if client is None:
         if settings.slack_bot_token is None:
-            raise ConfigError("SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
-                              "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…).")
-        client = WebClient(token=settings.slack_bot_token.get_secret_value(),
-                           base_url=settings.slack_api_url or WebClient.BASE_URL)
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
+                "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
+            )
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url or WebClient.BASE_URL
+        )
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     if not signing_secret and settings.slack_app_token is None:
-        raise ConfigError("SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
-                          "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL.")
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
+            "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
+        )
     try:
         app = App(
             # identity
@@ -102,8 +113,10 @@ def create_app(settings: Settings, service: AnsweringService, *, client: WebClie
             listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-bot-slack"),
         )
     except (BoltError, SlackApiError, SlackClientError) as exc:
-        raise ConfigError(f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
-                          f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}.") from exc
+        raise ConfigError(
+            f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
+            f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
+        ) from exc
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
     listeners = _Listeners(settings, service, store or SlackState(settings.db_path), work)
     listeners.register(app)
@@ -134,6 +147,7 @@ class _Listeners:
     def _later(self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None) -> None:
         """Run `job` on the worker pool. If it fails, log the traceback with a reference and show the user the
         apology with that reference through `apology(message)`, so nothing fails silently."""
+
         def run() -> None:
             try:
                 job(*args)
@@ -145,11 +159,13 @@ class _Listeners:
                         apology(slack_blocks.error_message(reference))
                     except Exception:
                         logger.exception("could not show the apology reference=%s", reference)
+
         self._work.submit(run)
 
     def _in_thread(self, client: WebClient, event: dict) -> Callable[[dict], object]:
-        return lambda message: client.chat_postMessage(channel=event["channel"],
-                                                       thread_ts=event.get("thread_ts") or event["ts"], **message)
+        return lambda message: client.chat_postMessage(
+            channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"], **message
+        )
 
     def _privately(self, respond) -> Callable[[dict], object]:
         return lambda message: self._respond(respond, message, response_type="ephemeral", replace_original=False)
@@ -202,12 +218,20 @@ class _Listeners:
             with self._reader_lock:
                 answer = self.service.answer(question)
             message = slack_blocks.answer_message(answer, answer_id=answer_id, shareable=shareable)
-            shown = (slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user)
-                     if shareable else message)  # what "Share to channel" will post
-            self.state.save_answer(StoredAnswer(
-                id=answer_id, question=question, answer=answer.text,
-                article_id=answer.citation.article.id if answer.citation else None, score=answer.score,
-                text=shown["text"], blocks=shown["blocks"]))
+            shown = (
+                slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user) if shareable else message
+            )  # what "Share to channel" will post
+            self.state.save_answer(
+                StoredAnswer(
+                    id=answer_id,
+                    question=question,
+                    answer=answer.text,
+                    article_id=answer.citation.article.id if answer.citation else None,
+                    score=answer.score,
+                    text=shown["text"],
+                    blocks=shown["blocks"],
+                )
+            )
             return message, answer_id
         except Exception:
             reference = _new_id()[:8]
@@ -221,8 +245,9 @@ class _Listeners:
         if decision.allowed:
             return None
         logger.info("rate limited user=%s limit=%d", user, limit)
-        return slack_blocks.notice(messages.render("slack_rate_limited", limit=limit,
-                                                   retry_after_s=decision.retry_after_s))
+        return slack_blocks.notice(
+            messages.render("slack_rate_limited", limit=limit, retry_after_s=decision.retry_after_s)
+        )
 
     # Mentions and DMs ----------------------------------------------------------------------------------------
 
@@ -230,8 +255,14 @@ class _Listeners:
         channel = event.get("channel", "")
         if event.get("bot_id") or channel.startswith("D"):  # DMs are answered by on_message
             return
-        self._later(self._answer_in_thread, client, "mention", event, context.bot_user_id,
-                    apology=self._in_thread(client, event))
+        self._later(
+            self._answer_in_thread,
+            client,
+            "mention",
+            event,
+            context.bot_user_id,
+            apology=self._in_thread(client, event),
+        )
 
     def on_message(self, event: dict, context, client: WebClient) -> None:
         subtype = event.get("subtype")
@@ -241,8 +272,9 @@ class _Listeners:
         elif subtype == "message_deleted":
             self._later(self._on_delete, client, event)
         elif subtype is None and _from_a_person(event, context.bot_user_id) and event.get("channel_type") == "im":
-            self._later(self._answer_in_thread, client, "dm", event, context.bot_user_id,
-                        apology=self._in_thread(client, event))
+            self._later(
+                self._answer_in_thread, client, "dm", event, context.bot_user_id, apology=self._in_thread(client, event)
+            )
         # every other message (bot posts, joins, channel chatter) is not for us
 
     def _answer_in_thread(self, client: WebClient, kind: str, event: dict, bot_user_id: str | None) -> None:
@@ -251,8 +283,9 @@ class _Listeners:
         logger.info("question kind=%s channel=%s user=%s ts=%s", kind, channel, user, ts)
         question = question_text(event.get("text"), bot_user_id=bot_user_id)
         if not question:
-            client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                    **slack_blocks.notice(messages.render("slack_empty_question")))
+            client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, **slack_blocks.notice(messages.render("slack_empty_question"))
+            )
             return
         refusal = self._rate_limited(user)
         if refusal:
@@ -261,8 +294,9 @@ class _Listeners:
         with self._eyes(client, channel, ts):
             message, answer_id = self._answer(question, user=user)
             reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
-        self.state.link_reply(ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"],
-                                        thread_ts=thread_ts, answer_id=answer_id))
+        self.state.link_reply(
+            ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)
+        )
 
     def _on_edit(self, client: WebClient, event: dict, bot_user_id: str | None) -> None:
         channel = event.get("channel", "")
@@ -334,22 +368,30 @@ class _Listeners:
         url = _single_url(text)
         try:
             if url:
-                article = fetch_article(url, timeout_s=self.settings.fetch_timeout_s,
-                                        max_bytes=self.settings.fetch_max_bytes,
-                                        allow_private=self.settings.fetch_allow_private)
+                article = fetch_article(
+                    url,
+                    timeout_s=self.settings.fetch_timeout_s,
+                    max_bytes=self.settings.fetch_max_bytes,
+                    allow_private=self.settings.fetch_allow_private,
+                )
             else:
                 article = _pasted_article(text, user=user)
             outcome = ingest_article(self.service.store, article)
         except IngestError as exc:  # FetchError included: the reason is meant for the user
             logger.info("ingest failed user=%s kind=%s", user, "url" if url else "text")
             logger.debug("ingest failure reason=%s", exc)  # may quote the pasted text
-            self._respond(respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)),
-                          response_type="ephemeral")
+            self._respond(
+                respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)), response_type="ephemeral"
+            )
             return
         logger.info("ingested user=%s status=%s article_id=%d", user, outcome.status, outcome.article_id)
-        self._respond(respond, slack_blocks.ingest_report_message(title=outcome.title, source=url or article.source,
-                                                                  status=outcome.status),
-                      response_type="ephemeral")
+        self._respond(
+            respond,
+            slack_blocks.ingest_report_message(
+                title=outcome.title, source=url or article.source, status=outcome.status
+            ),
+            response_type="ephemeral",
+        )
 
     def on_help(self, ack: Callable[..., None]) -> None:
         ack(**slack_blocks.notice(messages.render("help")))
@@ -364,20 +406,30 @@ class _Listeners:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         stored = self.state.get_answer(answer_id)
         if stored is None or not channel:
-            self._respond(respond, slack_blocks.notice(messages.render("slack_share_expired")),
-                          response_type="ephemeral", replace_original=False)
+            self._respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_share_expired")),
+                response_type="ephemeral",
+                replace_original=False,
+            )
             return
         try:
             reply = client.chat_postMessage(channel=channel, text=stored.text, blocks=stored.blocks)
         except _SLACK_CALL_ERRORS as exc:
             logger.warning("share failed channel=%s error=%s", channel, _slack_error(exc))
-            self._respond(respond, slack_blocks.notice(messages.render("slack_share_failed",
-                                                                       error=_slack_error(exc))),
-                          response_type="ephemeral", replace_original=False)
+            self._respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_share_failed", error=_slack_error(exc))),
+                response_type="ephemeral",
+                replace_original=False,
+            )
             return
         logger.info("shared answer_id=%s channel=%s ts=%s", answer_id, channel, reply["ts"])
-        self._respond(respond, slack_blocks.mrkdwn_notice(messages.render("slack_shared", channel=f"<#{channel}>")),
-                      replace_original=True)
+        self._respond(
+            respond,
+            slack_blocks.mrkdwn_notice(messages.render("slack_shared", channel=f"<#{channel}>")),
+            replace_original=True,
+        )
 
     def on_feedback(self, ack: Callable[..., None], body: dict, action: dict, respond) -> None:
         ack()
@@ -395,9 +447,12 @@ class _Listeners:
         user = (body.get("user") or {}).get("id", "")
         self.state.record_feedback(answer_id=answer_id, user=user, vote=vote, channel=channel, message_ts=message_ts)
         logger.info("feedback vote=%s answer_id=%s user=%s", vote, answer_id, user)
-        self._respond(respond, slack_blocks.notice(messages.render("slack_feedback_thanks",
-                                                                   vote=slack_blocks.VOTES[vote])),
-                      response_type="ephemeral", replace_original=False)
+        self._respond(
+            respond,
+            slack_blocks.notice(messages.render("slack_feedback_thanks", vote=slack_blocks.VOTES[vote])),
+            response_type="ephemeral",
+            replace_original=False,
+        )
 
 
 def _from_a_person(message: dict, bot_user_id: str | None) -> bool:

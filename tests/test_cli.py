@@ -16,8 +16,10 @@ from bot.cli import cli
 from bot.reader import Reader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
-NO_READER = ("Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-             "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.\n")
+NO_READER = (
+    "Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+    "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.\n"
+)
 
 
 @pytest.fixture
@@ -51,10 +53,14 @@ def reader_points_at_haddad(monkeypatch, tiny_reader_env):
 
 # ingest ------------------------------------------------------------------------------------------------------
 
+
 def test_ingest_prints_the_counts_line(runner, articles_dir):
     result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
     assert (result.exit_code, result.stdout, result.stderr) == (
-        0, "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n", "")
+        0,
+        "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n",
+        "",
+    )
 
 
 def test_ingest_twice_reports_unchanged(runner, articles_dir, indexed):
@@ -77,7 +83,8 @@ def test_ingest_with_bad_files_reports_each_one_and_exits_1(runner, articles_dir
     assert result.stderr == (
         "skipped empty.txt: empty file\n"
         "skipped slides.pdf: unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl\n"
-        "skipped nope.md: no such file or folder\n")
+        "skipped nope.md: no such file or folder\n"
+    )
 
 
 def test_ingest_needs_a_path(runner):
@@ -88,6 +95,7 @@ def test_ingest_needs_a_path(runner):
 
 # ask ---------------------------------------------------------------------------------------------------------
 
+
 def test_ask_prints_the_answer_with_its_sentence_and_source(runner, indexed, reader_points_at_haddad):
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (0, "")
@@ -95,7 +103,8 @@ def test_ask_prints_the_answer_with_its_sentence_and_source(runner, indexed, rea
         "Haddad\n"
         "  “The club was founded by Noor Haddad in 2015.”\n"
         "  — Elm Street Chess Club wins regional title (https://news.example.org/elm-street-chess, 2024-03-10)\n"
-        "  confidence: 100%\n")
+        "  confidence: 100%\n"
+    )
 
 
 def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, reader_points_at_haddad):
@@ -109,8 +118,13 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "answer": "Haddad",
         "score": data["score"],
         "sentence": "The club was founded by Noor Haddad in 2015.",
-        "article": {"id": 1, "title": "Elm Street Chess Club wins regional title", "source": "Springfield Weekly",
-                    "url": "https://news.example.org/elm-street-chess", "published_at": "2024-03-10"},
+        "article": {
+            "id": 1,
+            "title": "Elm Street Chess Club wins regional title",
+            "source": "Springfield Weekly",
+            "url": "https://news.example.org/elm-street-chess",
+            "published_at": "2024-03-10",
+        },
         "answer_in_sentence": [29, 35],
         "alternatives": [],
         "searched": ["Elm Street Chess Club wins regional title"],
@@ -127,7 +141,12 @@ def test_ask_json_without_a_confident_answer(runner, indexed, tiny_reader_env, m
     result = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", ELM_QUESTION])
     data = json.loads(result.stdout)
     assert (data["answer"], data["sentence"], data["article"], data["alternatives"], data["answer_in_sentence"]) == (
-        None, None, None, [], None)
+        None,
+        None,
+        None,
+        [],
+        None,
+    )
     assert data["searched"][0] == "Elm Street Chess Club wins regional title"
 
 
@@ -135,14 +154,17 @@ def test_ask_without_a_confident_answer_lists_what_was_searched(runner, indexed,
     monkeypatch.setenv("QABOT_ANSWER_THRESHOLD", "1")
     result = runner.invoke(cli, ["ask", "--db", "qa.db", "Who founded the Elm Street chess club in Springfield?"])
     assert result.exit_code == 0
-    assert result.stdout == ("No confident answer to “Who founded the Elm Street chess club in Springfield?”.\n"
-                             "Searched: Elm Street Chess Club wins regional title\n")
+    assert result.stdout == (
+        "No confident answer to “Who founded the Elm Street chess club in Springfield?”.\n"
+        "Searched: Elm Street Chess Club wins regional title\n"
+    )
 
 
 def test_ask_about_nothing_stored_says_no_article_matched(runner, indexed, tiny_reader_env):
     result = runner.invoke(cli, ["ask", "--db", "qa.db", "Zanzibar volcano?"])
-    assert result.stdout == ("No confident answer to “Zanzibar volcano?”.\n"
-                             "Searched: no article matched the question's words\n")
+    assert result.stdout == (
+        "No confident answer to “Zanzibar volcano?”.\nSearched: no article matched the question's words\n"
+    )
 
 
 def test_ask_batch_reads_one_question_per_stdin_line(runner, indexed, tiny_reader_env):
@@ -151,7 +173,9 @@ def test_ask_batch_reads_one_question_per_stdin_line(runner, indexed, tiny_reade
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert [json.loads(line)["question"] for line in lines] == [
-        "Who is the CEO of Kestrel Foods?", "Who founded the Elm Street chess club?"]
+        "Who is the CEO of Kestrel Foods?",
+        "Who founded the Elm Street chess club?",
+    ]
 
 
 def test_ask_without_question_or_stdin_is_a_usage_error(runner, indexed, tiny_reader_env):
@@ -170,22 +194,32 @@ def test_ask_with_a_missing_model_folder_is_one_error_line(runner, indexed, monk
     monkeypatch.setenv("QABOT_READER_MODEL", str(tmp_path / "gone"))
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: Reader model directory {tmp_path / 'gone'} does not exist. Set QABOT_READER_MODEL to a folder "
-           "holding config.json, the weights and tokenizer files.\n")
+        1,
+        f"Error: Reader model directory {tmp_path / 'gone'} does not exist. Set QABOT_READER_MODEL to a folder "
+        "holding config.json, the weights and tokenizer files.\n",
+    )
 
 
 def test_ask_on_an_empty_database_says_to_ingest_first(runner, tiny_reader_env):
     result = runner.invoke(cli, ["ask", "--db", "empty.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (
-        1, "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n")
+        1,
+        "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n",
+    )
     assert not Path("empty.db").exists()  # a mistyped --db leaves no empty database behind
 
 
-@pytest.mark.parametrize("name, value, line", [
-    ("QABOT_TOP_K", "0", "Error: Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0').\n"),
-    ("QABOT_MAX_LENGTH", "128", "Error: Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH "
-                                "(128) (got 128).\n"),
-])
+@pytest.mark.parametrize(
+    "name, value, line",
+    [
+        ("QABOT_TOP_K", "0", "Error: Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0').\n"),
+        (
+            "QABOT_MAX_LENGTH",
+            "128",
+            "Error: Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH (128) (got 128).\n",
+        ),
+    ],
+)
 def test_invalid_setting_is_one_error_line(runner, indexed, tiny_reader_env, monkeypatch, name, value, line):
     monkeypatch.setenv(name, value)
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
@@ -193,6 +227,7 @@ def test_invalid_setting_is_one_error_line(runner, indexed, tiny_reader_env, mon
 
 
 # the program -------------------------------------------------------------------------------------------------
+
 
 def test_python_dash_m_bot_help_works():
     result = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, timeout=60)
@@ -212,27 +247,58 @@ def test_an_unsure_answer_prints_as_a_hedge_and_agreeing_or_disagreeing_articles
 
     def cited(text: str, sentence: str, article: ArticleRef, score: float) -> Answer:
         start = sentence.index(text)
-        return Answer(question="Who founded it?", text=text, score=score,
-                      citation=Citation(article, sentence, 0, start, start + len(text)))
+        return Answer(
+            question="Who founded it?",
+            text=text,
+            score=score,
+            citation=Citation(article, sentence, 0, start, start + len(text)),
+        )
 
     elm = ArticleRef(1, "Elm club", "elm.txt", published_at="2024-03-10")
     other = ArticleRef(2, "Club history", "history.txt", published_at="2025-01-02")
-    hedge = Answer(question="Who founded it?", text=None, score=0.4,
-                   tentative=cited("Noor Haddad", "It was founded by Noor Haddad.", elm, 0.4))
-    assert format_answer(hedge) == ("I'm not sure. The closest I found:\nNoor Haddad\n  “It was founded by Noor Haddad.”"
-                                    "\n  — Elm club (elm.txt, 2024-03-10)\n  confidence: 40%")
+    hedge = Answer(
+        question="Who founded it?",
+        text=None,
+        score=0.4,
+        tentative=cited("Noor Haddad", "It was founded by Noor Haddad.", elm, 0.4),
+    )
+    assert format_answer(hedge) == (
+        "I'm not sure. The closest I found:\nNoor Haddad\n  “It was founded by Noor Haddad.”"
+        "\n  — Elm club (elm.txt, 2024-03-10)\n  confidence: 40%"
+    )
     sure = cited("Noor Haddad", "It was founded by Noor Haddad.", elm, 0.9)
-    sure = Answer(question=sure.question, text=sure.text, score=0.9, citation=sure.citation, supporting=(other,),
-                  conflicting=(cited("Ivo Marsh", "Ivo Marsh founded it.", other, 0.8),))
+    sure = Answer(
+        question=sure.question,
+        text=sure.text,
+        score=0.9,
+        citation=sure.citation,
+        supporting=(other,),
+        conflicting=(cited("Ivo Marsh", "Ivo Marsh founded it.", other, 0.8),),
+    )
     assert format_answer(sure).splitlines()[-4:] == [
-        "  confidence: 90%", "  also in 1 other article: Club history", "  other articles disagree (newest first):",
-        "  - Ivo Marsh — Club history, 2025-01-02 (confidence: 80%)"]
+        "  confidence: 90%",
+        "  also in 1 other article: Club history",
+        "  other articles disagree (newest first):",
+        "  - Ivo Marsh — Club history, 2025-01-02 (confidence: 80%)",
+    ]
 
 
 def test_ask_with_context_searches_with_the_earlier_question_and_ignores_empty_ones(runner, indexed, tiny_reader_env):
     plain = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", "Who spoke?"])
-    widened = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", "--context", "", "--context",
-                                  "Who repaired the Riverton bridge?", "Who spoke?"])
+    widened = runner.invoke(
+        cli,
+        [
+            "ask",
+            "--json",
+            "--db",
+            "qa.db",
+            "--context",
+            "",
+            "--context",
+            "Who repaired the Riverton bridge?",
+            "Who spoke?",
+        ],
+    )
     assert (plain.exit_code, widened.exit_code) == (0, 0)
     assert "Riverton bridge reopens after repairs" not in json.loads(plain.stdout)["searched"]
     assert "Riverton bridge reopens after repairs" in json.loads(widened.stdout)["searched"]

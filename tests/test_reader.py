@@ -24,7 +24,7 @@ def assert_span_invariants(reader: Reader, contexts: list[str], spans) -> None:
     for span in spans:
         context = contexts[span.context_index]
         assert 0 <= span.char_start < span.char_end <= len(context)
-        assert context[span.char_start:span.char_end] == span.text
+        assert context[span.char_start : span.char_end] == span.text
         assert span.text == span.text.strip()
         assert 0.0 <= span.score <= 1.0
         tokens = reader._tokenizer(span.text, add_special_tokens=False)["input_ids"]
@@ -58,13 +58,16 @@ def test_best_returns_the_top_span(reader):
     assert reader.best("Who is the CEO?", CONTEXTS) == spans[0]
 
 
-@pytest.mark.parametrize("question, contexts", [
-    ("Who is the CEO?", []),
-    ("Who is the CEO?", [""]),
-    ("Who is the CEO?", ["   \n "]),
-    ("", CONTEXTS),
-    ("   ", CONTEXTS),
-])
+@pytest.mark.parametrize(
+    "question, contexts",
+    [
+        ("Who is the CEO?", []),
+        ("Who is the CEO?", [""]),
+        ("Who is the CEO?", ["   \n "]),
+        ("", CONTEXTS),
+        ("   ", CONTEXTS),
+    ],
+)
 def test_nothing_to_read_gives_no_spans(reader, question, contexts):
     assert reader.run(question, contexts) == []
 
@@ -124,21 +127,29 @@ def test_missing_model_directory_raises_a_clear_reader_error(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(ReaderError) as caught:
         Reader(missing).load()
-    assert str(caught.value) == (f"Reader model directory {missing} does not exist. Set QABOT_READER_MODEL to a "
-                                 "folder holding config.json, the weights and tokenizer files.")
+    assert str(caught.value) == (
+        f"Reader model directory {missing} does not exist. Set QABOT_READER_MODEL to a "
+        "folder holding config.json, the weights and tokenizer files."
+    )
 
 
 def test_folder_without_a_model_raises_a_clear_reader_error(tmp_path):
     (tmp_path / "empty-model").mkdir()
-    with pytest.raises(ReaderError, match=r"^Cannot load the reader model .*empty-model.*Set QABOT_READER_MODEL to a "
-                                          r"local extractive-QA model folder\.$"):
+    with pytest.raises(
+        ReaderError,
+        match=r"^Cannot load the reader model .*empty-model.*Set QABOT_READER_MODEL to a "
+        r"local extractive-QA model folder\.$",
+    ):
         Reader(tmp_path / "empty-model").load()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_length": 128, "doc_stride": 64}, "doc_stride must be under half of max_length, got 64 and 128"),
-    ({"dtype": "float16"}, "dtype must be float32, bfloat16 or int8, got 'float16'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_length": 128, "doc_stride": 64}, "doc_stride must be under half of max_length, got 64 and 128"),
+        ({"dtype": "float16"}, "dtype must be float32, bfloat16 or int8, got 'float16'"),
+    ],
+)
 def test_bad_reader_options_are_rejected(tiny_reader_dir, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Reader(tiny_reader_dir, **kwargs)

@@ -31,7 +31,7 @@ def test_answer_cites_the_sentence_the_reader_points_at(service, monkeypatch):
     assert answer.citation.sentence == "The club was founded by Noor Haddad in 2015."
     assert answer.citation.article.title == "Elm Street Chess Club wins regional title"
     assert answer.citation.article.url == "https://news.example.org/elm-street-chess"
-    assert answer.citation.sentence[answer.citation.answer_start:answer.citation.answer_end] == "Haddad"
+    assert answer.citation.sentence[answer.citation.answer_start : answer.citation.answer_end] == "Haddad"
     assert answer.score > 0.9
 
 
@@ -40,9 +40,9 @@ def test_random_model_answer_is_quoted_from_a_stored_sentence(settings, store):
     answer = service.answer("Who is the CEO of Kestrel Foods?")
     citation = answer.citation
     assert answer.is_answered
-    assert citation.sentence[citation.answer_start:citation.answer_end] == answer.text
+    assert citation.sentence[citation.answer_start : citation.answer_end] == answer.text
     body = store.article_body(citation.article.id)
-    assert body[citation.sentence_start:citation.sentence_start + len(citation.sentence)] == citation.sentence
+    assert body[citation.sentence_start : citation.sentence_start + len(citation.sentence)] == citation.sentence
     assert "Kestrel Foods names a new chief executive" in answer.searched
     assert set(service.last_timings_ms) == {"retrieve", "read", "total"}
 
@@ -73,13 +73,21 @@ def test_warm_up_loads_the_model(service):
 def test_reader_is_built_from_settings(settings):
     reader = build_reader(settings.model_copy(update={"max_length": 256, "doc_stride": 64, "max_answer_tokens": 12}))
     assert (reader.model_name, reader.max_length, reader.doc_stride, reader.max_answer_tokens, reader.dtype) == (
-        settings.reader_model, 256, 64, 12, "float32")
+        settings.reader_model,
+        256,
+        64,
+        12,
+        "float32",
+    )
 
 
 def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(bot.settings, "shipped_reader_dir", lambda: None)
-    with pytest.raises(ConfigError, match=r"^No reader model configured, and this install has no shipped "
-                                          r"minilm-squad-reader\. Set QABOT_READER_MODEL "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^No reader model configured, and this install has no shipped "
+        r"minilm-squad-reader\. Set QABOT_READER_MODEL ",
+    ):
         build_service(Settings(db_path=tmp_path / "qa.db"))
 
 
@@ -100,27 +108,34 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
         "Marta Lindqvist",
         "Northwind Rail CEO Marta Lindqvist told reporters at the Baltic Transport Forum in Gdansk that the first four "
         "trains had already passed their safety tests.",
-        str(sample_article))
+        str(sample_article),
+    )
     # a follow-up in the same conversation: "she" and "reporters" alone do not say which article
-    where = service.answer("Where did she speak to reporters?", context=["Who is the CEO of Northwind Rail?"],
-                           prefer_articles={ceo.citation.article.id})
+    where = service.answer(
+        "Where did she speak to reporters?",
+        context=["Who is the CEO of Northwind Rail?"],
+        prefer_articles={ceo.citation.article.id},
+    )
     shown = where if where.is_answered else where.tentative
     assert "Baltic Transport Forum" in shown.text and shown.citation.article.source == str(sample_article)
 
     founder = service.answer("Who founded the Lakeside Robotics Club?")
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (
-        "Ada Park", "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
-        "Lakeside Robotics Club wins the state cup")
+        "Ada Park",
+        "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
+        "Lakeside Robotics Club wins the state cup",
+    )
 
 
 def test_a_very_long_question_is_cut_and_searched_by_its_rarest_words(settings, store, caplog):
     import json
 
-    service = build_service(settings.model_copy(update={"max_question_chars": 200, "max_query_terms": 4}),
-                            store=store)
+    service = build_service(settings.model_copy(update={"max_question_chars": 200, "max_query_terms": 4}), store=store)
     rare = " ".join(f"zq{i}x" for i in range(300))  # words no article holds
     answer = service.answer(f"Who founded the Elm Street chess club {rare}?")
-    assert answer.notes == ("Your question was long: I read its first 200 characters.",
-                            "I searched for the 4 rarest words of your question.")
+    assert answer.notes == (
+        "Your question was long: I read its first 200 characters.",
+        "I searched for the 4 rarest words of your question.",
+    )
     assert answer.searched == ("Elm Street Chess Club wins regional title",)  # only words found in articles count
     assert json.loads(json.dumps(answer.to_dict()))["notes"] == list(answer.notes)

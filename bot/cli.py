@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from bot import messages
+from bot.core import messages
 from bot.errors import QABotError
 from bot.logs import configure_logging
-from bot.records import Answer
+from bot.core.records import Answer
 from bot.settings import Settings, load_settings
 
 __all__ = ["cli", "main", "format_answer"]
@@ -64,12 +64,12 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
 
     Example: qa-bot ingest examples/articles/ notes/extra.md
     """
-    from bot.ingest import ingest_paths
-    from bot.store import Store
+    from bot.core.ingest import ingest_paths
+    from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
     try:
-        report = ingest_paths(Store(settings.db_path), paths, progress=sys.stderr.isatty())
+        report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty())
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     for failure in report.failures:
@@ -89,8 +89,8 @@ def ask(question: str | None, as_json: bool, db_path: Path | None) -> None:
 
     Example: qa-bot ask "Who is the CEO of Rosoboronexport?"
     """
-    from bot.service import build_service
-    from bot.store import Store
+    from bot.core.service import build_service
+    from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
     questions = [question] if question is not None else [line for line in sys.stdin.read().splitlines()]
@@ -100,7 +100,7 @@ def ask(question: str | None, as_json: bool, db_path: Path | None) -> None:
     try:
         if not settings.db_path.exists():  # don't leave an empty database behind a mistyped --db
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
-        store = Store(settings.db_path)
+        store = SQLiteStore(settings.db_path)
         if store.article_count() == 0:
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
         service = build_service(settings, store=store)
@@ -133,8 +133,8 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
 
     Example: qa-bot bench --squad ../shared/data/squad/train-v1.1.json.gz --sizes 1000,10000 --out BENCHMARKS.md
     """
-    from bot.bench import run_benchmarks
-    from bot.bench_report import render_markdown, write_markdown
+    from bot.bench.run import run_benchmarks
+    from bot.bench.report import render_markdown, write_markdown
 
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
@@ -174,7 +174,7 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
     """
     import logging
 
-    from bot.server import serve as serve_slack
+    from bot.slack.server import serve as serve_slack
 
     settings = _settings(db_path=db_path)
     configure_logging(min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)))

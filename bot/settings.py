@@ -19,7 +19,8 @@ SHIPPED_READER_NAME = "minilm-squad-reader"
 def shipped_reader_dir() -> Path | None:
     """The reader model that ships inside the `models` package, or None when this install has none."""
     try:
-        candidate = Path(str(importlib.resources.files("bot.models") / SHIPPED_READER_NAME))
+        # resolve(): in a checkout bot/models is a link to models/, and paths should name the real folder
+        candidate = Path(str(importlib.resources.files("bot.models") / SHIPPED_READER_NAME)).resolve()
     except ModuleNotFoundError:
         return None
     return candidate if (candidate / "config.json").is_file() else None

@@ -9,9 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from bot.bench import run_benchmarks
-from bot.bench_corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
-from bot.bench_report import render_markdown, write_markdown
+from bot.bench.run import run_benchmarks
+from bot.bench.corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
+from bot.bench.report import render_markdown, write_markdown
 from bot.cli import cli
 from bot.errors import QABotError
 
@@ -130,7 +130,7 @@ def test_markdown_has_a_table_per_section(smoke_report):
 def test_cli_bench_passes_the_settings_and_writes_the_report(monkeypatch, smoke_report, squad_file, tiny_reader_dir,
                                                              tmp_path):
     calls = []
-    monkeypatch.setattr("bot.bench.run_benchmarks", lambda path, **options: calls.append((path, options))
+    monkeypatch.setattr("bot.bench.run.run_benchmarks", lambda path, **options: calls.append((path, options))
                         or smoke_report)
     monkeypatch.setenv("QABOT_TOP_K", "3")
     out = tmp_path / "BENCH.md"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import bot.settings
 from bot.cli import cli
-from bot.reader import Reader
+from bot.core.reader import Reader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
 NO_READER = ("Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "

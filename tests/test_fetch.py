@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.errors import FetchError, IngestError
-from bot.fetch import check_url, fetch_article, fetch_page
+from bot.sources.fetch import check_url, fetch_article, fetch_page
 
 ARTICLE_HTML = (
     "<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
@@ -148,17 +148,17 @@ def test_private_and_local_addresses_are_refused_by_default(url, address):
 
 
 def test_a_redirect_to_a_private_address_is_refused(site, monkeypatch):
-    import bot.fetch
+    import bot.sources.fetch
 
     checked = []
-    real_check = bot.fetch.check_public_host
+    real_check = bot.sources.fetch.check_public_host
 
     def pretend_only_the_target_is_private(url):  # the first hop stands in for a public site
         checked.append(url)
         if url.endswith("/article.html"):
             real_check(url)
 
-    monkeypatch.setattr(bot.fetch, "check_public_host", pretend_only_the_target_is_private)
+    monkeypatch.setattr(bot.sources.fetch, "check_public_host", pretend_only_the_target_is_private)
     with pytest.raises(FetchError, match=r"127.0.0.1 is a private or local address"):
         fetch_page(f"{site}/moved", timeout_s=5, max_bytes=100_000)
     assert checked == [f"{site}/moved", f"{site}/article.html"]

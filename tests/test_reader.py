@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bot.errors import ReaderError
-from bot.reader import Reader
+from bot.core.reader import Reader
 
 CONTEXTS = [
     "Kestrel Foods said on Monday that Dr. Amara Velasquez will become its CEO in May.",

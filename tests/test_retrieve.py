@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from bot.records import Article, Passage
-from bot.retrieve import Retriever, fts_query, query_terms, ranked_queries
-from bot.store import Store
+from bot.core.records import Article, Passage
+from bot.core.retrieve import Retriever, fts_query, query_terms, ranked_queries
+from bot.store import SQLiteStore
 
 KESTREL = "Kestrel Foods names a new chief executive"
 RIVERTON = "Riverton bridge reopens after repairs"
@@ -112,9 +112,9 @@ def test_retriever_rejects_non_positive_top_k(store, top_k):
 RANKED_EXPRESSION = re.compile(r'(?:"[^"\s]+"|\(|\)| AND | OR )+')
 
 
-def town_store(tmp_path) -> Store:
+def town_store(tmp_path) -> SQLiteStore:
     """Twelve one-passage articles that all say "year" and "town"; a few also hold a rarer word."""
-    store = Store(tmp_path / "towns.db")
+    store = SQLiteStore(tmp_path / "towns.db")
     for i in range(12):
         store.add_article(Article(title=f"Town {i}", body=f"Town {i} grew every year. The town year {i} was calm.",
                                   source=f"town-{i}.txt"))

@@ -7,8 +7,8 @@ import pytest
 
 import bot.settings
 from bot.errors import ConfigError
-from bot.records import Answer
-from bot.service import build_reader, build_service
+from bot.core.records import Answer
+from bot.core.service import build_reader, build_service
 from bot.settings import Settings
 
 
@@ -87,11 +87,11 @@ def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
 def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_path, sample_article):
     from pathlib import Path
 
-    from bot.ingest import ingest_paths
-    from bot.store import Store
+    from bot.core.ingest import ingest_paths
+    from bot.store import SQLiteStore
 
     examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     assert ingest_paths(store, [sample_article, examples]).failures == []
     service = build_service(Settings(db_path=tmp_path / "qa.db"), store=store)  # the default: the shipped reader
 

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from bot.errors import ConfigError, StoreError
-from bot.records import Article, Span
-from bot.retrieve import Retriever
-from bot.server import EVENTS_PATH, create_http_server, create_wsgi_app
-from bot.service import AnsweringService
+from bot.core.records import Article, Span
+from bot.core.retrieve import Retriever
+from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
+from bot.core.service import AnsweringService
 from bot.settings import Settings
-from bot.slack_app import create_app, question_text
-from bot.slack_state import RateDecision, SlackState
-from bot.store import Store
+from bot.slack.app import create_app, question_text
+from bot.store.state import RateDecision, SlackState
+from bot.store import SQLiteStore
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "test-signing-secret"
@@ -79,7 +79,7 @@ class Slack:
 
     url: str
     fake: FakeSlackAPI
-    store: Store
+    store: SQLiteStore
     state: SlackState
     reader: StubReader
     settings: Settings
@@ -141,7 +141,7 @@ def make_slack(tmp_path, fake_slack):
 
     def start(**overrides) -> Slack:
         db_path = tmp_path / "qa.db"
-        store = Store(db_path)
+        store = SQLiteStore(db_path)
         for article in ARTICLES:
             store.add_article(article)
         reader = StubReader()
@@ -338,7 +338,7 @@ def test_no_confident_answer_says_so_and_lists_what_was_searched(slack):
 
 def test_reader_failure_becomes_a_visible_apology_with_a_logged_reference(slack, caplog):
     slack.reader.error = RuntimeError("model exploded")
-    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.app"):
         slack.event("event_app_mention_channel.json")
         [reply] = slack.fake.wait_for("chat.postMessage")
     assert reply["thread_ts"] == "1700000000.000100"
@@ -354,7 +354,7 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
         raise StoreError("database is locked")
 
     monkeypatch.setattr(slack.state, "allow_question", broken)
-    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.app"):
         slack.command("slash_ask.form.txt")
         [apology] = slack.fake.wait_for("response_url")
     [record] = [r for r in caplog.records if r.message.startswith("slack job failed job=_ask")]
@@ -365,7 +365,7 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
 
 
 def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     service = AnsweringService(store=store, retriever=Retriever(store), reader=StubReader(), threshold=0.5)
     no_token = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_signing_secret=SECRET)
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from bot.ingest import article_from_text
-from bot.records import Sentence
-from bot.text import escape_slack, group_passages, normalize_whitespace, split_sentences
+from bot.sources.files import article_from_text
+from bot.core.records import Sentence
+from bot.core.text import group_passages, normalize_whitespace, split_sentences
 
 
 def texts(body: str) -> list[str]:
@@ -116,10 +116,6 @@ def test_group_passages_rejects_bad_sizes(max_words, overlap):
 def test_normalize_whitespace_unifies_newlines_and_keeps_one_blank_line():
     assert normalize_whitespace("  Title \r\n\r\n\r\n\r\nFirst\u00a0line  \t here.\rNext.\n\n\n") == \
         "Title\n\nFirst line here.\nNext."
-
-
-def test_escaping_turns_chat_markup_into_plain_text():
-    assert escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
 
 
 def test_slack_markup_in_an_article_stays_inside_one_sentence():

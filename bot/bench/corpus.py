@@ -1,6 +1,6 @@
 """The benchmark corpus: SQuAD questions, articles recombined from SQuAD contexts, and their databases.
 
-`bot.bench` measures on corpora of 1k to 100k articles; this module makes them. It reads the SQuAD v1.1
+`bot.bench.run` measures on corpora of 1k to 100k articles; this module makes them. It reads the SQuAD v1.1
 training file (`load_squad_corpus`), turns its contexts into articles, real ones first and then perturbed
 mixtures, so a smaller corpus is always a prefix of a larger one (`build_articles`), picks seeded questions whose
 paragraph is stored verbatim (`pick_questions`), and builds each database once through `Store.add_article`,
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import ConfigError
-from bot.records import Article
+from bot.core.records import Article
 from bot.training.squad import read_squad_json
-from bot.store import PASSAGE_MAX_WORDS, Store
+from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 
 __all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",
            "SEED", "CORPUS_VERSION", "Progress"]
@@ -145,20 +145,20 @@ def pick_questions(squad: SquadData, articles: Sequence[tuple[Article, tuple[int
     return pool[:n]
 
 
-def _fresh_store(db_path: Path) -> Store:
+def _fresh_store(db_path: Path) -> SQLiteStore:
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    return Store(db_path)
+    return SQLiteStore(db_path)
 
 
-def _used_bytes(store: Store) -> int:
+def _used_bytes(store: SQLiteStore) -> int:
     # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
     pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
     return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) \
         * pragma["page_size"]["page_size"]
 
 
-def _count(store: Store, table: str) -> int:
+def _count(store: SQLiteStore, table: str) -> int:
     return store.db[table].count
 
 

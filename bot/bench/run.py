@@ -1,12 +1,12 @@
 """Benchmarks on this machine: ingestion, answer latency per corpus size, memory, cold start, a naive baseline.
 
 Corpora are built from the SQuAD v1.1 training contexts so retrieval sees real term statistics; the questions
-come from the same file with their gold answers (`bot.bench_corpus`). Everything is measured through the
+come from the same file with their gold answers (`bot.bench.corpus`). Everything is measured through the
 production classes (`Store.add_article`, `AnsweringService`, `Reader`), so this module sits beside `service` (it
-takes plain arguments and never reads `Settings`). The report is judged and rendered by `bot.bench_report`.
+takes plain arguments and never reads `Settings`). The report is judged and rendered by `bot.bench.report`.
 
     report = run_benchmarks("train-v1.1.json.gz", model="models/reader", sizes=(1000, 10000))
-    print(render_markdown(report))  # from bot.bench_report
+    print(render_markdown(report))  # from bot.bench.report
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.bench_corpus import (SEED, BenchQuestion, Progress, _fresh_store, _used_bytes, build_articles,
+from bot.bench.corpus import (SEED, BenchQuestion, Progress, _fresh_store, _used_bytes, build_articles,
                               ensure_corpus_db, load_squad_corpus, pick_questions)
-from bot.bench_report import _evaluate_targets, _label
+from bot.bench.report import _evaluate_targets, _label
 from bot.errors import ConfigError
-from bot.reader import Reader
-from bot.records import Article
-from bot.retrieve import Retriever, fts_query
-from bot.service import AnsweringService
+from bot.core.reader import Reader
+from bot.core.records import Article
+from bot.core.retrieve import Retriever, fts_query
+from bot.core.service import AnsweringService
 from bot.training.squad import best_scores
-from bot.store import PASSAGE_MAX_WORDS, Store
-from bot.text import split_sentences
+from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
+from bot.core.text import split_sentences
 
 __all__ = ["run_benchmarks", "measure_answering", "measure_ingestion", "measure_cold_start", "reader_variants",
            "measure_reader_options", "measure_reading_cost"]
@@ -86,13 +86,13 @@ _NAIVE_SQL = ("select a.body from articles_fts join articles a on a.id = article
               "where articles_fts match :query order by bm25(articles_fts, 0.5, 1.0) limit :limit")
 
 
-def _naive_answer_contexts(store: Store, question: str, top_k: int) -> list[str]:
+def _naive_answer_contexts(store: SQLiteStore, question: str, top_k: int) -> list[str]:
     """The bodies of the top-k articles by article-level BM25 (the `articles_fts` index built for the baseline)."""
     query = fts_query(question)
     return [row["body"] for row in store.db.query(_NAIVE_SQL, {"query": query, "limit": top_k})] if query else []
 
 
-def _naive_answer(store: Store, reader: Reader, question: str,
+def _naive_answer(store: SQLiteStore, reader: Reader, question: str,
                   top_k: int) -> tuple[str | None, list[str], float, float]:
     """Read the top-k whole articles with the reader's sliding window.
 
@@ -106,7 +106,7 @@ def _naive_answer(store: Store, reader: Reader, question: str,
     return span.text if span else None, bodies, (retrieved - started) * 1000, (read - retrieved) * 1000
 
 
-def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQuestion], *, top_k: int,
+def measure_answering(store: SQLiteStore, reader: Reader, questions: Sequence[BenchQuestion], *, top_k: int,
                       warmup: Sequence[BenchQuestion] = ()) -> dict:
     """Our pipeline and the naive baseline on the same questions, interleaved question by question.
 
@@ -115,7 +115,7 @@ def measure_answering(store: Store, reader: Reader, questions: Sequence[BenchQue
     """
     retriever = Retriever(store, top_k=top_k)
     service = AnsweringService(store=store, retriever=retriever, reader=reader, threshold=0.0)
-    naive_store = Store(store.path)
+    naive_store = SQLiteStore(store.path)
     try:
         for question in warmup:
             service.answer(question.question)
@@ -161,7 +161,7 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     return {
         "articles": len(articles),
         "commits_per_article": sum(s.strip().upper() == "COMMIT" for s in statements) / max(len(articles), 1),
-        "split_share": cumulative("bot/text.py", "split_sentences"),
+        "split_share": cumulative("bot/core/text.py", "split_sentences"),
         "sqlite_share": sum(own for (_, _, func), (_, _, own, _, _) in stats.items() if "sqlite3." in func) / total,
         "top": [{"function": f"{Path(file).name}:{line}({name})" if line else name, "own_share": own / total,
                  "calls": calls} for (file, line, name), (calls, _, own, _, _) in top],
@@ -282,7 +282,7 @@ def reader_variants(*, dtype: str, threads: int, top_k: int, max_length: int, do
     return variants
 
 
-def measure_reader_options(store: Store, model: str, questions: Sequence[BenchQuestion], variants: Sequence[_Variant],
+def measure_reader_options(store: SQLiteStore, model: str, questions: Sequence[BenchQuestion], variants: Sequence[_Variant],
                            *, warmup: Sequence[BenchQuestion] = ()) -> list[dict]:
     """Reading time and quality of each variant on the same retrieved passages, interleaved per question."""
     import torch
@@ -306,7 +306,7 @@ def measure_reader_options(store: Store, model: str, questions: Sequence[BenchQu
             for v, t in zip(variants, tallies)]
 
 
-def measure_reading_cost(store: Store, model: str, questions: Sequence[BenchQuestion], *, top_k: int,
+def measure_reading_cost(store: SQLiteStore, model: str, questions: Sequence[BenchQuestion], *, top_k: int,
                          max_length: int, doc_stride: int, read_ms_median: float) -> dict:
     """Forward-pass FLOPs per question (from the model shape and the windows read) against a plain matmul's speed,
     for our passages and for the naive baseline's whole articles."""
@@ -432,7 +432,7 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
     report["answering"] = []
     for n, db_path, meta in corpora:
         say(f"answering at {_label(n)}: {len(questions)} questions, pipeline and naive side by side")
-        store = Store(db_path)
+        store = SQLiteStore(db_path)
         row = {"articles": n, "label": _label(n), "passages": meta["passages"],
                **measure_answering(store, reader, questions, top_k=top_k, warmup=warmup)}
         store.close()
@@ -446,7 +446,7 @@ def run_benchmarks(squad_path: str | Path, *, model: str | None, sizes: Sequence
 
     options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
     say(f"reader options at {_label(options_n)}")
-    store = Store(options_db)
+    store = SQLiteStore(options_db)
     variants = reader_variants(dtype=dtype, threads=threads, top_k=top_k, max_length=max_length,
                                doc_stride=doc_stride)
     report["reader_options"] = {"articles": options_n, "label": _label(options_n), "questions": len(questions),

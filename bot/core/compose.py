@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.records import Answer, Citation, Passage, Span
-from bot.store import Store
+from bot.core.records import Answer, Citation, Passage, Span
+from bot.store.base import Store
 
 __all__ = ["compose_answer", "cite"]
 

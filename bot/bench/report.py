@@ -1,9 +1,9 @@
 """The benchmark report, judged and rendered: the project's targets and the Markdown tables of BENCHMARKS.md.
 
-`bot.bench.run_benchmarks` returns a plain dict; this module only reads such dicts. `_evaluate_targets` compares
+`bot.bench.run.run_benchmarks` returns a plain dict; this module only reads such dicts. `_evaluate_targets` compares
 a report with what the project promised (`TARGETS`), `render_markdown` turns it into the tables, and
 `write_markdown` puts them between the bench markers of a file without touching the hand-written analysis around
-them. Keeping the presentation here leaves `bot.bench` with the measurements alone, and lets a stored report
+them. Keeping the presentation here leaves `bot.bench.run` with the measurements alone, and lets a stored report
 (`qa-bot bench --json`) be rendered again without measuring anything.
 """
 

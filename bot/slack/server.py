@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import messages
+from bot.core import messages
 from bot.errors import ConfigError
-from bot.service import build_service
+from bot.core.service import build_service
 from bot.settings import Settings
-from bot.slack_app import create_app
+from bot.slack.app import create_app
 
 __all__ = ["serve", "create_wsgi_app", "create_http_server", "EVENTS_PATH", "HEALTH_PATH"]
 

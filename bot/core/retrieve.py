@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.records import Passage
-from bot.store import Store
+from bot.core.records import Passage
+from bot.store.base import Store
 
 __all__ = ["Retriever", "fts_query", "ranked_queries", "STOP_WORDS", "MAX_RANKED"]
 

@@ -21,14 +21,17 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import messages, slack_blocks
+from bot.core import messages
+from bot.slack import blocks as slack_blocks
 from bot.errors import ConfigError, IngestError
-from bot.fetch import fetch_article
-from bot.ingest import article_from_text, ingest_article
-from bot.records import Article
-from bot.service import AnsweringService
+from bot.core.ingest import ingest_article
+from bot.core.records import Article
+from bot.core.service import AnsweringService
 from bot.settings import Settings
-from bot.slack_state import ReplyLink, SlackState, StoredAnswer
+from bot.slack.escape import unescape_slack
+from bot.sources.fetch import fetch_article
+from bot.sources.files import article_from_text
+from bot.store.state import ReplyLink, SlackState, StoredAnswer
 
 __all__ = ["create_app", "question_text"]
 
@@ -40,11 +43,6 @@ _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _SLACK_CALL_ERRORS = (SlackApiError, SlackClientError, OSError)
 
 
-def _from_slack(text: str) -> str:
-    """Undo Slack's escaping of user text (`&lt;` → `<`), so it is stored and searched as typed."""
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
 def question_text(text: str | None, *, bot_user_id: str | None) -> str:
     """The question in a message: the bot's `<@U…>` mention removed, Slack escaping undone, spaces collapsed.
 
@@ -54,7 +52,7 @@ def question_text(text: str | None, *, bot_user_id: str | None) -> str:
     text = text or ""
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
-    return " ".join(_from_slack(text).split())
+    return " ".join(unescape_slack(text).split())
 
 
 def _new_id() -> str:
@@ -63,7 +61,7 @@ def _new_id() -> str:
 
 def create_app(settings: Settings, service: AnsweringService, *, client: WebClient | None = None,
                store: SlackState | None = None, executor: Executor | None = None) -> App:
-    """The Bolt app with every listener registered; serve it with `bot.server.serve` or dispatch to it in tests.
+    """The Bolt app with every listener registered; serve it with `bot.slack.server.serve` or dispatch to it in tests.
 
         service = build_service(settings)
         app = create_app(settings, service)
@@ -319,7 +317,7 @@ class _Listeners:
 
     def on_ingest(self, ack: Callable[..., None], command: dict, respond) -> None:
         user = command.get("user_id", "")
-        text = _from_slack(command.get("text") or "").strip()
+        text = unescape_slack(command.get("text") or "").strip()
         if user not in self.settings.admin_user_ids:
             logger.info("ingest refused user=%s", user)
             ack(**slack_blocks.notice(messages.render("slack_ingest_refused")))

@@ -1,4 +1,4 @@
-"""The article store: one SQLite file (sqlite-utils) with articles, sentences, passages and an FTS5 index."""
+"""The article store in one SQLite file (sqlite-utils): articles, sentences, passages and an FTS5 index."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
 import sqlite_utils
 
 from bot.errors import StoreError
-from bot.records import Article, ArticleRef, Passage, Sentence
-from bot.text import group_passages, split_sentences
+from bot.core.records import Article, ArticleRef, Passage, Sentence
+from bot.core.text import group_passages, split_sentences
+from bot.store.base import StoredOutcome
 
-__all__ = ["Store", "StoredOutcome", "content_hash"]
+__all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +38,10 @@ def content_hash(article: Article) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class StoredOutcome:
-    """What storing one article did: `added`, `updated` (same url/source, new content) or `unchanged`."""
+class SQLiteStore:
+    """Articles and their passages in SQLite, searchable with BM25 through FTS5 (the `Store` of qa-bot).
 
-    status: Literal["added", "updated", "unchanged"]
-    article_id: int
-    title: str
-
-
-class Store:
-    """Articles and their passages in SQLite, searchable with BM25 through FTS5.
-
-        store = Store("qa.db")
+        store = SQLiteStore("qa.db")
         store.add_article(Article(title="...", body="...", source="notes.txt"))
         passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
 
@@ -129,7 +119,7 @@ class Store:
             return outcome
 
     @contextmanager
-    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[Store]:
+    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[SQLiteStore]:
         """Commit `add_article` calls in groups of `every` articles instead of one by one: several times faster
         for an archive. Each article stays all-or-nothing, and what was stored is committed even when the block
         ends with an error or Ctrl-C.

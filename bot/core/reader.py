@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ReaderError
-from bot.records import Span
+from bot.core.records import Span
 
 __all__ = ["Reader", "SpanCandidate", "decode_spans"]
 

@@ -6,13 +6,14 @@ import logging
 import time
 import uuid
 
-from bot.compose import compose_answer
+from bot.core.compose import compose_answer
 from bot.errors import ConfigError
-from bot.reader import Reader
-from bot.records import Answer
-from bot.retrieve import Retriever
+from bot.core.reader import Reader
+from bot.core.records import Answer
+from bot.core.retrieve import Retriever
 from bot.settings import Settings
-from bot.store import Store
+from bot.store.base import Store
+from bot.store.sqlite import SQLiteStore
 
 __all__ = ["AnsweringService", "build_service", "build_reader"]
 
@@ -70,7 +71,7 @@ def build_reader(settings: Settings) -> Reader:
 
 def build_service(settings: Settings, *, store: Store | None = None, reader: Reader | None = None) -> AnsweringService:
     """The one place where settings become a working service; tests pass their own store or reader."""
-    store = store or Store(settings.db_path)
+    store = store or SQLiteStore(settings.db_path)
     reader = reader or build_reader(settings)
     return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k), reader=reader,
                             threshold=settings.answer_threshold)

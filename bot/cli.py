@@ -184,6 +184,36 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@cli.group()
+def db() -> None:
+    """Look after the database file: `db upgrade` brings it to this version's schema.
+
+    Example: qa-bot db upgrade --db qa-bot.db
+    """
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db_path: Path | None) -> None:
+    """Apply the schema migrations an older database lacks, and print its version before and after.
+
+    Opening a database (ingest, ask, serve) upgrades it too; this does it explicitly, e.g. before a deployment.
+
+    Example: qa-bot db upgrade --db qa-bot.db
+    """
+    from bot.store.migrations import upgrade
+
+    settings = _settings(db_path=db_path)
+    try:
+        before, after = upgrade(settings.db_path)
+    except QABotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if before == after:
+        click.echo(messages.render("db_up_to_date", db_path=settings.db_path, version=after))
+    else:
+        click.echo(messages.render("db_upgraded", db_path=settings.db_path, before=before, after=after))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="qa-bot")

@@ -43,7 +43,7 @@ def modules_after(code: str) -> set[str]:
 
 
 def test_importing_the_lower_layers_loads_no_shell():
-    loaded = modules_after("import bot.core.service, bot.core.ingest, bot.store, "
+    loaded = modules_after("import bot.core.service, bot.core.ingest, bot.store, bot.store.migrations, "
                            "bot.store.state, bot.sources.fetch")
     assert sorted(name for name in loaded if name.startswith(UPPER)) == []
 

@@ -17,6 +17,7 @@ from bot.errors import StoreError
 from bot.core.records import Article, ArticleRef, Passage, Sentence
 from bot.core.text import group_passages, split_sentences
 from bot.store.base import StoredOutcome
+from bot.store.migrations import migrate
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
@@ -47,7 +48,9 @@ class SQLiteStore:
 
     One connection is shared by the threads of a server; `lock` serialises its use (SQLite writes are serial anyway).
 
-    :param path: database file; created with its schema when missing. `":memory:"` works for experiments.
+    :param path: database file; created with its schema when missing, upgraded to the latest schema version when
+        older (`bot.store.migrations`). `":memory:"` works for experiments.
+    :raises StoreError: when the file cannot be opened or upgraded.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -65,30 +68,9 @@ class SQLiteStore:
             self.db.execute("PRAGMA cache_size=-65536")
             self._bulk_every = 0
             self._bulk_pending = 0
-            self._ensure_schema()
+            migrate(self.db, path=self.path)  # create or upgrade the schema (bot.store.migrations)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db).") from exc
-
-    def _ensure_schema(self) -> None:
-        db = self.db
-        if "articles" in db.table_names():
-            return
-        with db.conn:
-            db["articles"].create({
-                "id": int, "key": str, "title": str, "body": str, "source": str, "url": str,
-                "published_at": str, "content_hash": str, "ingested_at": str,
-            }, pk="id", not_null={"key", "title", "body", "source", "content_hash"})
-            db["articles"].create_index(["key"], unique=True)
-            db["articles"].create_index(["content_hash"])
-            db["sentences"].create({
-                "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "text": str,
-            }, pk="id", foreign_keys=[("article_id", "articles", "id")])
-            db["sentences"].create_index(["article_id", "char_start"])
-            db["passages"].create({
-                "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "title": str, "text": str,
-            }, pk="id", foreign_keys=[("article_id", "articles", "id")])
-            db["passages"].create_index(["article_id"])
-        db["passages"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
 
     # Writing -------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.errors import StoreError
+from bot.store.migrations import migrate
 
 __all__ = ["SlackState", "StoredAnswer", "ReplyLink", "RateDecision"]
 
@@ -80,35 +81,10 @@ class SlackState:
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
             self.db = sqlite_utils.Database(conn)
-            self._ensure_schema()
+            migrate(self.db, path=self.path)  # the slack_ tables are part of the store's schema
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the Slack tables in {self.path}: {exc}. "
                              "Check the path (QABOT_DB_PATH).") from exc
-
-    def _ensure_schema(self) -> None:
-        db = self.db
-        with db.conn:
-            if "slack_events" not in db.table_names():
-                db["slack_events"].create({"event_id": str, "seen_at": float}, pk="event_id")
-            if "slack_answers" not in db.table_names():
-                db["slack_answers"].create({
-                    "id": str, "question": str, "answer": str, "article_id": int, "score": float,
-                    "text": str, "blocks": str, "created_at": str,
-                }, pk="id")
-            if "slack_replies" not in db.table_names():
-                db["slack_replies"].create({
-                    "channel": str, "question_ts": str, "reply_ts": str, "thread_ts": str, "answer_id": str,
-                    "updated_at": str,
-                }, pk=("channel", "question_ts"))
-                db["slack_replies"].create_index(["channel", "reply_ts"])
-            if "slack_feedback" not in db.table_names():
-                db["slack_feedback"].create({
-                    "id": int, "answer_id": str, "user": str, "vote": str, "question": str, "answer": str,
-                    "article_id": int, "channel": str, "message_ts": str, "clicked_at": str,
-                }, pk="id")
-            if "slack_requests" not in db.table_names():
-                db["slack_requests"].create({"user": str, "at": float})
-                db["slack_requests"].create_index(["user", "at"])
 
     def _write(self, sql: str, params: list | tuple) -> sqlite3.Cursor:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bot.core import messages
+from bot.core.reader_config import DTYPES
 from bot.errors import QABotError
 from bot.logs import configure_logging
 from bot.core.records import Answer
@@ -146,16 +147,15 @@ def bench(squad_path: Path, sizes: str, n_questions: int, model: str | None, as_
                f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
                + (f" --out {out}" if out else "") + (" --json" if as_json else ""))
     try:
-        report = run_benchmarks(squad_path, model=settings.reader_model, sizes=size_list, n_questions=n_questions,
-                                top_k=settings.top_k, dtype=settings.reader_dtype, max_length=settings.max_length,
-                                doc_stride=settings.doc_stride, threads=settings.threads, workdir=workdir,
-                                command=command, progress=lambda line: click.echo(line, err=True))
+        report = run_benchmarks(squad_path, reader=settings.reader_config(), sizes=size_list,
+                                n_questions=n_questions, top_k=settings.top_k, workdir=workdir, command=command,
+                                progress=lambda line: click.echo(line, err=True))
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     markdown = render_markdown(report)
     if out:
         write_markdown(out, markdown)
-    click.echo(json.dumps(report, indent=2) if as_json else markdown)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else markdown)
 
 
 @cli.command()
@@ -288,7 +288,7 @@ def train_reader_command(train_path: Path, out_dir: Path, base_dir: Path | None,
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate only the first N questions.")
 @click.option("--threshold", default=None, type=click.FloatRange(0, 1),
               help="Answer only when the best span scores at least this (default: always answer, as SQuAD v1.1).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "int8"]), default=None,
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Reader precision (default: QABOT_READER_DTYPE).")
 @click.option("--calibrate", is_flag=True,
               help="Also choose the answer threshold on passages with and without the answer.")

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.core.reader_config import DTYPES, ReaderConfig, doc_stride_fits
 from bot.errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "shipped_reader_dir"]
@@ -31,6 +32,9 @@ def _default_reader_model() -> str | None:
     return str(shipped) if shipped else None
 
 
+_READER_DEFAULTS = ReaderConfig(model="(defaults only)")
+
+
 class Settings(BaseSettings):
     """Everything qa-bot can be configured with.
 
@@ -51,10 +55,13 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
     answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0,
                                     description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.")
-    max_answer_tokens: int = Field(default=30, gt=0, le=200)
-    max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")
-    doc_stride: int = Field(default=128, ge=16, le=256, description="Token overlap between windows of a long passage.")
-    reader_dtype: str = Field(default="float32", pattern="^(float32|bfloat16|int8)$")
+    # Reader defaults are ReaderConfig's; the ranges below are what a setting may ask for.
+    max_answer_tokens: int = Field(default=_READER_DEFAULTS.max_answer_tokens, gt=0, le=200)
+    max_length: int = Field(default=_READER_DEFAULTS.max_length, ge=64, le=512,
+                            description="Reader input length in tokens.")
+    doc_stride: int = Field(default=_READER_DEFAULTS.doc_stride, ge=16, le=256,
+                            description="Token overlap between windows of a long passage.")
+    reader_dtype: str = Field(default=_READER_DEFAULTS.dtype, pattern=f"^({'|'.join(DTYPES)})$")
     threads: int | None = Field(default=None, gt=0, description="Torch CPU threads (default: torch's own choice).")
 
     # Slack
@@ -84,7 +91,7 @@ class Settings(BaseSettings):
     def _stride_under_half_window(cls, value: int, info: ValidationInfo) -> int:
         # The reader's windows of max_length tokens overlap by doc_stride; a larger overlap cannot make progress.
         max_length = info.data.get("max_length")
-        if max_length is not None and value >= max_length // 2:
+        if max_length is not None and not doc_stride_fits(value, max_length):
             raise ValueError(f"must be under half of QABOT_MAX_LENGTH ({max_length})")
         return value
 
@@ -95,6 +102,17 @@ class Settings(BaseSettings):
         if value and not value.endswith("/"):
             return value + "/"
         return value
+
+    def reader_config(self) -> ReaderConfig:
+        """The reader these settings describe.
+
+        :raises ConfigError: when no reader model is configured (and none ships with this install).
+        """
+        if not self.reader_model:
+            raise ConfigError("No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+                              "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.")
+        return ReaderConfig(model=self.reader_model, max_length=self.max_length, doc_stride=self.doc_stride,
+                            max_answer_tokens=self.max_answer_tokens, dtype=self.reader_dtype, threads=self.threads)
 
 
 def load_settings(**overrides: object) -> Settings:

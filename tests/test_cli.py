@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import bot.core.service
 import bot.settings
 from bot.cli import cli
-from bot.core.reader import Reader
+from tests.fakes.reader import FakeReader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
 NO_READER = ("Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
@@ -39,14 +40,9 @@ def tiny_reader_env(monkeypatch, tiny_reader_dir):
 
 @pytest.fixture
 def reader_points_at_haddad(monkeypatch, tiny_reader_env):
-    """Every Reader built by the CLI gets a fake forward pass whose logits point at the token "haddad"."""
-
-    def forward(self, inputs):
-        target = self._tokenizer.convert_tokens_to_ids("haddad")
-        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
-        return logits, logits.copy()
-
-    monkeypatch.setattr(Reader, "_forward", forward)
+    """The CLI's service reads with a fake reader whose model points at the token "haddad"."""
+    monkeypatch.setattr(bot.core.service, "build_reader",
+                        lambda settings: FakeReader(settings.reader_config(), point_at="haddad"))
 
 
 # ingest ------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from bot.training.squad import read_squad_json
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 
 __all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",
-           "SEED", "CORPUS_VERSION", "Progress"]
+           "SEED", "CORPUS_VERSION", "Progress", "fresh_store", "used_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +145,15 @@ def pick_questions(squad: SquadData, articles: Sequence[tuple[Article, tuple[int
     return pool[:n]
 
 
-def _fresh_store(db_path: Path) -> SQLiteStore:
+def fresh_store(db_path: Path) -> SQLiteStore:
+    """An empty store at `db_path`, replacing any database (and its WAL files) there."""
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
     return SQLiteStore(db_path)
 
 
-def _used_bytes(store: SQLiteStore) -> int:
+def used_bytes(store: SQLiteStore) -> int:
+    """Bytes in the database's pages in use (page count less free pages, times the page size)."""
     # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
     pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
     return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) \
@@ -181,7 +183,7 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
             return db_path, {**meta, "built_this_run": False}
     meta_path.unlink(missing_ok=True)
     articles = build_articles(squad, n_articles)
-    store = _fresh_store(db_path)
+    store = fresh_store(db_path)
     started = time.perf_counter()
     with store.bulk():
         for done, (article, _) in enumerate(articles, start=1):
@@ -191,7 +193,7 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
     seconds = time.perf_counter() - started
     meta = {"recipe": recipe, "articles": _count(store, "articles"), "passages": _count(store, "passages"),
             "sentences": _count(store, "sentences"), "build_s": seconds, "build_articles_per_s": n_articles / seconds,
-            "db_mb": _used_bytes(store) / 1e6}
+            "db_mb": used_bytes(store) / 1e6}
     store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
     store.close()
     logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)

@@ -7,7 +7,6 @@ import time
 import uuid
 
 from bot.core.compose import compose_answer
-from bot.errors import ConfigError
 from bot.core.reader import Reader
 from bot.core.records import Answer
 from bot.core.retrieve import Retriever
@@ -62,11 +61,7 @@ def build_reader(settings: Settings) -> Reader:
 
     :raises ConfigError: when no reader model is configured.
     """
-    if not settings.reader_model:
-        raise ConfigError("No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-                          "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.")
-    return Reader(settings.reader_model, max_length=settings.max_length, doc_stride=settings.doc_stride,
-                  max_answer_tokens=settings.max_answer_tokens, dtype=settings.reader_dtype, threads=settings.threads)
+    return Reader.from_config(settings.reader_config())
 
 
 def build_service(settings: Settings, *, store: Store | None = None, reader: Reader | None = None) -> AnsweringService:

@@ -73,6 +73,33 @@ class StubReader:
         return sorted(spans, key=lambda s: -s.score)[:top_n]
 
 
+class TrackedWork(ThreadPoolExecutor):
+    """The app's worker pool, counting the jobs in flight: `wait_idle()` waits on an event set when none is left,
+    so a test can say "the app did its work and posted nothing" without sleeping for a guessed time."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2, thread_name_prefix="test-slack-work")
+        self._lock, self._pending, self._idle = threading.Lock(), 0, threading.Event()
+        self._idle.set()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    def wait_idle(self, timeout_s: float = 5.0) -> None:
+        assert self._idle.wait(timeout_s), f"the app still had work after {timeout_s} s"
+
+
 @dataclass
 class Slack:
     """One running app: its HTTP server, the fake Web API, the store and the stub reader."""
@@ -83,6 +110,7 @@ class Slack:
     state: SlackState
     reader: StubReader
     settings: Settings
+    work: TrackedWork
     _server: object = field(repr=False)
 
     def post(self, body: bytes, content_type: str, *, timestamp: int | None = None, signature: str | None = None,
@@ -151,12 +179,12 @@ def make_slack(tmp_path, fake_slack):
                       fetch_allow_private=True)  # the test web pages are on loopback
         settings = Settings(_env_file=None, **{**values, **overrides})
         state = SlackState(db_path)
-        work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-slack-work")
+        work = TrackedWork()
         app = create_app(settings, service, store=state, executor=work)
         server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
-        slack = Slack(f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings,
+        slack = Slack(f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, work,
                       server)
         running.append((server, thread, work))
         return slack
@@ -219,13 +247,13 @@ def test_url_verification_echoes_challenge(slack):
 
 def test_bad_signature_is_401_and_nothing_is_posted(slack):
     status, _, _ = slack.event("event_app_mention_channel.json", signature="v0=" + "0" * 64)
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (status, slack.fake.methods()) == (401, [])
 
 
 def test_stale_timestamp_is_401_even_when_correctly_signed(slack):
     status, _, _ = slack.event("event_app_mention_channel.json", timestamp=int(time.time()) - 400)
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (status, slack.fake.methods()) == (401, [])
 
 
@@ -276,7 +304,7 @@ def test_retried_event_is_answered_once(slack):
     retry = slack.event("event_app_mention_channel.json",
                         headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
     slack.fake.wait_for("chat.postMessage")
-    time.sleep(0.5)
+    slack.work.wait_idle()
     assert (first[0], retry[0], retry[1].get("X-Slack-No-Retry")) == (200, 200, "1")
     assert len(slack.fake.bodies("chat.postMessage")) == 1
 
@@ -286,7 +314,7 @@ def test_bot_messages_are_ignored(slack):
     assert slack.event("event_bot_message_classic.json")[0] == 200
     slack.event("event_message_im.json")  # a person's DM afterwards: the only thing answered
     slack.fake.wait_for("chat.postMessage")
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert [b["channel"] for b in slack.fake.bodies("chat.postMessage")] == ["D0001"]
 
 
@@ -403,7 +431,7 @@ def test_question_text_is_not_logged_at_info(slack, caplog):
     with caplog.at_level(logging.INFO):
         slack.event("event_app_mention_channel.json")
         slack.fake.wait_for("chat.postMessage")
-        time.sleep(0.2)
+        slack.work.wait_idle()
     assert any("question kind=mention" in r.getMessage() for r in caplog.records)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "Rosoboronexport?" in
                 r.getMessage()]
@@ -526,7 +554,7 @@ def test_ingest_by_a_non_admin_is_refused_and_stores_nothing(slack):
     status, _, body = slack.command("slash_ingest.form.txt", user_id="U0001", text="Title\nSome body text.")
     assert status == 200
     assert json.loads(body)["text"].startswith("Only admins can add articles with /ingest, so nothing was stored.")
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (slack.store.article_count(), slack.fake.methods()) == (before, [])
 
 

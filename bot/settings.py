@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.core.reader_config import DTYPES, ReaderConfig, doc_stride_fits
 from bot.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "shipped_reader_dir"]
+__all__ = ["Settings", "load_settings", "shipped_reader_dir", "unknown_variables"]
+
+logger = logging.getLogger(__name__)
 
 SHIPPED_READER_NAME = "minilm-squad-reader"
 
@@ -115,11 +121,44 @@ class Settings(BaseSettings):
                             max_answer_tokens=self.max_answer_tokens, dtype=self.reader_dtype, threads=self.threads)
 
 
+def known_variables() -> list[str]:
+    """The `QABOT_*` environment variables qa-bot reads."""
+    return sorted(f"QABOT_{name.upper()}" for name, field in Settings.model_fields.items()
+                  if field.validation_alias is None)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """`QABOT_*` names in `environ` that qa-bot does not read, each with the closest known name (or None).
+
+        >>> unknown_variables({"QABOT_TOPK": "3", "QABOT_TOP_K": "3", "HOME": "/root"})
+        {'QABOT_TOPK': 'QABOT_TOP_K'}
+    """
+    known = known_variables()
+    suffixes = [name.removeprefix("QABOT_") for name in known]  # the shared prefix would make everything "close"
+    unknown = {}
+    for name in sorted(environ):
+        if name.startswith("QABOT_") and name not in known:
+            close = difflib.get_close_matches(name.removeprefix("QABOT_"), suffixes, n=1, cutoff=0.6)
+            unknown[name] = f"QABOT_{close[0]}" if close else None
+    return unknown
+
+
+def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
+    unknown = unknown_variables(environ)
+    if unknown:
+        logger.warning("Unknown setting%s ignored: %s", "s" if len(unknown) > 1 else "",
+                       "; ".join(f"{name} (did you mean {guess}?)" if guess else name
+                                 for name, guess in unknown.items()))
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment and `.env`; explicit overrides (from CLI options) win.
 
+    A `QABOT_*` environment variable qa-bot does not know is reported in one warning naming the closest known one.
+
     :raises ConfigError: with one line naming the bad setting and what it should be.
     """
+    _warn_about_unknown_variables(os.environ)
     clean = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**clean)

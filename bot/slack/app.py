@@ -85,7 +85,7 @@ def create_app(settings: Settings, service: AnsweringService, *, client: WebClie
             # listeners only acknowledge and enqueue, so a few threads are enough
             listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-bot-slack"),
         )
-    except (BoltError, SlackApiError, SlackClientError) as exc:
+    except (BoltError, SlackApiError, SlackClientError, OSError) as exc:
         raise ConfigError(f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
                           f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}.") from exc
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")

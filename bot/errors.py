@@ -1,7 +1,16 @@
 """The project's exceptions: one base class, so the shells can turn any of them into a clear message."""
 
-__all__ = ["QABotError", "ConfigError", "StoreError", "IngestError", "ReaderError", "TemplateError", "FetchError", "DatasetError",
-           "TrainingError"]
+__all__ = [
+    "QABotError",
+    "ConfigError",
+    "StoreError",
+    "IngestError",
+    "ReaderError",
+    "TemplateError",
+    "FetchError",
+    "DatasetError",
+    "TrainingError",
+]
 
 
 class QABotError(Exception):

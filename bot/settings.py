@@ -49,39 +49,59 @@ class Settings(BaseSettings):
         settings = Settings(db_path="qa.db", reader_model="models/minilm-squad-reader")
     """
 
-    model_config = SettingsConfigDict(env_prefix="QABOT_", env_file=".env", env_file_encoding="utf-8",
-                                      extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="QABOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     # Storage
     db_path: Path = Field(default=Path("qa-bot.db"), description="SQLite database holding articles and Slack state.")
 
     # Answering
-    reader_model: str | None = Field(default_factory=_default_reader_model,
-                                     description="Local directory or Hugging Face id of an extractive QA model.")
+    reader_model: str | None = Field(
+        default_factory=_default_reader_model,
+        description="Local directory or Hugging Face id of an extractive QA model.",
+    )
     top_k: int = Field(default=5, gt=0, le=50, description="How many passages the reader reads per question.")
-    answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0,
-                                    description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.")
+    answer_threshold: float = Field(
+        default=0.45,
+        ge=0.0,
+        le=1.0,
+        description="Minimum confidence (0..1) for an answer; below it the bot says it does not know.",
+    )
     # Reader defaults are ReaderConfig's; the ranges below are what a setting may ask for.
     max_answer_tokens: int = Field(default=_READER_DEFAULTS.max_answer_tokens, gt=0, le=200)
-    max_length: int = Field(default=_READER_DEFAULTS.max_length, ge=64, le=512,
-                            description="Reader input length in tokens.")
-    doc_stride: int = Field(default=_READER_DEFAULTS.doc_stride, ge=16, le=256,
-                            description="Token overlap between windows of a long passage.")
+    max_length: int = Field(
+        default=_READER_DEFAULTS.max_length, ge=64, le=512, description="Reader input length in tokens."
+    )
+    doc_stride: int = Field(
+        default=_READER_DEFAULTS.doc_stride,
+        ge=16,
+        le=256,
+        description="Token overlap between windows of a long passage.",
+    )
     reader_dtype: str = Field(default=_READER_DEFAULTS.dtype, pattern=f"^({'|'.join(DTYPES)})$")
     threads: int | None = Field(default=None, gt=0, description="Torch CPU threads (default: torch's own choice).")
 
     # Slack
-    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token"))
-    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"))
-    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
     slack_api_url: str | None = Field(default=None, description="Override of https://slack.com/api/ (tests, proxies).")
-    admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list,
-                                                            description="Slack user ids allowed to /ingest, comma-separated.")
+    admin_user_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user ids allowed to /ingest, comma-separated."
+    )
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_bytes: int = Field(default=5_000_000, gt=0)
-    fetch_allow_private: bool = Field(default=False, description="Let /ingest fetch from loopback and private-network "
-                                                                 "hosts (an intranet wiki).")
+    fetch_allow_private: bool = Field(
+        default=False, description="Let /ingest fetch from loopback and private-network hosts (an intranet wiki)."
+    )
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -115,23 +135,32 @@ class Settings(BaseSettings):
         :raises ConfigError: when no reader model is configured (and none ships with this install).
         """
         if not self.reader_model:
-            raise ConfigError("No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-                              "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.")
-        return ReaderConfig(model=self.reader_model, max_length=self.max_length, doc_stride=self.doc_stride,
-                            max_answer_tokens=self.max_answer_tokens, dtype=self.reader_dtype, threads=self.threads)
+            raise ConfigError(
+                "No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+                "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id."
+            )
+        return ReaderConfig(
+            model=self.reader_model,
+            max_length=self.max_length,
+            doc_stride=self.doc_stride,
+            max_answer_tokens=self.max_answer_tokens,
+            dtype=self.reader_dtype,
+            threads=self.threads,
+        )
 
 
 def known_variables() -> list[str]:
     """The `QABOT_*` environment variables qa-bot reads."""
-    return sorted(f"QABOT_{name.upper()}" for name, field in Settings.model_fields.items()
-                  if field.validation_alias is None)
+    return sorted(
+        f"QABOT_{name.upper()}" for name, field in Settings.model_fields.items() if field.validation_alias is None
+    )
 
 
 def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
     """`QABOT_*` names in `environ` that qa-bot does not read, each with the closest known name (or None).
 
-        >>> unknown_variables({"QABOT_TOPK": "3", "QABOT_TOP_K": "3", "HOME": "/root"})
-        {'QABOT_TOPK': 'QABOT_TOP_K'}
+    >>> unknown_variables({"QABOT_TOPK": "3", "QABOT_TOP_K": "3", "HOME": "/root"})
+    {'QABOT_TOPK': 'QABOT_TOP_K'}
     """
     known = known_variables()
     suffixes = [name.removeprefix("QABOT_") for name in known]  # the shared prefix would make everything "close"
@@ -146,9 +175,11 @@ def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
 def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
     unknown = unknown_variables(environ)
     if unknown:
-        logger.warning("Unknown setting%s ignored: %s", "s" if len(unknown) > 1 else "",
-                       "; ".join(f"{name} (did you mean {guess}?)" if guess else name
-                                 for name, guess in unknown.items()))
+        logger.warning(
+            "Unknown setting%s ignored: %s",
+            "s" if len(unknown) > 1 else "",
+            "; ".join(f"{name} (did you mean {guess}?)" if guess else name for name, guess in unknown.items()),
+        )
 
 
 def load_settings(**overrides: object) -> Settings:

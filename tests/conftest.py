@@ -64,8 +64,9 @@ def tiny_reader_dir(tmp_path_factory) -> Path:
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(vocab_file))
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=len(TINY_VOCAB))
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=len(TINY_VOCAB)
+    )
     model = AutoModelForQuestionAnswering.from_config(config)
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)

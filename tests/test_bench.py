@@ -17,34 +17,101 @@ from bot.cli import cli
 from bot.errors import QABotError
 
 # Four articles, six paragraphs, eight questions; answers are copied from their contexts.
-TINY_SQUAD = {"version": "1.1", "data": [
-    {"title": "Kestrel_Foods", "paragraphs": [
-        {"context": "Kestrel Foods is a company in Riverton. Dr. Amara Velasquez was the chief executive in 2015.",
-         "qas": [{"id": "q1", "question": "Who was the chief executive of Kestrel Foods?",
-                  "answers": [{"text": "Dr. Amara Velasquez", "answer_start": 40}]}]},
-        {"context": "Tom Becker bought shares of the company on Monday. He paid $3.50 for each.",
-         "qas": [{"id": "q2", "question": "Who bought shares on Monday?",
-                  "answers": [{"text": "Tom Becker", "answer_start": 0}]}]}]},
-    {"title": "Riverton_Mill_Bridge", "paragraphs": [
-        {"context": "The Riverton mill bridge was closed for repairs in May. The engineer was Lena Ortiz.",
-         "qas": [{"id": "q3", "question": "Who was the engineer of the bridge?",
-                  "answers": [{"text": "Lena Ortiz", "answer_start": 71}]},
-                 {"id": "q4", "question": "When was the bridge closed?",
-                  "answers": [{"text": "May", "answer_start": 51}]}]}]},
-    {"title": "Elm_Street_Chess_Club", "paragraphs": [
-        {"context": "The county chess club on Elm Street was founded by Noor Haddad. It meets at the library.",
-         "qas": [{"id": "q5", "question": "Who founded the chess club?",
-                  "answers": [{"text": "Noor Haddad", "answer_start": 51}]}]},
-        {"context": "Sam Lee is the best player of the club. He was born in Boston.",
-         "qas": [{"id": "q6", "question": "Where was Sam Lee born?",
-                  "answers": [{"text": "Boston", "answer_start": 55}]}]}]},
-    {"title": "Boston_Library", "paragraphs": [
-        {"context": "The Boston library opened in 2015. It is on Elm Street.",
-         "qas": [{"id": "q7", "question": "When did the library open?",
-                  "answers": [{"text": "2015", "answer_start": 29}]},
-                 {"id": "q8", "question": "Which street is the library on?",
-                  "answers": [{"text": "Elm Street", "answer_start": 44}]}]}]},
-]}
+TINY_SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Kestrel_Foods",
+            "paragraphs": [
+                {
+                    "context": "Kestrel Foods is a company in Riverton. Dr. Amara Velasquez was the chief executive in 2015.",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Who was the chief executive of Kestrel Foods?",
+                            "answers": [{"text": "Dr. Amara Velasquez", "answer_start": 40}],
+                        }
+                    ],
+                },
+                {
+                    "context": "Tom Becker bought shares of the company on Monday. He paid $3.50 for each.",
+                    "qas": [
+                        {
+                            "id": "q2",
+                            "question": "Who bought shares on Monday?",
+                            "answers": [{"text": "Tom Becker", "answer_start": 0}],
+                        }
+                    ],
+                },
+            ],
+        },
+        {
+            "title": "Riverton_Mill_Bridge",
+            "paragraphs": [
+                {
+                    "context": "The Riverton mill bridge was closed for repairs in May. The engineer was Lena Ortiz.",
+                    "qas": [
+                        {
+                            "id": "q3",
+                            "question": "Who was the engineer of the bridge?",
+                            "answers": [{"text": "Lena Ortiz", "answer_start": 71}],
+                        },
+                        {
+                            "id": "q4",
+                            "question": "When was the bridge closed?",
+                            "answers": [{"text": "May", "answer_start": 51}],
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "title": "Elm_Street_Chess_Club",
+            "paragraphs": [
+                {
+                    "context": "The county chess club on Elm Street was founded by Noor Haddad. It meets at the library.",
+                    "qas": [
+                        {
+                            "id": "q5",
+                            "question": "Who founded the chess club?",
+                            "answers": [{"text": "Noor Haddad", "answer_start": 51}],
+                        }
+                    ],
+                },
+                {
+                    "context": "Sam Lee is the best player of the club. He was born in Boston.",
+                    "qas": [
+                        {
+                            "id": "q6",
+                            "question": "Where was Sam Lee born?",
+                            "answers": [{"text": "Boston", "answer_start": 55}],
+                        }
+                    ],
+                },
+            ],
+        },
+        {
+            "title": "Boston_Library",
+            "paragraphs": [
+                {
+                    "context": "The Boston library opened in 2015. It is on Elm Street.",
+                    "qas": [
+                        {
+                            "id": "q7",
+                            "question": "When did the library open?",
+                            "answers": [{"text": "2015", "answer_start": 29}],
+                        },
+                        {
+                            "id": "q8",
+                            "question": "Which street is the library on?",
+                            "answers": [{"text": "Elm Street", "answer_start": 44}],
+                        },
+                    ],
+                }
+            ],
+        },
+    ],
+}
 
 
 @pytest.fixture
@@ -91,9 +158,15 @@ def smoke_report(tmp_path_factory, tiny_reader_dir):
     squad_file = folder / "tiny-squad.json"
     squad_file.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
     # One torch thread: two would stall each other on a machine that is busy with other work.
-    return run_benchmarks(squad_file, reader=ReaderConfig(str(tiny_reader_dir), threads=1), sizes=(6, 3),
-                          n_questions=4, workdir=folder / "work", ingest_articles=6,
-                          command="qa-bot bench --squad tiny.json")
+    return run_benchmarks(
+        squad_file,
+        reader=ReaderConfig(str(tiny_reader_dir), threads=1),
+        sizes=(6, 3),
+        n_questions=4,
+        workdir=folder / "work",
+        ingest_articles=6,
+        command="qa-bot bench --squad tiny.json",
+    )
 
 
 def test_smoke_run_reports_every_section(smoke_report):
@@ -121,35 +194,64 @@ def test_smoke_run_reports_every_section(smoke_report):
 
 def test_markdown_has_a_table_per_section(smoke_report):
     markdown = render_markdown(smoke_report)
-    for heading in ("### Answering", "### Passages vs naive", "### Ingestion", "### Reader options",
-                    "### Reading cost", "### Targets"):
+    for heading in (
+        "### Answering",
+        "### Passages vs naive",
+        "### Ingestion",
+        "### Reader options",
+        "### Reading cost",
+        "### Targets",
+    ):
         assert heading in markdown
     assert "| corpus | passages | retrieve ms | read ms | total ms |" in markdown
     assert markdown.count("|---|") >= 6
     assert "Command: `qa-bot bench --squad tiny.json`" in markdown
 
 
-def test_cli_bench_passes_the_settings_and_writes_the_report(monkeypatch, smoke_report, squad_file, tiny_reader_dir,
-                                                             tmp_path):
+def test_cli_bench_passes_the_settings_and_writes_the_report(
+    monkeypatch, smoke_report, squad_file, tiny_reader_dir, tmp_path
+):
     calls = []
-    monkeypatch.setattr("bot.bench.run.run_benchmarks", lambda path, **options: calls.append((path, options))
-                        or smoke_report)
+    monkeypatch.setattr(
+        "bot.bench.run.run_benchmarks", lambda path, **options: calls.append((path, options)) or smoke_report
+    )
     monkeypatch.setenv("QABOT_TOP_K", "3")
     out = tmp_path / "BENCH.md"
-    result = CliRunner().invoke(cli, ["bench", "--squad", str(squad_file), "--sizes", "3,6", "--questions", "4",
-                                      "--model", str(tiny_reader_dir), "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--squad",
+            str(squad_file),
+            "--sizes",
+            "3,6",
+            "--questions",
+            "4",
+            "--model",
+            str(tiny_reader_dir),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == smoke_report.to_dict()
-    (path, options), = calls
+    ((path, options),) = calls
     assert (path, options["sizes"], options["n_questions"], options["top_k"], options["reader"]) == (
-        squad_file, [3, 6], 4, 3, ReaderConfig(str(tiny_reader_dir)))
+        squad_file,
+        [3, 6],
+        4,
+        3,
+        ReaderConfig(str(tiny_reader_dir)),
+    )
     assert options["command"].startswith(f"qa-bot bench --squad {squad_file} --sizes 3,6 --questions 4 ")
     assert render_markdown(smoke_report) in out.read_text(encoding="utf-8")
 
 
 def test_cli_bench_rejects_sizes_that_are_not_numbers(squad_file, tiny_reader_dir):
-    result = CliRunner().invoke(cli, ["bench", "--squad", str(squad_file), "--sizes", "1k",
-                                      "--model", str(tiny_reader_dir)])
+    result = CliRunner().invoke(
+        cli, ["bench", "--squad", str(squad_file), "--sizes", "1k", "--model", str(tiny_reader_dir)]
+    )
     assert result.exit_code == 2
     assert "Invalid value for --sizes: expected whole numbers separated by commas, got '1k'" in result.output
 
@@ -173,5 +275,6 @@ def test_write_markdown_replaces_only_the_marked_block(tmp_path):
     path.write_text(path.read_text(encoding="utf-8") + "\n## Analysis\nhand-written\n", encoding="utf-8")
     write_markdown(path, "second table\n")
     text = path.read_text(encoding="utf-8")
-    assert text == ("# Benchmarks\n\n<!-- bench:begin -->\nsecond table\n<!-- bench:end -->\n\n"
-                    "## Analysis\nhand-written\n")
+    assert text == (
+        "# Benchmarks\n\n<!-- bench:begin -->\nsecond table\n<!-- bench:end -->\n\n## Analysis\nhand-written\n"
+    )

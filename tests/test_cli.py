@@ -17,8 +17,10 @@ from bot.cli import cli
 from tests.fakes.reader import FakeReader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
-NO_READER = ("Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-             "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.\n")
+NO_READER = (
+    "Error: No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+    "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id.\n"
+)
 
 
 @pytest.fixture
@@ -41,16 +43,21 @@ def tiny_reader_env(monkeypatch, tiny_reader_dir):
 @pytest.fixture
 def reader_points_at_haddad(monkeypatch, tiny_reader_env):
     """The CLI's service reads with a fake reader whose model points at the token "haddad"."""
-    monkeypatch.setattr(bot.core.service, "build_reader",
-                        lambda settings: FakeReader(settings.reader_config(), point_at="haddad"))
+    monkeypatch.setattr(
+        bot.core.service, "build_reader", lambda settings: FakeReader(settings.reader_config(), point_at="haddad")
+    )
 
 
 # ingest ------------------------------------------------------------------------------------------------------
 
+
 def test_ingest_prints_the_counts_line(runner, articles_dir):
     result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
     assert (result.exit_code, result.stdout, result.stderr) == (
-        0, "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n", "")
+        0,
+        "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n",
+        "",
+    )
 
 
 def test_ingest_twice_reports_unchanged(runner, articles_dir, indexed):
@@ -73,7 +80,8 @@ def test_ingest_with_bad_files_reports_each_one_and_exits_1(runner, articles_dir
     assert result.stderr == (
         "skipped empty.txt: empty file\n"
         "skipped slides.pdf: unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl\n"
-        "skipped nope.md: no such file or folder\n")
+        "skipped nope.md: no such file or folder\n"
+    )
 
 
 def test_ingest_needs_a_path(runner):
@@ -84,6 +92,7 @@ def test_ingest_needs_a_path(runner):
 
 # ask ---------------------------------------------------------------------------------------------------------
 
+
 def test_ask_prints_the_answer_with_its_sentence_and_source(runner, indexed, reader_points_at_haddad):
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (0, "")
@@ -91,7 +100,8 @@ def test_ask_prints_the_answer_with_its_sentence_and_source(runner, indexed, rea
         "Haddad\n"
         "  “The club was founded by Noor Haddad in 2015.”\n"
         "  — Elm Street Chess Club wins regional title (https://news.example.org/elm-street-chess, 2024-03-10)\n"
-        "  confidence: 100%\n")
+        "  confidence: 100%\n"
+    )
 
 
 def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, reader_points_at_haddad):
@@ -105,8 +115,13 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "answer": "Haddad",
         "score": data["score"],
         "sentence": "The club was founded by Noor Haddad in 2015.",
-        "article": {"id": 1, "title": "Elm Street Chess Club wins regional title", "source": "Springfield Weekly",
-                    "url": "https://news.example.org/elm-street-chess", "published_at": "2024-03-10"},
+        "article": {
+            "id": 1,
+            "title": "Elm Street Chess Club wins regional title",
+            "source": "Springfield Weekly",
+            "url": "https://news.example.org/elm-street-chess",
+            "published_at": "2024-03-10",
+        },
         "answer_in_sentence": [29, 35],
         "alternatives": [],
         "searched": ["Elm Street Chess Club wins regional title"],
@@ -119,7 +134,12 @@ def test_ask_json_without_a_confident_answer(runner, indexed, tiny_reader_env, m
     result = runner.invoke(cli, ["ask", "--json", "--db", "qa.db", ELM_QUESTION])
     data = json.loads(result.stdout)
     assert (data["answer"], data["sentence"], data["article"], data["alternatives"], data["answer_in_sentence"]) == (
-        None, None, None, [], None)
+        None,
+        None,
+        None,
+        [],
+        None,
+    )
     assert data["searched"][0] == "Elm Street Chess Club wins regional title"
 
 
@@ -127,14 +147,17 @@ def test_ask_without_a_confident_answer_lists_what_was_searched(runner, indexed,
     monkeypatch.setenv("QABOT_ANSWER_THRESHOLD", "1")
     result = runner.invoke(cli, ["ask", "--db", "qa.db", "Who founded the Elm Street chess club in Springfield?"])
     assert result.exit_code == 0
-    assert result.stdout == ("No confident answer to “Who founded the Elm Street chess club in Springfield?”.\n"
-                             "Searched: Elm Street Chess Club wins regional title\n")
+    assert result.stdout == (
+        "No confident answer to “Who founded the Elm Street chess club in Springfield?”.\n"
+        "Searched: Elm Street Chess Club wins regional title\n"
+    )
 
 
 def test_ask_about_nothing_stored_says_no_article_matched(runner, indexed, tiny_reader_env):
     result = runner.invoke(cli, ["ask", "--db", "qa.db", "Zanzibar volcano?"])
-    assert result.stdout == ("No confident answer to “Zanzibar volcano?”.\n"
-                             "Searched: no article matched the question's words\n")
+    assert result.stdout == (
+        "No confident answer to “Zanzibar volcano?”.\nSearched: no article matched the question's words\n"
+    )
 
 
 def test_ask_batch_reads_one_question_per_stdin_line(runner, indexed, tiny_reader_env):
@@ -143,7 +166,9 @@ def test_ask_batch_reads_one_question_per_stdin_line(runner, indexed, tiny_reade
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert [json.loads(line)["question"] for line in lines] == [
-        "Who is the CEO of Kestrel Foods?", "Who founded the Elm Street chess club?"]
+        "Who is the CEO of Kestrel Foods?",
+        "Who founded the Elm Street chess club?",
+    ]
 
 
 def test_ask_without_question_or_stdin_is_a_usage_error(runner, indexed, tiny_reader_env):
@@ -162,22 +187,32 @@ def test_ask_with_a_missing_model_folder_is_one_error_line(runner, indexed, monk
     monkeypatch.setenv("QABOT_READER_MODEL", str(tmp_path / "gone"))
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: Reader model directory {tmp_path / 'gone'} does not exist. Set QABOT_READER_MODEL to a folder "
-           "holding config.json, the weights and tokenizer files.\n")
+        1,
+        f"Error: Reader model directory {tmp_path / 'gone'} does not exist. Set QABOT_READER_MODEL to a folder "
+        "holding config.json, the weights and tokenizer files.\n",
+    )
 
 
 def test_ask_on_an_empty_database_says_to_ingest_first(runner, tiny_reader_env):
     result = runner.invoke(cli, ["ask", "--db", "empty.db", ELM_QUESTION])
     assert (result.exit_code, result.stderr) == (
-        1, "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n")
+        1,
+        "Error: No articles are stored in empty.db yet. Add some first: qa-bot ingest ./articles\n",
+    )
     assert not Path("empty.db").exists()  # a mistyped --db leaves no empty database behind
 
 
-@pytest.mark.parametrize("name, value, line", [
-    ("QABOT_TOP_K", "0", "Error: Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0').\n"),
-    ("QABOT_MAX_LENGTH", "128", "Error: Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH "
-                                "(128) (got 128).\n"),
-])
+@pytest.mark.parametrize(
+    "name, value, line",
+    [
+        ("QABOT_TOP_K", "0", "Error: Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0').\n"),
+        (
+            "QABOT_MAX_LENGTH",
+            "128",
+            "Error: Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH (128) (got 128).\n",
+        ),
+    ],
+)
 def test_invalid_setting_is_one_error_line(runner, indexed, tiny_reader_env, monkeypatch, name, value, line):
     monkeypatch.setenv(name, value)
     result = runner.invoke(cli, ["ask", "--db", "qa.db", ELM_QUESTION])
@@ -185,6 +220,7 @@ def test_invalid_setting_is_one_error_line(runner, indexed, tiny_reader_env, mon
 
 
 # the program -------------------------------------------------------------------------------------------------
+
 
 def test_python_dash_m_bot_help_works():
     result = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, timeout=60)

@@ -8,8 +8,13 @@ from bot.core.compose import cite, compose_answer
 from bot.core.records import Answer, ArticleRef, Article, Citation, Passage, Span
 from bot.store import SQLiteStore
 
-ELM_REF = ArticleRef(1, "Elm Street Chess Club wins regional title", "Springfield Weekly",
-                     "https://news.example.org/elm-street-chess", "2024-03-10")
+ELM_REF = ArticleRef(
+    1,
+    "Elm Street Chess Club wins regional title",
+    "Springfield Weekly",
+    "https://news.example.org/elm-street-chess",
+    "2024-03-10",
+)
 
 
 def passage_of(store: SQLiteStore, word: str) -> Passage:
@@ -17,8 +22,15 @@ def passage_of(store: SQLiteStore, word: str) -> Passage:
     return passage
 
 
-def span_of(passage: Passage, text: str, *, context_index: int = 0, score: float = 0.9, logit: float = 5.0,
-            end_text: str | None = None) -> Span:
+def span_of(
+    passage: Passage,
+    text: str,
+    *,
+    context_index: int = 0,
+    score: float = 0.9,
+    logit: float = 5.0,
+    end_text: str | None = None,
+) -> Span:
     """A reader span over `text` (or from `text` up to the end of `end_text`) inside the passage."""
     start = passage.text.index(text)
     end = passage.text.index(end_text) + len(end_text) if end_text else start + len(text)
@@ -28,17 +40,25 @@ def span_of(passage: Passage, text: str, *, context_index: int = 0, score: float
 def test_citation_is_the_exact_sentence_holding_the_answer(store):
     passage = passage_of(store, "haddad")
     citation = cite(store, passage, span_of(passage, "Noor Haddad"))
-    assert citation == Citation(article=ELM_REF, sentence="The club was founded by Noor Haddad in 2015.",
-                                sentence_start=75, answer_start=24, answer_end=35)
-    assert citation.sentence[citation.answer_start:citation.answer_end] == "Noor Haddad"
+    assert citation == Citation(
+        article=ELM_REF,
+        sentence="The club was founded by Noor Haddad in 2015.",
+        sentence_start=75,
+        answer_start=24,
+        answer_end=35,
+    )
+    assert citation.sentence[citation.answer_start : citation.answer_end] == "Noor Haddad"
 
 
 def test_answer_across_two_sentences_quotes_both_exactly_as_stored(store):
     passage = passage_of(store, "haddad")
     citation = cite(store, passage, span_of(passage, "2015", end_text="Sam Lee"))
-    assert citation.sentence == "The club was founded by Noor Haddad in 2015. Its youngest player, Sam Lee, is nine years old."
+    assert (
+        citation.sentence
+        == "The club was founded by Noor Haddad in 2015. Its youngest player, Sam Lee, is nine years old."
+    )
     assert citation.sentence == store.article_body(1)[75:168]
-    assert citation.sentence[citation.answer_start:citation.answer_end] == "2015. Its youngest player, Sam Lee"
+    assert citation.sentence[citation.answer_start : citation.answer_end] == "2015. Its youngest player, Sam Lee"
 
 
 def test_citation_in_a_later_passage_of_a_long_article(tmp_path):
@@ -49,24 +69,26 @@ def test_citation_in_a_later_passage_of_a_long_article(tmp_path):
     passage = passage_of(store, "caldwell")
     assert passage.char_start > 0  # not the first passage: offsets must be shifted into the body
     citation = cite(store, passage, span_of(passage, "Ines Caldwell"))
-    assert (citation.sentence, citation.sentence_start) == ("The harbour master is Ines Caldwell.",
-                                                            body.index("The harbour master"))
-    assert citation.sentence[citation.answer_start:citation.answer_end] == "Ines Caldwell"
+    assert (citation.sentence, citation.sentence_start) == (
+        "The harbour master is Ines Caldwell.",
+        body.index("The harbour master"),
+    )
+    assert citation.sentence[citation.answer_start : citation.answer_end] == "Ines Caldwell"
 
 
 def test_answer_below_threshold_is_no_answer_with_searched_titles(store):
     passages = store.search('"club" OR "bridge"', limit=5)
     spans = [span_of(passages[0], "the", score=0.2)]
     answer = compose_answer("Who?", passages, spans, store=store, threshold=0.25)
-    assert answer == Answer(question="Who?", text=None, score=0.2,
-                            searched=tuple(p.article.title for p in passages))
+    assert answer == Answer(question="Who?", text=None, score=0.2, searched=tuple(p.article.title for p in passages))
     assert not answer.is_answered
 
 
 def test_no_spans_is_no_answer(store):
     passages = store.search('"club"', limit=5)
     assert compose_answer("Who?", passages, [], store=store, threshold=0.25) == Answer(
-        question="Who?", text=None, score=0.0, searched=("Elm Street Chess Club wins regional title",))
+        question="Who?", text=None, score=0.0, searched=("Elm Street Chess Club wins regional title",)
+    )
 
 
 def test_no_passages_is_no_answer_with_nothing_searched(store):
@@ -75,10 +97,17 @@ def test_no_passages_is_no_answer_with_nothing_searched(store):
 
 def test_best_span_is_the_answer_with_its_citation(store):
     passages = [passage_of(store, "haddad"), passage_of(store, "ortiz")]
-    spans = [span_of(passages[1], "Lena Ortiz", context_index=1, score=0.2),  # under threshold / 2: no alternative
-             span_of(passages[0], "Noor Haddad", context_index=0, score=0.8)]
+    spans = [
+        span_of(passages[1], "Lena Ortiz", context_index=1, score=0.2),  # under threshold / 2: no alternative
+        span_of(passages[0], "Noor Haddad", context_index=0, score=0.8),
+    ]
     answer = compose_answer("Who founded the club?", passages, spans, store=store, threshold=0.5)
-    assert (answer.text, answer.score, answer.citation.article, answer.alternatives) == ("Noor Haddad", 0.8, ELM_REF, ())
+    assert (answer.text, answer.score, answer.citation.article, answer.alternatives) == (
+        "Noor Haddad",
+        0.8,
+        ELM_REF,
+        (),
+    )
     assert answer.searched == ("Elm Street Chess Club wins regional title", "Riverton bridge reopens after repairs")
 
 
@@ -97,15 +126,23 @@ def test_alternatives_come_from_other_articles_with_distinct_text_at_most_two(st
     answer = compose_answer("Who?", passages, spans, store=store, threshold=0.5)
     assert answer.text == "Noor Haddad"
     assert [(alt.text, alt.citation.article.title, alt.citation.sentence) for alt in answer.alternatives] == [
-        ("Amara Velasquez", "Kestrel Foods names a new chief executive",
-         "Kestrel Foods said on Monday that Dr. Amara Velasquez will become its CEO in May."),
-        ("Lena Ortiz", "Riverton bridge reopens after repairs",
-         "Engineer Lena Ortiz said the bridge's steel beams were replaced."),
+        (
+            "Amara Velasquez",
+            "Kestrel Foods names a new chief executive",
+            "Kestrel Foods said on Monday that Dr. Amara Velasquez will become its CEO in May.",
+        ),
+        (
+            "Lena Ortiz",
+            "Riverton bridge reopens after repairs",
+            "Engineer Lena Ortiz said the bridge's steel beams were replaced.",
+        ),
     ]
 
 
 def test_alternative_with_the_same_text_or_too_low_a_score_is_left_out(store):
-    store.add_article(Article(title="Fourth article", body="Coach NOOR HADDAD also runs the quiz league.", source="4.txt"))
+    store.add_article(
+        Article(title="Fourth article", body="Coach NOOR HADDAD also runs the quiz league.", source="4.txt")
+    )
     elm, kestrel, fourth = (passage_of(store, w) for w in ("founded", "velasquez", "coach"))
     passages = [elm, fourth, kestrel]
     spans = [
@@ -120,16 +157,19 @@ def test_alternative_with_the_same_text_or_too_low_a_score_is_left_out(store):
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9])
 def test_threshold_is_inclusive(store, threshold):
     passage = passage_of(store, "haddad")
-    answer = compose_answer("Who?", [passage], [span_of(passage, "Noor Haddad", score=threshold)], store=store,
-                            threshold=threshold)
+    answer = compose_answer(
+        "Who?", [passage], [span_of(passage, "Noor Haddad", score=threshold)], store=store, threshold=threshold
+    )
     assert answer.text == "Noor Haddad"
 
 
 def test_the_highest_logit_among_confident_spans_wins_across_passages(store):
     passages = [passage_of(store, "haddad"), passage_of(store, "ortiz")]
-    spans = [span_of(passages[1], "Lena Ortiz", context_index=1, score=0.95, logit=4.0),  # sure, but weak evidence
-             span_of(passages[0], "Noor Haddad", context_index=0, score=0.7, logit=9.0),
-             span_of(passages[0], "Sam Lee", context_index=0, score=0.1, logit=12.0)]  # strongest, not confident
+    spans = [
+        span_of(passages[1], "Lena Ortiz", context_index=1, score=0.95, logit=4.0),  # sure, but weak evidence
+        span_of(passages[0], "Noor Haddad", context_index=0, score=0.7, logit=9.0),
+        span_of(passages[0], "Sam Lee", context_index=0, score=0.1, logit=12.0),
+    ]  # strongest, not confident
     answer = compose_answer("Who founded the club?", passages, spans, store=store, threshold=0.5)
     assert (answer.text, answer.score) == ("Noor Haddad", 0.7)
     assert [alt.text for alt in answer.alternatives] == ["Lena Ortiz"]

@@ -40,10 +40,16 @@ def test_group_help_ends_with_an_example():
 NOT_YET_IN_README: set[str] = set()
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=f"README.md does not mention `qa-bot {name}` yet", strict=True))
-    if name in NOT_YET_IN_README else name
-    for name in COMMANDS
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name, marks=pytest.mark.xfail(reason=f"README.md does not mention `qa-bot {name}` yet", strict=True)
+        )
+        if name in NOT_YET_IN_README
+        else name
+        for name in COMMANDS
+    ],
+)
 def test_command_is_documented_in_readme(name):
     assert f"qa-bot {name}" in README.read_text(encoding="utf-8")

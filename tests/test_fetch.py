@@ -23,11 +23,17 @@ ARTICLE_HTML = (
 
 ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/article.html": (200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE_HTML),
-    "/notes.txt": (200, {"Content-Type": "text/plain; charset=utf-8"},
-                   "Ferry notes\nTickets cost 12 dollars. Boats leave hourly.".encode()),
+    "/notes.txt": (
+        200,
+        {"Content-Type": "text/plain; charset=utf-8"},
+        "Ferry notes\nTickets cost 12 dollars. Boats leave hourly.".encode(),
+    ),
     "/doc.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not really"),
-    "/empty.html": (200, {"Content-Type": "text/html"},
-                    b"<html><head><title>Nothing</title></head><body></body></html>"),
+    "/empty.html": (
+        200,
+        {"Content-Type": "text/html"},
+        b"<html><head><title>Nothing</title></head><body></body></html>",
+    ),
     "/big.html": (200, {"Content-Type": "text/html"}, b"x" * 5000),
     "/moved": (302, {"Location": "/article.html"}, b""),
     "/to-ftp": (302, {"Location": "ftp://example.com/file.txt"}, b""),
@@ -75,8 +81,7 @@ def site():
 
 def test_html_page_becomes_an_article_without_menus_and_footers(site):
     article = fetch_article(f"{site}/article.html", timeout_s=5, max_bytes=100_000, allow_private=True)
-    assert (article.title, article.source, article.url) == ("Harbour ferry prices", "127.0.0.1",
-                                                            f"{site}/article.html")
+    assert (article.title, article.source, article.url) == ("Harbour ferry prices", "127.0.0.1", f"{site}/article.html")
     assert article.body.startswith("The harbour ferry will cost 12 dollars from May")
     assert "Captain Ingrid Holm" in article.body
     assert "Contact us" not in article.body and "Home | News" not in article.body
@@ -88,17 +93,22 @@ def test_plain_text_page_uses_its_first_line_as_title(site):
 
 
 def test_redirects_are_followed_and_the_final_url_kept(site):
-    assert fetch_article(f"{site}/moved", timeout_s=5, max_bytes=100_000, allow_private=True).url == f"{site}/article.html"
+    assert (
+        fetch_article(f"{site}/moved", timeout_s=5, max_bytes=100_000, allow_private=True).url == f"{site}/article.html"
+    )
 
 
-@pytest.mark.parametrize(("path", "message"), [
-    ("/missing", "answered HTTP 404 Not Found; check the link in a browser"),
-    ("/doc.pdf", "is application/pdf, not a web page; only HTML and plain-text pages can be ingested"),
-    ("/empty.html", "no readable article text found in the HTML"),
-    ("/big.html", "is 5,000 bytes, more than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
-    ("/streamed-big", "is larger than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
-    ("/to-ftp", "only http:// and https:// links can be ingested, got 'ftp://example.com/file.txt'"),
-])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/missing", "answered HTTP 404 Not Found; check the link in a browser"),
+        ("/doc.pdf", "is application/pdf, not a web page; only HTML and plain-text pages can be ingested"),
+        ("/empty.html", "no readable article text found in the HTML"),
+        ("/big.html", "is 5,000 bytes, more than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
+        ("/streamed-big", "is larger than the 1,000-byte limit (QABOT_FETCH_MAX_BYTES)"),
+        ("/to-ftp", "only http:// and https:// links can be ingested, got 'ftp://example.com/file.txt'"),
+    ],
+)
 def test_fetch_failures_say_what_went_wrong(site, path, message):
     with pytest.raises(FetchError) as caught:
         fetch_article(f"{site}{path}", timeout_s=5, max_bytes=1_000, allow_private=True)
@@ -120,26 +130,32 @@ def test_an_unreachable_host_is_reported():
         fetch_page(f"http://127.0.0.1:{port}/", timeout_s=2, max_bytes=1_000, allow_private=True)
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("file:///etc/passwd", "only http:// and https:// links can be ingested, got 'file:///etc/passwd'"),
-    ("javascript:alert(1)", "only http:// and https:// links can be ingested"),
-    ("https://", "the link 'https://' has no host name"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "only http:// and https:// links can be ingested, got 'file:///etc/passwd'"),
+        ("javascript:alert(1)", "only http:// and https:// links can be ingested"),
+        ("https://", "the link 'https://' has no host name"),
+    ],
+)
 def test_only_http_urls_with_a_host_are_accepted(url, message):
     with pytest.raises(FetchError) as caught:
         check_url(url)
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize(("url", "address"), [
-    ("http://127.0.0.1:8080/admin", "127.0.0.1"),
-    ("http://localhost/", "127.0.0.1"),
-    ("http://[::1]/", "::1"),
-    ("http://10.1.2.3/wiki", "10.1.2.3"),
-    ("http://192.168.0.10/", "192.168.0.10"),
-    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
-    ("http://0.0.0.0/", "0.0.0.0"),
-])
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:8080/admin", "127.0.0.1"),
+        ("http://localhost/", "127.0.0.1"),
+        ("http://[::1]/", "::1"),
+        ("http://10.1.2.3/wiki", "10.1.2.3"),
+        ("http://192.168.0.10/", "192.168.0.10"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://0.0.0.0/", "0.0.0.0"),
+    ],
+)
 def test_private_and_local_addresses_are_refused_by_default(url, address):
     with pytest.raises(FetchError) as caught:
         fetch_page(url, timeout_s=2, max_bytes=1_000)

@@ -51,27 +51,36 @@ def empty_store(tmp_path) -> SQLiteStore:
 def test_ingest_test_articles_adds_all_three(empty_store, articles_dir):
     report = ingest_paths(empty_store, [articles_dir])
     assert (report.added, report.updated, report.unchanged, report.failures) == (3, 0, 0, [])
-    assert titles(empty_store) == ["Elm Street Chess Club wins regional title",
-                                   "Kestrel Foods names a new chief executive",
-                                   "Riverton bridge reopens after repairs"]
+    assert titles(empty_store) == [
+        "Elm Street Chess Club wins regional title",
+        "Kestrel Foods names a new chief executive",
+        "Riverton bridge reopens after repairs",
+    ]
 
 
-@pytest.mark.parametrize("name, content, reason", [
-    ("latin1.txt", "Café news\n\nThe café opened.".encode("latin-1"),
-     "not UTF-8 (byte 0xe9 at offset 3); convert the file to UTF-8 and ingest it again"),
-    ("empty.txt", b"", "empty file"),
-    ("blank.md", b"  \n\n \t\n", "empty file"),
-    ("title-only.txt", b"Just a headline\n\n", "no body: only a title line ('Just a headline') was found"),
-    ("broken.json", b'{"title": "A", "body": "B"', "malformed JSON at line 1, column 27: Expecting ',' delimiter"),
-    ("no-body.json", b'{"title": "A headline"}', 'record 1: no body (expected a non-empty "body" or "text")'),
-    ("no-title.json", b'{"body": "Some text."}', 'record 1: missing "title"'),
-    ("not-object.json", b'["just a string"]', "record 1: expected a JSON object with title and body, got str"),
-    ("slides.pdf", b"%PDF-1.4", "unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl"),
-    ("README", b"hello", "unsupported file type (none); use one of .txt .md .html .htm .json .jsonl"),
-    ("nav-only.html", b"<html><body><nav></nav></body></html>", "no readable article text found in the HTML"),
-])
-def test_bad_file_is_reported_with_path_and_reason_and_the_rest_is_ingested(empty_store, tmp_path, name, content,
-                                                                            reason):
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        (
+            "latin1.txt",
+            "Café news\n\nThe café opened.".encode("latin-1"),
+            "not UTF-8 (byte 0xe9 at offset 3); convert the file to UTF-8 and ingest it again",
+        ),
+        ("empty.txt", b"", "empty file"),
+        ("blank.md", b"  \n\n \t\n", "empty file"),
+        ("title-only.txt", b"Just a headline\n\n", "no body: only a title line ('Just a headline') was found"),
+        ("broken.json", b'{"title": "A", "body": "B"', "malformed JSON at line 1, column 27: Expecting ',' delimiter"),
+        ("no-body.json", b'{"title": "A headline"}', 'record 1: no body (expected a non-empty "body" or "text")'),
+        ("no-title.json", b'{"body": "Some text."}', 'record 1: missing "title"'),
+        ("not-object.json", b'["just a string"]', "record 1: expected a JSON object with title and body, got str"),
+        ("slides.pdf", b"%PDF-1.4", "unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl"),
+        ("README", b"hello", "unsupported file type (none); use one of .txt .md .html .htm .json .jsonl"),
+        ("nav-only.html", b"<html><body><nav></nav></body></html>", "no readable article text found in the HTML"),
+    ],
+)
+def test_bad_file_is_reported_with_path_and_reason_and_the_rest_is_ingested(
+    empty_store, tmp_path, name, content, reason
+):
     bad = tmp_path / name
     bad.write_bytes(content)
     (tmp_path / "good.txt").write_text(GOOD_TEXT, encoding="utf-8")
@@ -123,11 +132,17 @@ def test_jsonl_with_one_bad_line_stores_the_good_lines_and_names_the_bad_one(emp
         json.dumps({"title": "First post", "body": "Alpha text."}) + "\n"
         "{not json}\n"
         "\n"
-        + json.dumps({"title": "Second post"}) + "\n"
-        + json.dumps({"title": "Third post", "text": "Gamma text."}) + "\n", encoding="utf-8")
+        + json.dumps({"title": "Second post"})
+        + "\n"
+        + json.dumps({"title": "Third post", "text": "Gamma text."})
+        + "\n",
+        encoding="utf-8",
+    )
     report = ingest_paths(empty_store, [path])
     assert report.failures == [
-        IngestFailure(str(path), "line 2: malformed JSON at column 2: Expecting property name enclosed in double quotes"),
+        IngestFailure(
+            str(path), "line 2: malformed JSON at column 2: Expecting property name enclosed in double quotes"
+        ),
         IngestFailure(str(path), 'line 4: no body (expected a non-empty "body" or "text")'),
     ]
     assert titles(empty_store) == ["First post", "Third post"]
@@ -136,14 +151,22 @@ def test_jsonl_with_one_bad_line_stores_the_good_lines_and_names_the_bad_one(emp
 def test_json_keeps_url_published_at_and_source(empty_store, articles_dir):
     ingest_paths(empty_store, [articles_dir / "elm-street-chess.json"])
     row = next(empty_store.db.query("select title, source, url, published_at from articles"))
-    assert row == {"title": "Elm Street Chess Club wins regional title", "source": "Springfield Weekly",
-                   "url": "https://news.example.org/elm-street-chess", "published_at": "2024-03-10"}
+    assert row == {
+        "title": "Elm Street Chess Club wins regional title",
+        "source": "Springfield Weekly",
+        "url": "https://news.example.org/elm-street-chess",
+        "published_at": "2024-03-10",
+    }
 
 
 def test_json_list_stores_good_records_and_reports_bad_ones(empty_store, tmp_path):
     path = tmp_path / "list.json"
-    path.write_text(json.dumps([{"title": "One", "body": "First."}, {"title": "Two", "body": ""},
-                                {"title": "Three", "body": "Third."}]), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            [{"title": "One", "body": "First."}, {"title": "Two", "body": ""}, {"title": "Three", "body": "Third."}]
+        ),
+        encoding="utf-8",
+    )
     report = ingest_paths(empty_store, [path])
     assert report.failures == [IngestFailure(str(path), 'record 2: no body (expected a non-empty "body" or "text")')]
     assert titles(empty_store) == ["One", "Three"]
@@ -157,8 +180,8 @@ def test_html_keeps_title_and_article_text_and_drops_navigation_and_footer(empty
     assert row == {
         "title": "Library opens a seed bank",
         "body": "The Maple Grove public library opened a seed bank on Tuesday, lending packets of vegetable seeds to "
-                "anyone with a library card.\n\nLibrarian Ruth Okonkwo said the bank started with 60 varieties "
-                "donated by local gardeners. Borrowers are asked to return seeds from their own harvest in the autumn.",
+        "anyone with a library card.\n\nLibrarian Ruth Okonkwo said the bank started with 60 varieties "
+        "donated by local gardeners. Borrowers are asked to return seeds from their own harvest in the autumn.",
         "source": str(path),
         "published_at": "2024-04-02",
     }
@@ -167,7 +190,10 @@ def test_html_keeps_title_and_article_text_and_drops_navigation_and_footer(empty
 def test_html_with_url_keeps_it(tmp_path):
     article = article_from_html(PAGE, source="slack", url="https://crier.example/seed-bank")
     assert (article.title, article.url, article.identity) == (
-        "Library opens a seed bank", "https://crier.example/seed-bank", "https://crier.example/seed-bank")
+        "Library opens a seed bank",
+        "https://crier.example/seed-bank",
+        "https://crier.example/seed-bank",
+    )
 
 
 def test_markdown_heading_marks_are_removed_from_the_title():
@@ -194,15 +220,20 @@ def test_changed_file_is_updated_not_duplicated(empty_store, tmp_path):
     path = tmp_path / "ferry.txt"
     path.write_text(GOOD_TEXT, encoding="utf-8")
     ingest_paths(empty_store, [path])
-    path.write_text("Harbor ferry starts service\n\nThe ferry was built by Seaworthy Yards. It is fully electric.\n",
-                    encoding="utf-8")
+    path.write_text(
+        "Harbor ferry starts service\n\nThe ferry was built by Seaworthy Yards. It is fully electric.\n",
+        encoding="utf-8",
+    )
     report = ingest_paths(empty_store, [path])
     assert (report.added, report.updated, report.unchanged) == (0, 1, 0)
     assert table_counts(empty_store) == {"articles": 1, "sentences": 2, "passages": 1, "passages_fts": 1}
     assert [row["text"] for row in empty_store.db.query("select text from sentences order by idx")] == [
-        "The ferry was built by Seaworthy Yards.", "It is fully electric."]
+        "The ferry was built by Seaworthy Yards.",
+        "It is fully electric.",
+    ]
     assert [p.text for p in empty_store.search('"seaworthy"', limit=5)] == [
-        "The ferry was built by Seaworthy Yards. It is fully electric."]
+        "The ferry was built by Seaworthy Yards. It is fully electric."
+    ]
     assert empty_store.search('"northwind"', limit=5) == []
 
 
@@ -228,11 +259,17 @@ def test_the_database_inside_an_ingested_folder_is_not_reported_as_a_bad_file(tm
 
 def test_jsonl_records_sharing_a_title_are_separate_articles(empty_store, tmp_path):
     path = tmp_path / "updates.jsonl"
-    path.write_text(json.dumps({"title": "Weekly update", "body": "The canteen reopens on Monday."}) + "\n"
-                    + json.dumps({"title": "Weekly update", "body": "The lifts are serviced on Friday."}) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"title": "Weekly update", "body": "The canteen reopens on Monday."})
+        + "\n"
+        + json.dumps({"title": "Weekly update", "body": "The lifts are serviced on Friday."})
+        + "\n",
+        encoding="utf-8",
+    )
     first = ingest_paths(empty_store, [path])
     again = ingest_paths(empty_store, [path])
     assert [(r.added, r.updated, r.unchanged) for r in (first, again)] == [(2, 0, 0), (0, 0, 2)]
     assert [row["body"] for row in empty_store.db.query("select body from articles order by id")] == [
-        "The canteen reopens on Monday.", "The lifts are serviced on Friday."]
+        "The canteen reopens on Monday.",
+        "The lifts are serviced on Friday.",
+    ]

@@ -27,8 +27,9 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(p for layer in LOWER for p in (BOT / layer).rglob("*.py")),
-                         ids=lambda p: str(p.relative_to(BOT)))
+@pytest.mark.parametrize(
+    "path", sorted(p for layer in LOWER for p in (BOT / layer).rglob("*.py")), ids=lambda p: str(p.relative_to(BOT))
+)
 def test_lower_layers_never_import_slack_training_or_bench(path):
     upward = sorted(name for name in imported_modules(path) if name.startswith(UPPER) or name in ("bot.cli",))
     assert upward == [], f"{path.relative_to(BOT.parent)} imports {upward}"
@@ -37,14 +38,14 @@ def test_lower_layers_never_import_slack_training_or_bench(path):
 def modules_after(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running `code`."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                            cwd=BOT.parent)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=BOT.parent)
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
 def test_importing_the_lower_layers_loads_no_shell():
-    loaded = modules_after("import bot.core.service, bot.core.ingest, bot.store, bot.store.migrations, "
-                           "bot.store.state, bot.sources.fetch")
+    loaded = modules_after(
+        "import bot.core.service, bot.core.ingest, bot.store, bot.store.migrations, bot.store.state, bot.sources.fetch"
+    )
     assert sorted(name for name in loaded if name.startswith(UPPER)) == []
 
 

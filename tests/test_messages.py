@@ -7,8 +7,16 @@ import pytest
 from bot.core import messages
 from bot.errors import TemplateError
 
-CORE_TEMPLATES = {"answer", "alternative", "error", "help", "ingest_failure", "ingest_report", "no_answer",
-                  "not_indexed"}
+CORE_TEMPLATES = {
+    "answer",
+    "alternative",
+    "error",
+    "help",
+    "ingest_failure",
+    "ingest_report",
+    "no_answer",
+    "not_indexed",
+}
 
 
 def test_core_templates_exist():
@@ -26,13 +34,21 @@ def test_every_template_renders_with_sample_values(name):
 
 
 def test_answer_template_renders_exactly():
-    assert messages.render("answer", answer="Noor Haddad", sentence="The club was founded by Noor Haddad in 2015.",
-                           title="Elm Street Chess Club wins regional title", source="Springfield Weekly",
-                           date=", 2024-03-10", confidence="87%", alternatives="") == (
+    assert messages.render(
+        "answer",
+        answer="Noor Haddad",
+        sentence="The club was founded by Noor Haddad in 2015.",
+        title="Elm Street Chess Club wins regional title",
+        source="Springfield Weekly",
+        date=", 2024-03-10",
+        confidence="87%",
+        alternatives="",
+    ) == (
         "Noor Haddad\n"
         "  “The club was founded by Noor Haddad in 2015.”\n"
         "  — Elm Street Chess Club wins regional title (Springfield Weekly, 2024-03-10)\n"
-        "  confidence: 87%")
+        "  confidence: 87%"
+    )
 
 
 def test_placeholders_are_listed():
@@ -52,4 +68,5 @@ def test_missing_template_raises_template_error_naming_the_known_ones():
 
 def test_extra_values_are_ignored():
     assert messages.render("not_indexed", db_path="qa.db", unused="x") == (
-        "No articles are stored in qa.db yet. Add some first: qa-bot ingest ./articles")
+        "No articles are stored in qa.db yet. Add some first: qa-bot ingest ./articles"
+    )

@@ -60,8 +60,12 @@ BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 def schema_sql(path) -> list[str]:
     conn = sqlite3.connect(path)
     try:
-        return [sql for (sql,) in conn.execute("select sql from sqlite_master where sql is not null "
-                                               "and name not like 'passages_fts_%' order by rowid")]
+        return [
+            sql
+            for (sql,) in conn.execute(
+                "select sql from sqlite_master where sql is not null and name not like 'passages_fts_%' order by rowid"
+            )
+        ]
     finally:
         conn.close()
 
@@ -74,12 +78,19 @@ def legacy_db(tmp_path):
     with conn:
         for sql in V1_SQL:
             conn.execute(sql)
-        conn.execute("insert into articles (id, key, title, body, source, content_hash) values "
-                     "(1, 'notes.txt', 'Riverton bridge', ?, 'notes.txt', 'abc')", [BODY])
-        conn.execute("insert into sentences (article_id, idx, char_start, char_end, text) values (1, 0, 0, 30, ?)",
-                     [BODY[:30]])
-        conn.execute("insert into passages (article_id, idx, char_start, char_end, title, text) values "
-                     "(1, 0, 0, ?, 'Riverton bridge', ?)", [len(BODY), BODY])
+        conn.execute(
+            "insert into articles (id, key, title, body, source, content_hash) values "
+            "(1, 'notes.txt', 'Riverton bridge', ?, 'notes.txt', 'abc')",
+            [BODY],
+        )
+        conn.execute(
+            "insert into sentences (article_id, idx, char_start, char_end, text) values (1, 0, 0, 30, ?)", [BODY[:30]]
+        )
+        conn.execute(
+            "insert into passages (article_id, idx, char_start, char_end, title, text) values "
+            "(1, 0, 0, ?, 'Riverton bridge', ?)",
+            [len(BODY), BODY],
+        )
     conn.close()
     return path
 
@@ -124,8 +135,11 @@ def test_a_database_from_a_newer_qa_bot_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
     conn.close()
-    with pytest.raises(StoreError, match=rf"schema version {latest_version() + 1}, but this qa-bot knows versions "
-                                         rf"up to {latest_version()}\. Upgrade qa-bot"):
+    with pytest.raises(
+        StoreError,
+        match=rf"schema version {latest_version() + 1}, but this qa-bot knows versions "
+        rf"up to {latest_version()}\. Upgrade qa-bot",
+    ):
         SQLiteStore(path)
 
 
@@ -151,8 +165,11 @@ def test_a_failed_migration_leaves_the_file_at_its_version(tmp_path, monkeypatch
     path = tmp_path / "qa.db"
     SQLiteStore(path).close()
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, broken])
-    with pytest.raises(StoreError, match=r"Could not upgrade .* to schema version 2 \(broken\): .*no such table.* "
-                                         r"The file is still at version 1\."):
+    with pytest.raises(
+        StoreError,
+        match=r"Could not upgrade .* to schema version 2 \(broken\): .*no such table.* "
+        r"The file is still at version 1\.",
+    ):
         upgrade(path)
     db = sqlite_utils.Database(path)
     assert (schema_version(db), "language" in db["articles"].columns_dict) == (1, False)
@@ -169,4 +186,6 @@ def test_cli_db_upgrade_prints_the_versions(legacy_db):
 def test_cli_db_upgrade_of_a_missing_file_is_one_error_line(tmp_path):
     result = CliRunner().invoke(cli, ["db", "upgrade", "--db", str(tmp_path / "nope.db")])
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: No database at {tmp_path / 'nope.db'}. Run: qa-bot ingest ./articles (it creates one).\n")
+        1,
+        f"Error: No database at {tmp_path / 'nope.db'}. Run: qa-bot ingest ./articles (it creates one).\n",
+    )

@@ -24,7 +24,7 @@ def assert_span_invariants(reader: Reader, contexts: list[str], spans) -> None:
     for span in spans:
         context = contexts[span.context_index]
         assert 0 <= span.char_start < span.char_end <= len(context)
-        assert context[span.char_start:span.char_end] == span.text
+        assert context[span.char_start : span.char_end] == span.text
         assert span.text == span.text.strip()
         assert 0.0 <= span.score <= 1.0
         tokens = reader.tokenizer(span.text, add_special_tokens=False)["input_ids"]
@@ -47,13 +47,16 @@ def test_best_returns_the_top_span(reader):
     assert reader.best("Who is the CEO?", CONTEXTS) == spans[0]
 
 
-@pytest.mark.parametrize("question, contexts", [
-    ("Who is the CEO?", []),
-    ("Who is the CEO?", [""]),
-    ("Who is the CEO?", ["   \n "]),
-    ("", CONTEXTS),
-    ("   ", CONTEXTS),
-])
+@pytest.mark.parametrize(
+    "question, contexts",
+    [
+        ("Who is the CEO?", []),
+        ("Who is the CEO?", [""]),
+        ("Who is the CEO?", ["   \n "]),
+        ("", CONTEXTS),
+        ("   ", CONTEXTS),
+    ],
+)
 def test_nothing_to_read_gives_no_spans(reader, question, contexts):
     assert reader.run(question, contexts) == []
 
@@ -111,21 +114,29 @@ def test_missing_model_directory_raises_a_clear_reader_error(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(ReaderError) as caught:
         Reader(missing).load()
-    assert str(caught.value) == (f"Reader model directory {missing} does not exist. Set QABOT_READER_MODEL to a "
-                                 "folder holding config.json, the weights and tokenizer files.")
+    assert str(caught.value) == (
+        f"Reader model directory {missing} does not exist. Set QABOT_READER_MODEL to a "
+        "folder holding config.json, the weights and tokenizer files."
+    )
 
 
 def test_folder_without_a_model_raises_a_clear_reader_error(tmp_path):
     (tmp_path / "empty-model").mkdir()
-    with pytest.raises(ReaderError, match=r"^Cannot load the reader model .*empty-model.*Set QABOT_READER_MODEL to a "
-                                          r"local extractive-QA model folder\.$"):
+    with pytest.raises(
+        ReaderError,
+        match=r"^Cannot load the reader model .*empty-model.*Set QABOT_READER_MODEL to a "
+        r"local extractive-QA model folder\.$",
+    ):
         Reader(tmp_path / "empty-model").load()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_length": 128, "doc_stride": 64}, "doc_stride must be under half of max_length, got 64 and 128"),
-    ({"dtype": "float16"}, "dtype must be float32, bfloat16 or int8, got 'float16'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_length": 128, "doc_stride": 64}, "doc_stride must be under half of max_length, got 64 and 128"),
+        ({"dtype": "float16"}, "dtype must be float32, bfloat16 or int8, got 'float16'"),
+    ],
+)
 def test_bad_reader_options_are_rejected(tiny_reader_dir, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Reader(tiny_reader_dir, **kwargs)
@@ -133,11 +144,20 @@ def test_bad_reader_options_are_rejected(tiny_reader_dir, kwargs, message):
 
 def test_reader_from_config_reads_like_the_keyword_form(tiny_reader_dir):
     config = ReaderConfig(str(tiny_reader_dir), max_length=64, doc_stride=16, max_answer_tokens=4)
-    assert Reader.from_config(config).config == Reader(tiny_reader_dir, max_length=64, doc_stride=16,
-                                                       max_answer_tokens=4).config == config
+    assert (
+        Reader.from_config(config).config
+        == Reader(tiny_reader_dir, max_length=64, doc_stride=16, max_answer_tokens=4).config
+        == config
+    )
     reader = Reader(config)
-    assert (reader.model_name, reader.max_length, reader.doc_stride, reader.max_answer_tokens, reader.dtype,
-            reader.threads) == (str(tiny_reader_dir), 64, 16, 4, "float32", None)
+    assert (
+        reader.model_name,
+        reader.max_length,
+        reader.doc_stride,
+        reader.max_answer_tokens,
+        reader.dtype,
+        reader.threads,
+    ) == (str(tiny_reader_dir), 64, 16, 4, "float32", None)
 
 
 def test_a_config_and_options_together_are_refused(tiny_reader_dir):
@@ -145,11 +165,14 @@ def test_a_config_and_options_together_are_refused(tiny_reader_dir):
         Reader(ReaderConfig(str(tiny_reader_dir)), dtype="int8")
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"threads": 0}, "threads must be positive or None, got 0"),
-    ({"max_answer_tokens": 0}, "must be positive, got 384, 128 and 0"),
-    ({"dtype": "fp16"}, "dtype must be float32, bfloat16 or int8, got 'fp16'"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"threads": 0}, "threads must be positive or None, got 0"),
+        ({"max_answer_tokens": 0}, "must be positive, got 384, 128 and 0"),
+        ({"dtype": "fp16"}, "dtype must be float32, bfloat16 or int8, got 'fp16'"),
+    ],
+)
 def test_reader_config_checks_every_field(options, message):
     with pytest.raises(ValueError, match=message):
         ReaderConfig("models/some-reader", **options)

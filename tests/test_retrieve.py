@@ -18,12 +18,68 @@ ELM = "Elm Street Chess Club wins regional title"
 SAFE_QUERY = re.compile(r'^("[^"\s]+"( OR "[^"\s]+")*)?$')
 
 HOSTILE = [
-    "", " ", "\t\n", '"', '""', '"""', "'", "*", "-", ":", "(", ")", "()", "^", "+", "NEAR", "AND", "OR", "NOT",
-    "NEAR(", "NEAR(a b, 2)", "a AND", "OR OR OR", "NOT NOT", "AND club", "club NOT chess", "-club", "club*", "*club",
-    "title:club", "text:bridge", "{title text}: club", "^club", '"club', 'club"', '"club" "bridge', "club -- x",
-    "a'b", "'; DROP TABLE articles; --", "%", "_", "\\", "\x00", "🙂", "🙂🙂 club 🙂", "ﬁ", "İstanbul", "a\u0301",
-    "\u0301", "x\u200by", "\u202e", "Who?", "?!?", "...", "’", "‘quoted’", "“club”", "Kestrel’s", "bridge's",
-    "club " * 2000, " ".join(f"word{i}" for i in range(1500)), "x" * 10_000,
+    "",
+    " ",
+    "\t\n",
+    '"',
+    '""',
+    '"""',
+    "'",
+    "*",
+    "-",
+    ":",
+    "(",
+    ")",
+    "()",
+    "^",
+    "+",
+    "NEAR",
+    "AND",
+    "OR",
+    "NOT",
+    "NEAR(",
+    "NEAR(a b, 2)",
+    "a AND",
+    "OR OR OR",
+    "NOT NOT",
+    "AND club",
+    "club NOT chess",
+    "-club",
+    "club*",
+    "*club",
+    "title:club",
+    "text:bridge",
+    "{title text}: club",
+    "^club",
+    '"club',
+    'club"',
+    '"club" "bridge',
+    "club -- x",
+    "a'b",
+    "'; DROP TABLE articles; --",
+    "%",
+    "_",
+    "\\",
+    "\x00",
+    "🙂",
+    "🙂🙂 club 🙂",
+    "ﬁ",
+    "İstanbul",
+    "a\u0301",
+    "\u0301",
+    "x\u200by",
+    "\u202e",
+    "Who?",
+    "?!?",
+    "...",
+    "’",
+    "‘quoted’",
+    "“club”",
+    "Kestrel’s",
+    "bridge's",
+    "club " * 2000,
+    " ".join(f"word{i}" for i in range(1500)),
+    "x" * 10_000,
 ]
 
 
@@ -31,17 +87,20 @@ def titles(passages: list[Passage]) -> list[str]:
     return [p.article.title for p in passages]
 
 
-@pytest.mark.parametrize("question, expected", [
-    ("Who is the CEO of Kestrel Foods?", '"ceo" OR "kestrel" OR "foods"'),
-    ('Who is the CEO of "Rosoboronexport"?', '"ceo" OR "rosoboronexport"'),
-    ("What did Turkey’s agency buy?", '"turkey" OR "agency" OR "buy"'),
-    ("What did Turkey's agency buy?", '"turkey" OR "agency" OR "buy"'),
-    ("Who is it?", '"who" OR "is" OR "it"'),
-    ("club club CLUB", '"club"'),
-    ('club* -bridge NEAR(x) title:y AND "z', '"club" OR "bridge" OR "near" OR "x" OR "title" OR "y" OR "z"'),
-    ("", ""),
-    ("?!", ""),
-])
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Who is the CEO of Kestrel Foods?", '"ceo" OR "kestrel" OR "foods"'),
+        ('Who is the CEO of "Rosoboronexport"?', '"ceo" OR "rosoboronexport"'),
+        ("What did Turkey’s agency buy?", '"turkey" OR "agency" OR "buy"'),
+        ("What did Turkey's agency buy?", '"turkey" OR "agency" OR "buy"'),
+        ("Who is it?", '"who" OR "is" OR "it"'),
+        ("club club CLUB", '"club"'),
+        ('club* -bridge NEAR(x) title:y AND "z', '"club" OR "bridge" OR "near" OR "x" OR "title" OR "y" OR "z"'),
+        ("", ""),
+        ("?!", ""),
+    ],
+)
 def test_fts_query_quotes_every_term_and_drops_stop_words(question, expected):
     assert fts_query(question) == expected
 
@@ -59,7 +118,16 @@ def test_hostile_strings_never_reach_fts_as_syntax(store):
 
 
 def test_random_hostile_strings_never_raise(store):
-    alphabet = list('"\'*-:()^+{}[],.;!?%_\\/ \t\n’‘“”🙂é') + ["NEAR", "AND", "OR", "NOT", "club", "bridge", "ß", "\u0301"]
+    alphabet = list("\"'*-:()^+{}[],.;!?%_\\/ \t\n’‘“”🙂é") + [
+        "NEAR",
+        "AND",
+        "OR",
+        "NOT",
+        "club",
+        "bridge",
+        "ß",
+        "\u0301",
+    ]
     rng = random.Random(1234)
     retriever = Retriever(store, top_k=3)
     for _ in range(400):
@@ -74,11 +142,13 @@ def test_stop_words_do_not_make_a_good_question_miss(store):
     assert titles(Retriever(store, top_k=3).run("Who founded the Elm Street chess club?"))[0] == ELM
 
 
-@pytest.mark.parametrize("question", ["What happened to the company's shares?", "What happened to the company’s shares?"])
+@pytest.mark.parametrize(
+    "question", ["What happened to the company's shares?", "What happened to the company’s shares?"]
+)
 def test_question_apostrophe_matches_curly_apostrophe_in_body(store, question):
     # Kestrel's body says "The company’s shares" with a curly apostrophe.
     assert titles(Retriever(store, top_k=1).run(question)) == [KESTREL]
-    assert store.search('"company’s"', limit=1) == store.search("\"company's\"", limit=1)
+    assert store.search('"company’s"', limit=1) == store.search('"company\'s"', limit=1)
 
 
 @pytest.mark.parametrize("question", ["Were the bridge’s beams replaced?", "Were the bridge's beams replaced?"])
@@ -116,10 +186,14 @@ def town_store(tmp_path) -> SQLiteStore:
     """Twelve one-passage articles that all say "year" and "town"; a few also hold a rarer word."""
     store = SQLiteStore(tmp_path / "towns.db")
     for i in range(12):
-        store.add_article(Article(title=f"Town {i}", body=f"Town {i} grew every year. The town year {i} was calm.",
-                                  source=f"town-{i}.txt"))
-    store.add_article(Article(title="Zanzibar", body="The town of Zanzibar chose a mayor that year.",
-                              source="zanzibar.txt"))
+        store.add_article(
+            Article(
+                title=f"Town {i}", body=f"Town {i} grew every year. The town year {i} was calm.", source=f"town-{i}.txt"
+            )
+        )
+    store.add_article(
+        Article(title="Zanzibar", body="The town of Zanzibar chose a mayor that year.", source="zanzibar.txt")
+    )
     store.add_article(Article(title="Harbor", body="A harbor opened in the town that year.", source="harbor.txt"))
     store.add_article(Article(title="Zanzibar harbor", body="Zanzibar built its harbor.", source="zh.txt"))
     return store
@@ -128,15 +202,21 @@ def town_store(tmp_path) -> SQLiteStore:
 def test_ranked_queries_require_a_rare_term_and_score_every_term():
     counts = {"ceo": 900, "kestrel": 30, "year": 45_000, "typo": 0}
     assert ranked_queries(["ceo", "kestrel", "year", "typo"], counts, 1000) == [
-        '("ceo" OR "kestrel") AND ("year")', '"kestrel" AND ("ceo")', '"kestrel"']
+        '("ceo" OR "kestrel") AND ("year")',
+        '"kestrel" AND ("ceo")',
+        '"kestrel"',
+    ]
 
 
-@pytest.mark.parametrize("counts", [
-    {"ceo": 9000, "year": 45_000},  # every term common
-    {"ceo": 40, "year": 400},  # every term rare
-    {"ceo": 0, "year": 0},  # nothing stored
-    {"ceo": 0, "year": 45_000},  # the rare word is a typo
-])
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"ceo": 9000, "year": 45_000},  # every term common
+        {"ceo": 40, "year": 400},  # every term rare
+        {"ceo": 0, "year": 0},  # nothing stored
+        {"ceo": 0, "year": 45_000},  # the rare word is a typo
+    ],
+)
 def test_ranked_queries_fall_back_to_all_terms(counts):
     assert ranked_queries(["ceo", "year"], counts, 1000) == ['"ceo" OR "year"']
 
@@ -158,8 +238,16 @@ def test_passages_with_rare_words_keep_their_plain_bm25_order_and_score(tmp_path
     assert [p.bm25 for p in found] == pytest.approx([score for _, score in expected])
 
 
-@pytest.mark.parametrize("question", ["Which year did the town of Zanzibar choose a mayor?", "Zanzibar harbor?",
-                                      "What harbor opened in the town?", "town Zanzibar", "mayor of Zanzibar town"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which year did the town of Zanzibar choose a mayor?",
+        "Zanzibar harbor?",
+        "What harbor opened in the town?",
+        "town Zanzibar",
+        "mayor of Zanzibar town",
+    ],
+)
 def test_every_passage_found_has_its_plain_bm25_score(tmp_path, question):
     store = town_store(tmp_path)
     everything = {p.id: p.bm25 for p in store.search(fts_query(question), limit=50)}
@@ -169,8 +257,9 @@ def test_every_passage_found_has_its_plain_bm25_score(tmp_path, question):
     assert [p.bm25 for p in found] == sorted(p.bm25 for p in found)
 
 
-@pytest.mark.parametrize("question", ["What year was the town?", "Who is it?", "year town town year",
-                                      "Which town was Zanzibr in that year?"])
+@pytest.mark.parametrize(
+    "question", ["What year was the town?", "Who is it?", "year town town year", "Which town was Zanzibr in that year?"]
+)
 def test_questions_of_common_words_still_search_everything(tmp_path, question):
     store = town_store(tmp_path)
     found = Retriever(store, top_k=5, max_ranked=4).run(question)

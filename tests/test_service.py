@@ -20,7 +20,7 @@ def test_answer_cites_the_sentence_the_reader_points_at(settings, store):
     assert answer.citation.sentence == "The club was founded by Noor Haddad in 2015."
     assert answer.citation.article.title == "Elm Street Chess Club wins regional title"
     assert answer.citation.article.url == "https://news.example.org/elm-street-chess"
-    assert answer.citation.sentence[answer.citation.answer_start:answer.citation.answer_end] == "Haddad"
+    assert answer.citation.sentence[answer.citation.answer_start : answer.citation.answer_end] == "Haddad"
     assert answer.score > 0.9
 
 
@@ -29,9 +29,9 @@ def test_random_model_answer_is_quoted_from_a_stored_sentence(settings, store):
     answer = service.answer("Who is the CEO of Kestrel Foods?")
     citation = answer.citation
     assert answer.is_answered
-    assert citation.sentence[citation.answer_start:citation.answer_end] == answer.text
+    assert citation.sentence[citation.answer_start : citation.answer_end] == answer.text
     body = store.article_body(citation.article.id)
-    assert body[citation.sentence_start:citation.sentence_start + len(citation.sentence)] == citation.sentence
+    assert body[citation.sentence_start : citation.sentence_start + len(citation.sentence)] == citation.sentence
     assert "Kestrel Foods names a new chief executive" in answer.searched
     assert set(service.last_timings_ms) == {"retrieve", "read", "total"}
 
@@ -66,8 +66,11 @@ def test_reader_is_built_from_settings(settings):
 
 def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(bot.settings, "shipped_reader_dir", lambda: None)
-    with pytest.raises(ConfigError, match=r"^No reader model configured, and this install has no shipped "
-                                          r"minilm-squad-reader\. Set QABOT_READER_MODEL "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^No reader model configured, and this install has no shipped "
+        r"minilm-squad-reader\. Set QABOT_READER_MODEL ",
+    ):
         build_service(Settings(db_path=tmp_path / "qa.db"))
 
 
@@ -88,9 +91,12 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
         "Alexander Mikheyev",
         "Rosoboronexport CEO Alexander Mikheyev told reporters at the MAKS-2021 air show that Russia expects to "
         "complete the work in the coming months.",
-        str(sample_article))
+        str(sample_article),
+    )
 
     founder = service.answer("Who founded the Lakeside Robotics Club?")
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (
-        "Ada Park", "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
-        "Lakeside Robotics Club wins the state cup")
+        "Ada Park",
+        "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
+        "Lakeside Robotics Club wins the state cup",
+    )

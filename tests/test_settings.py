@@ -18,9 +18,17 @@ def no_shipped_model(monkeypatch):
 
 def test_defaults(no_shipped_model):
     settings = Settings()
-    assert (settings.db_path, settings.reader_model, settings.top_k, settings.answer_threshold, settings.max_length,
-            settings.doc_stride, settings.max_answer_tokens, settings.reader_dtype, settings.admin_user_ids) == (
-        Path("qa-bot.db"), None, 5, 0.45, 384, 128, 30, "float32", [])
+    assert (
+        settings.db_path,
+        settings.reader_model,
+        settings.top_k,
+        settings.answer_threshold,
+        settings.max_length,
+        settings.doc_stride,
+        settings.max_answer_tokens,
+        settings.reader_dtype,
+        settings.admin_user_ids,
+    ) == (Path("qa-bot.db"), None, 5, 0.45, 384, 128, 30, "float32", [])
 
 
 def test_environment_variables_are_read(monkeypatch):
@@ -31,7 +39,11 @@ def test_environment_variables_are_read(monkeypatch):
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-value")
     settings = load_settings()
     assert (settings.db_path, settings.top_k, settings.reader_model, settings.admin_user_ids) == (
-        Path("/data/articles.db"), 7, "/models/reader", ["U123", "U456"])
+        Path("/data/articles.db"),
+        7,
+        "/models/reader",
+        ["U123", "U456"],
+    )
     assert settings.slack_bot_token.get_secret_value() == "xoxb-secret-value"
     assert "xoxb-secret-value" not in repr(settings)
 
@@ -48,17 +60,33 @@ def test_explicit_overrides_win_and_none_means_not_given(monkeypatch):
     assert load_settings(db_path=None).db_path == Path("from-env.db")
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("QABOT_TOP_K", "0", "Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0')."),
-    ("QABOT_TOP_K", "many", "Invalid setting QABOT_TOP_K: Input should be a valid integer, unable to parse string as "
-                            "an integer (got 'many')."),
-    ("QABOT_ANSWER_THRESHOLD", "1.5", "Invalid setting QABOT_ANSWER_THRESHOLD: Input should be less than or equal "
-                                      "to 1 (got '1.5')."),
-    ("QABOT_READER_DTYPE", "fp16", "Invalid setting QABOT_READER_DTYPE: String should match pattern "
-                                   "'^(float32|bfloat16|int8)$' (got 'fp16')."),
-    ("QABOT_MAX_LENGTH", "256", "Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH (256) "
-                                "(got 128)."),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("QABOT_TOP_K", "0", "Invalid setting QABOT_TOP_K: Input should be greater than 0 (got '0')."),
+        (
+            "QABOT_TOP_K",
+            "many",
+            "Invalid setting QABOT_TOP_K: Input should be a valid integer, unable to parse string as "
+            "an integer (got 'many').",
+        ),
+        (
+            "QABOT_ANSWER_THRESHOLD",
+            "1.5",
+            "Invalid setting QABOT_ANSWER_THRESHOLD: Input should be less than or equal to 1 (got '1.5').",
+        ),
+        (
+            "QABOT_READER_DTYPE",
+            "fp16",
+            "Invalid setting QABOT_READER_DTYPE: String should match pattern '^(float32|bfloat16|int8)$' (got 'fp16').",
+        ),
+        (
+            "QABOT_MAX_LENGTH",
+            "256",
+            "Invalid setting QABOT_DOC_STRIDE: must be under half of QABOT_MAX_LENGTH (256) (got 128).",
+        ),
+    ],
+)
 def test_invalid_setting_is_one_clear_line(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:

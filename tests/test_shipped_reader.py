@@ -48,8 +48,10 @@ def examples_service(tmp_path_factory):
 def test_shipped_reader_answers_the_quick_start_questions(examples_service):
     founder = examples_service.answer("Who founded the Lakeside Robotics Club?")
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (
-        "Ada Park", "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
-        "Lakeside Robotics Club wins the state cup")
+        "Ada Park",
+        "The club was founded by Ada Park, a former aerospace engineer, in 2019.",
+        "Lakeside Robotics Club wins the state cup",
+    )
     fare = examples_service.answer("How much does a ferry ticket cost?")
     assert fare.is_answered and "4.50" in fare.text
 

@@ -38,15 +38,25 @@ SECRET = "test-signing-secret"
 FIXTURES = Path(__file__).resolve().parent / "data" / "slack-fixtures"
 
 ARTICLES = [
-    Article(title="Rosoboronexport leadership", source="newswire", url="https://example.com/news/rosoboronexport",
-            published_at="2024-03-01",
-            body="Rosoboronexport is the state agency for arms exports. Alexander Mikheev is the CEO of "
-                 "Rosoboronexport. The agency is based in Moscow."),
-    Article(title="Arms exports overview", source="reports/exports.txt",
-            body="Rostec chief Sergey Chemezov oversees Rosoboronexport. Exports grew last year."),
-    Article(title="Staff memo", source="intranet",
-            body="A memo went out last week. Zorblax signed the memo (for <!channel>, <@U123> & co). "
-                 "Nobody replied to the memo."),
+    Article(
+        title="Rosoboronexport leadership",
+        source="newswire",
+        url="https://example.com/news/rosoboronexport",
+        published_at="2024-03-01",
+        body="Rosoboronexport is the state agency for arms exports. Alexander Mikheev is the CEO of "
+        "Rosoboronexport. The agency is based in Moscow.",
+    ),
+    Article(
+        title="Arms exports overview",
+        source="reports/exports.txt",
+        body="Rostec chief Sergey Chemezov oversees Rosoboronexport. Exports grew last year.",
+    ),
+    Article(
+        title="Staff memo",
+        source="intranet",
+        body="A memo went out last week. Zorblax signed the memo (for <!channel>, <@U123> & co). "
+        "Nobody replied to the memo.",
+    ),
 ]
 
 
@@ -113,15 +123,31 @@ class Slack:
     work: TrackedWork
     _server: object = field(repr=False)
 
-    def post(self, body: bytes, content_type: str, *, timestamp: int | None = None, signature: str | None = None,
-             headers: dict | None = None) -> tuple[int, dict, bytes]:
+    def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, dict, bytes]:
         """POST to /slack/events signed as Slack signs: HMAC-SHA256 over `v0:{timestamp}:{raw body}`."""
         ts = str(int(time.time()) if timestamp is None else timestamp)
-        signature = signature or "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body,
-                                                  hashlib.sha256).hexdigest()
-        request = urllib.request.Request(self.url + EVENTS_PATH, data=body, method="POST", headers={
-            "Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-            **(headers or {})})
+        signature = (
+            signature or "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        )
+        request = urllib.request.Request(
+            self.url + EVENTS_PATH,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": content_type,
+                "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": signature,
+                **(headers or {}),
+            },
+        )
         return _open(request)
 
     def event(self, name: str, *, edit=None, **kwargs) -> tuple[int, dict, bytes]:
@@ -174,9 +200,15 @@ def make_slack(tmp_path, fake_slack):
             store.add_article(article)
         reader = StubReader()
         service = AnsweringService(store=store, retriever=Retriever(store, top_k=5), reader=reader, threshold=0.5)
-        values = dict(db_path=db_path, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
-                      slack_api_url=fake_slack.base_url, admin_user_ids=["U0ADMIN"], rate_limit_per_minute=10,
-                      fetch_allow_private=True)  # the test web pages are on loopback
+        values = dict(
+            db_path=db_path,
+            slack_bot_token="xoxb-test",
+            slack_signing_secret=SECRET,
+            slack_api_url=fake_slack.base_url,
+            admin_user_ids=["U0ADMIN"],
+            rate_limit_per_minute=10,
+            fetch_allow_private=True,
+        )  # the test web pages are on loopback
         settings = Settings(_env_file=None, **{**values, **overrides})
         state = SlackState(db_path)
         work = TrackedWork()
@@ -184,8 +216,9 @@ def make_slack(tmp_path, fake_slack):
         server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
-        slack = Slack(f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, work,
-                      server)
+        slack = Slack(
+            f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, work, server
+        )
         running.append((server, thread, work))
         return slack
 
@@ -231,6 +264,7 @@ def _block(body: dict, block_id: str) -> dict:
 
 # Plumbing: health, verification, url_verification ------------------------------------------------------------
 
+
 def test_healthz_answers_200(slack):
     status, _, body = slack.get("/healthz")
     assert (status, json.loads(body)) == (200, {"ok": True})
@@ -259,18 +293,19 @@ def test_stale_timestamp_is_401_even_when_correctly_signed(slack):
 
 # Mentions and DMs ---------------------------------------------------------------------------------------------
 
+
 def test_mention_in_channel_answers_in_a_thread_with_the_cited_sentence(slack):
     status, _, body = slack.event("event_app_mention_channel.json")
     assert (status, body) == (200, b"")
     [reply] = slack.fake.wait_for("chat.postMessage")
     assert (reply["channel"], reply["thread_ts"]) == ("C0001", "1700000000.000100")
-    assert _block(reply, "answer")["text"]["text"] == (
-        "*Mikheev*\n>Alexander *Mikheev* is the CEO of Rosoboronexport.")
+    assert _block(reply, "answer")["text"]["text"] == ("*Mikheev*\n>Alexander *Mikheev* is the CEO of Rosoboronexport.")
     assert _block(reply, "source")["elements"][0]["text"] == (
-        "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, 2024-03-01"
-        " · confidence 90%")
+        "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, 2024-03-01 · confidence 90%"
+    )
     assert _block(reply, "alternatives")["elements"][0]["text"] == (
-        "Also possible: *Chemezov* — Arms exports overview (confidence 60%)")
+        "Also possible: *Chemezov* — Arms exports overview (confidence 60%)"
+    )
     buttons = _block(reply, "feedback")["elements"]
     assert [b["action_id"] for b in buttons] == ["feedback_up", "feedback_down"]
     assert "Mikheev" in reply["text"]  # plain-text fallback for notifications
@@ -301,8 +336,9 @@ def test_question_text_drops_the_bot_mention_and_slack_escaping():
 
 def test_retried_event_is_answered_once(slack):
     first = slack.event("event_app_mention_channel.json")
-    retry = slack.event("event_app_mention_channel.json",
-                        headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    retry = slack.event(
+        "event_app_mention_channel.json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     slack.fake.wait_for("chat.postMessage")
     slack.work.wait_idle()
     assert (first[0], retry[0], retry[1].get("X-Slack-No-Retry")) == (200, 200, "1")
@@ -341,6 +377,7 @@ def test_deleted_question_deletes_the_reply(slack):
 
 # What answers say ---------------------------------------------------------------------------------------------
 
+
 def test_stored_mentions_and_channel_pings_are_quoted_safely(slack):
     def ask_about_memo(payload):
         payload["event"]["text"] = "<@U0BOT> Who signed the memo?"
@@ -349,7 +386,8 @@ def test_stored_mentions_and_channel_pings_are_quoted_safely(slack):
     [reply] = slack.fake.wait_for("chat.postMessage")
     shown = _all_text(reply)
     assert _block(reply, "answer")["text"]["text"] == (
-        "*Zorblax*\n>*Zorblax* signed the memo (for &lt;!channel&gt;, &lt;@U123&gt; &amp; co).")
+        "*Zorblax*\n>*Zorblax* signed the memo (for &lt;!channel&gt;, &lt;@U123&gt; &amp; co)."
+    )
     assert "&lt;!channel&gt;" in reply["text"]
     assert "<!channel>" not in shown and "<@U123>" not in shown
 
@@ -360,7 +398,8 @@ def test_no_confident_answer_says_so_and_lists_what_was_searched(slack):
     [reply] = slack.fake.wait_for("chat.postMessage")
     assert _block(reply, "no_answer")["text"]["text"] == (
         "I could not find a confident answer to “Who is the CEO of Rosoboronexport?”.\n"
-        "I searched these articles:\n• Rosoboronexport leadership\n• Arms exports overview")
+        "I searched these articles:\n• Rosoboronexport leadership\n• Arms exports overview"
+    )
     assert not any(b.get("block_id") == "feedback" for b in reply["blocks"])
 
 
@@ -372,8 +411,9 @@ def test_reader_failure_becomes_a_visible_apology_with_a_logged_reference(slack,
     assert reply["thread_ts"] == "1700000000.000100"
     [record] = [r for r in caplog.records if r.message.startswith("answering failed")]
     reference = record.message.split("reference=")[1].split()[0]
-    assert reply["text"] == (f"Sorry, something went wrong while answering (reference {reference}). "
-                             "The details are in the bot's log.")
+    assert reply["text"] == (
+        f"Sorry, something went wrong while answering (reference {reference}). The details are in the bot's log."
+    )
     assert record.exc_info[0] is RuntimeError
 
 
@@ -389,7 +429,8 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
     reference = record.message.split("reference=")[1]
     assert (apology["text"], apology["response_type"]) == (
         f"Sorry, something went wrong while answering (reference {reference}). The details are in the bot's log.",
-        "ephemeral")
+        "ephemeral",
+    )
 
 
 def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
@@ -398,8 +439,9 @@ def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
     no_token = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_signing_secret=SECRET)
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
         create_app(no_token, service)
-    no_secret = Settings(_env_file=None, db_path=tmp_path / "qa.db", slack_bot_token="xoxb-test",
-                         slack_api_url=fake_slack.base_url)
+    no_secret = Settings(
+        _env_file=None, db_path=tmp_path / "qa.db", slack_bot_token="xoxb-test", slack_api_url=fake_slack.base_url
+    )
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
         create_app(no_secret, service)
 
@@ -433,11 +475,13 @@ def test_question_text_is_not_logged_at_info(slack, caplog):
         slack.fake.wait_for("chat.postMessage")
         slack.work.wait_idle()
     assert any("question kind=mention" in r.getMessage() for r in caplog.records)
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "Rosoboronexport?" in
-                r.getMessage()]
+    assert not [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "Rosoboronexport?" in r.getMessage()
+    ]
 
 
 # Slash commands -----------------------------------------------------------------------------------------------
+
 
 def test_ask_answers_ephemerally_and_share_posts_it_in_the_channel(slack):
     status, _, body = slack.command("slash_ask.form.txt")
@@ -450,17 +494,21 @@ def test_ask_answers_ephemerally_and_share_posts_it_in_the_channel(slack):
     assert slack.fake.bodies("chat.postMessage") == []
 
     click = _fixture_json("block_actions_feedback.json")
-    click["actions"] = [{**click["actions"][0], "action_id": "share_answer", "block_id": "share",
-                         "value": share["value"]}]
-    click["container"] = {"type": "message", "message_ts": "1700000006.000300", "channel_id": "C0001",
-                          "is_ephemeral": True}
+    click["actions"] = [
+        {**click["actions"][0], "action_id": "share_answer", "block_id": "share", "value": share["value"]}
+    ]
+    click["container"] = {
+        "type": "message",
+        "message_ts": "1700000006.000300",
+        "channel_id": "C0001",
+        "is_ephemeral": True,
+    }
     del click["message"]  # Slack sends no message body for clicks on ephemeral messages
     click["response_url"] = slack.fake.response_url("share")
     assert slack.action(click)[0] == 200
     [shared] = slack.fake.wait_for("chat.postMessage")
     assert shared["channel"] == "C0001" and "thread_ts" not in shared
-    assert _block(shared, "asked_by")["elements"][0]["text"] == (
-        "<@U0001> asked: “Who is the CEO of Rosoboronexport?”")
+    assert _block(shared, "asked_by")["elements"][0]["text"] == ("<@U0001> asked: “Who is the CEO of Rosoboronexport?”")
     assert _block(shared, "answer") == _block(ephemeral, "answer")
     assert not any(b.get("block_id") == "share" for b in shared["blocks"])
     confirmation = slack.fake.wait_for("response_url", 2)[1]
@@ -470,8 +518,9 @@ def test_ask_answers_ephemerally_and_share_posts_it_in_the_channel(slack):
 def test_ask_without_a_question_shows_usage(slack):
     status, _, body = slack.command("slash_ask.form.txt", text="  ")
     assert status == 200
-    assert json.loads(body)["text"] == ("Usage: /ask &lt;question&gt;, for example: "
-                                        "/ask Who is the CEO of Rosoboronexport?")
+    assert json.loads(body)["text"] == (
+        "Usage: /ask &lt;question&gt;, for example: /ask Who is the CEO of Rosoboronexport?"
+    )
 
 
 def test_ingest_pasted_text_as_admin_stores_it(slack):
@@ -481,18 +530,23 @@ def test_ingest_pasted_text_as_admin_stores_it(slack):
     [report] = slack.fake.wait_for("response_url")
     assert report["text"] == ("Ingested “Ferry news” (Slack /ingest by U0ADMIN): 1 added, 0 updated, 0 unchanged.")
     row = next(slack.store.db.query("select title, source, body from articles where title = 'Ferry news'"))
-    assert row == {"title": "Ferry news", "source": "Slack /ingest by U0ADMIN",
-                   "body": "The ferry ticket costs 12 dollars. The captain is Ingrid Holm."}
+    assert row == {
+        "title": "Ferry news",
+        "source": "Slack /ingest by U0ADMIN",
+        "body": "The ferry ticket costs 12 dollars. The captain is Ingrid Holm.",
+    }
 
 
 @pytest.fixture
 def web_page():
     """A loopback web server with one article page at /ferry.html."""
-    html = (b"<html><head><title>Harbour ferry prices</title></head><body><nav>Home | News</nav><article>"
-            b"<h1>Harbour ferry prices</h1><p>The harbour ferry will cost 12 dollars from May, the council said on "
-            b"Monday after a long debate about the budget of the town.</p><p>Captain Ingrid Holm said the new "
-            b"boats are faster and quieter than the old ones, and that the crossing now takes twenty minutes."
-            b"</p></article><footer>Contact us</footer></body></html>")
+    html = (
+        b"<html><head><title>Harbour ferry prices</title></head><body><nav>Home | News</nav><article>"
+        b"<h1>Harbour ferry prices</h1><p>The harbour ferry will cost 12 dollars from May, the council said on "
+        b"Monday after a long debate about the budget of the town.</p><p>Captain Ingrid Holm said the new "
+        b"boats are faster and quieter than the old ones, and that the crossing now takes twenty minutes."
+        b"</p></article><footer>Contact us</footer></body></html>"
+    )
 
     class Page(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -524,9 +578,11 @@ def test_ingest_of_a_private_address_is_refused_by_default(make_slack, web_page)
     slack = make_slack(fetch_allow_private=False)
     slack.command("slash_ingest.form.txt", text=web_page)
     [report] = slack.fake.wait_for("response_url", timeout_s=10)
-    assert report["text"] == (f"Nothing was stored from {web_page}: 127.0.0.1 is a private or local address "
-                              "(127.0.0.1); links inside the bot's own network are refused unless "
-                              "QABOT_FETCH_ALLOW_PRIVATE=true")
+    assert report["text"] == (
+        f"Nothing was stored from {web_page}: 127.0.0.1 is a private or local address "
+        "(127.0.0.1); links inside the bot's own network are refused unless "
+        "QABOT_FETCH_ALLOW_PRIVATE=true"
+    )
     assert slack.store.article_count() == len(ARTICLES)
 
 
@@ -538,15 +594,17 @@ def test_ingest_of_an_unreachable_url_reports_why(slack):
         port = sock.getsockname()[1]
     slack.command("slash_ingest.form.txt", text=f"http://127.0.0.1:{port}/page.html")
     [report] = slack.fake.wait_for("response_url")
-    assert report["text"].startswith(f"Nothing was stored from http://127.0.0.1:{port}/page.html: "
-                                     "could not reach 127.0.0.1:")
+    assert report["text"].startswith(
+        f"Nothing was stored from http://127.0.0.1:{port}/page.html: could not reach 127.0.0.1:"
+    )
 
 
 def test_ingest_of_a_title_without_body_reports_why(slack):
     slack.command("slash_ingest.form.txt", text="Just a title")
     [report] = slack.fake.wait_for("response_url")
-    assert report["text"] == ("Nothing was stored from the pasted text: no body: only a title line "
-                              "('Just a title') was found")
+    assert report["text"] == (
+        "Nothing was stored from the pasted text: no body: only a title line ('Just a title') was found"
+    )
 
 
 def test_ingest_by_a_non_admin_is_refused_and_stores_nothing(slack):
@@ -574,6 +632,7 @@ def test_qa_help_shows_the_help_text_escaped(slack):
 
 # Buttons ------------------------------------------------------------------------------------------------------
 
+
 def test_feedback_click_is_stored_with_question_answer_and_article(slack):
     slack.event("event_app_mention_channel.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -584,12 +643,20 @@ def test_feedback_click_is_stored_with_question_answer_and_article(slack):
     assert slack.action(click)[0] == 200
     [thanks] = slack.fake.wait_for("response_url")
     assert (thanks["text"], thanks["replace_original"]) == (
-        "Thanks, your :+1: was recorded. It helps us improve the answers.", False)
+        "Thanks, your :+1: was recorded. It helps us improve the answers.",
+        False,
+    )
     [row] = slack.state.feedback()
     article_id = next(slack.store.db.query("select id from articles where title = 'Rosoboronexport leadership'"))["id"]
     assert {k: row[k] for k in ("user", "vote", "question", "answer", "article_id", "channel", "message_ts")} == {
-        "user": "U0001", "vote": "up", "question": "Who is the CEO of Rosoboronexport?", "answer": "Mikheev",
-        "article_id": article_id, "channel": "C0001", "message_ts": reply_ts}
+        "user": "U0001",
+        "vote": "up",
+        "question": "Who is the CEO of Rosoboronexport?",
+        "answer": "Mikheev",
+        "article_id": article_id,
+        "channel": "C0001",
+        "message_ts": reply_ts,
+    }
     assert row["clicked_at"]
 
 
@@ -607,6 +674,7 @@ def test_feedback_button_value_names_its_answer(slack):
 
 # The Slack tables on their own ----------------------------------------------------------------------------------
 
+
 def test_state_remembers_event_ids_across_instances(tmp_path):
     assert SlackState(tmp_path / "qa.db").first_sighting("Ev1") is True
     state = SlackState(tmp_path / "qa.db")
@@ -623,12 +691,18 @@ def test_state_rate_limit_is_per_user_over_a_sliding_minute(tmp_path):
 
 # The manifest asks for exactly what the app uses ----------------------------------------------------------------
 
+
 def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
     yaml = pytest.importorskip("yaml")
     manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "manifest.yaml").read_text(encoding="utf-8"))
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention", "message.im"]
     assert manifest["oauth_config"]["scopes"]["bot"] == [
-        "app_mentions:read", "chat:write", "commands", "im:history", "reactions:write"]
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "im:history",
+        "reactions:write",
+    ]
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
     assert commands == ["/ask", "/ingest", "/qa-help"]
     for command in commands:  # Bolt answers 404 for a command without a listener

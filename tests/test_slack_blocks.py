@@ -10,58 +10,106 @@ import pytest
 from bot.core import messages
 from bot.core.records import Answer, ArticleRef, Citation
 from bot.slack.blocks import (
-    answer_message, error_message, highlighted_quote, ingest_failure_message, ingest_report_message, notice,
-    parse_feedback_value, title_link,
+    answer_message,
+    error_message,
+    highlighted_quote,
+    ingest_failure_message,
+    ingest_report_message,
+    notice,
+    parse_feedback_value,
+    title_link,
 )
 from bot.slack.escape import escape_slack, unescape_slack
 
-REF = ArticleRef(id=7, title="Rosoboronexport leadership", source="newswire",
-                 url="https://example.com/news/rosoboronexport", published_at="2024-03-01")
+REF = ArticleRef(
+    id=7,
+    title="Rosoboronexport leadership",
+    source="newswire",
+    url="https://example.com/news/rosoboronexport",
+    published_at="2024-03-01",
+)
 OTHER = ArticleRef(id=8, title="Arms exports overview", source="reports/exports.txt")
 
 
 def _citation(article: ArticleRef, sentence: str, answer: str) -> Citation:
     start = sentence.index(answer)
-    return Citation(article=article, sentence=sentence, sentence_start=100, answer_start=start,
-                    answer_end=start + len(answer))
+    return Citation(
+        article=article, sentence=sentence, sentence_start=100, answer_start=start, answer_end=start + len(answer)
+    )
 
 
-def _answer(text: str, sentence: str, *, article: ArticleRef = REF, score: float = 0.9,
-            alternatives: tuple[Answer, ...] = ()) -> Answer:
-    return Answer(question="Who is the CEO of Rosoboronexport?", text=text, score=score,
-                  citation=_citation(article, sentence, text), alternatives=alternatives,
-                  searched=(REF.title, OTHER.title))
+def _answer(
+    text: str, sentence: str, *, article: ArticleRef = REF, score: float = 0.9, alternatives: tuple[Answer, ...] = ()
+) -> Answer:
+    return Answer(
+        question="Who is the CEO of Rosoboronexport?",
+        text=text,
+        score=score,
+        citation=_citation(article, sentence, text),
+        alternatives=alternatives,
+        searched=(REF.title, OTHER.title),
+    )
 
 
 def test_answer_message_is_bold_answer_highlighted_quote_source_alternative_and_feedback():
     alternative = _answer("Chemezov", "Rostec chief Sergey Chemezov oversees it.", article=OTHER, score=0.6)
-    answer = _answer("Alexander Mikheev", "Alexander Mikheev is the CEO of Rosoboronexport.",
-                     alternatives=(alternative,))
+    answer = _answer(
+        "Alexander Mikheev", "Alexander Mikheev is the CEO of Rosoboronexport.", alternatives=(alternative,)
+    )
     assert answer_message(answer, answer_id="a1") == {
         "text": "Alexander Mikheev — “Alexander Mikheev is the CEO of Rosoboronexport.” "
-                "(Rosoboronexport leadership, confidence 90%)",
+        "(Rosoboronexport leadership, confidence 90%)",
         "blocks": [
-            {"type": "section", "block_id": "answer", "text": {
-                "type": "mrkdwn",
-                "text": "*Alexander Mikheev*\n>*Alexander Mikheev* is the CEO of Rosoboronexport."}},
-            {"type": "context", "block_id": "source", "elements": [{
-                "type": "mrkdwn",
-                "text": "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, "
-                        "2024-03-01 · confidence 90%"}]},
-            {"type": "context", "block_id": "alternatives", "elements": [{
-                "type": "mrkdwn", "text": "Also possible: *Chemezov* — Arms exports overview (confidence 60%)"}]},
-            {"type": "actions", "block_id": "feedback", "elements": [
-                {"type": "button", "action_id": "feedback_up", "value": "up:a1",
-                 "text": {"type": "plain_text", "text": ":+1: Helpful", "emoji": True}},
-                {"type": "button", "action_id": "feedback_down", "value": "down:a1",
-                 "text": {"type": "plain_text", "text": ":-1: Not helpful", "emoji": True}}]},
+            {
+                "type": "section",
+                "block_id": "answer",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*Alexander Mikheev*\n>*Alexander Mikheev* is the CEO of Rosoboronexport.",
+                },
+            },
+            {
+                "type": "context",
+                "block_id": "source",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": "<https://example.com/news/rosoboronexport|Rosoboronexport leadership> — newswire, "
+                        "2024-03-01 · confidence 90%",
+                    }
+                ],
+            },
+            {
+                "type": "context",
+                "block_id": "alternatives",
+                "elements": [
+                    {"type": "mrkdwn", "text": "Also possible: *Chemezov* — Arms exports overview (confidence 60%)"}
+                ],
+            },
+            {
+                "type": "actions",
+                "block_id": "feedback",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "feedback_up",
+                        "value": "up:a1",
+                        "text": {"type": "plain_text", "text": ":+1: Helpful", "emoji": True},
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "feedback_down",
+                        "value": "down:a1",
+                        "text": {"type": "plain_text", "text": ":-1: Not helpful", "emoji": True},
+                    },
+                ],
+            },
         ],
     }
 
 
 def test_at_most_two_alternatives_are_shown():
-    alternatives = tuple(_answer(name, f"{name} runs it.", article=OTHER, score=0.5)
-                         for name in ("Ann", "Bob", "Cy"))
+    alternatives = tuple(_answer(name, f"{name} runs it.", article=OTHER, score=0.5) for name in ("Ann", "Bob", "Cy"))
     message = answer_message(_answer("Mikheev", "Mikheev runs it.", alternatives=alternatives), answer_id="a1")
     [block] = [b for b in message["blocks"] if b["block_id"] == "alternatives"]
     assert block["elements"][0]["text"].count("Also possible") == 2
@@ -70,12 +118,25 @@ def test_at_most_two_alternatives_are_shown():
 def test_shareable_answer_has_a_share_button_and_shared_answer_says_who_asked():
     answer = _answer("Mikheev", "Mikheev runs it.")
     ephemeral = answer_message(answer, answer_id="a1", shareable=True)
-    assert ephemeral["blocks"][-1] == {"type": "actions", "block_id": "share", "elements": [
-        {"type": "button", "action_id": "share_answer", "value": "a1", "style": "primary",
-         "text": {"type": "plain_text", "text": "Share to channel", "emoji": True}}]}
+    assert ephemeral["blocks"][-1] == {
+        "type": "actions",
+        "block_id": "share",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "share_answer",
+                "value": "a1",
+                "style": "primary",
+                "text": {"type": "plain_text", "text": "Share to channel", "emoji": True},
+            }
+        ],
+    }
     shared = answer_message(answer, answer_id="a1", asked_by="U0001")
-    assert shared["blocks"][0] == {"type": "context", "block_id": "asked_by", "elements": [
-        {"type": "mrkdwn", "text": "<@U0001> asked: “Who is the CEO of Rosoboronexport?”"}]}
+    assert shared["blocks"][0] == {
+        "type": "context",
+        "block_id": "asked_by",
+        "elements": [{"type": "mrkdwn", "text": "<@U0001> asked: “Who is the CEO of Rosoboronexport?”"}],
+    }
     assert [b["block_id"] for b in shared["blocks"]] == ["asked_by", "answer", "source", "feedback"]
 
 
@@ -83,45 +144,66 @@ def test_no_answer_lists_the_searched_titles_escaped():
     answer = Answer(question="What about <!here>?", text=None, score=0.1, searched=("A & B", "<@U123> notes"))
     assert answer_message(answer, answer_id="a1") == {
         "text": "I could not find a confident answer to “What about &lt;!here&gt;?”.\n"
-                "I searched these articles:\n• A &amp; B\n• &lt;@U123&gt; notes",
-        "blocks": [{"type": "section", "block_id": "no_answer", "text": {
-            "type": "mrkdwn",
-            "text": "I could not find a confident answer to “What about &lt;!here&gt;?”.\n"
-                    "I searched these articles:\n• A &amp; B\n• &lt;@U123&gt; notes"}}],
+        "I searched these articles:\n• A &amp; B\n• &lt;@U123&gt; notes",
+        "blocks": [
+            {
+                "type": "section",
+                "block_id": "no_answer",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "I could not find a confident answer to “What about &lt;!here&gt;?”.\n"
+                    "I searched these articles:\n• A &amp; B\n• &lt;@U123&gt; notes",
+                },
+            }
+        ],
     }
 
 
 def test_no_answer_when_nothing_matched_says_so():
     message = answer_message(Answer(question="Zzz?", text=None, score=0.0), answer_id="a1")
-    assert message["text"] == ("I could not find a confident answer to “Zzz?”: no stored article contains the "
-                               "words of the question.")
+    assert message["text"] == (
+        "I could not find a confident answer to “Zzz?”: no stored article contains the words of the question."
+    )
 
 
 def test_every_piece_of_article_and_user_text_is_escaped():
-    evil = ArticleRef(id=1, title="<!channel> & <@U123>", source="<!everyone>", url="https://x.test/?a=1&b=<2>",
-                      published_at="<!here>")
+    evil = ArticleRef(
+        id=1,
+        title="<!channel> & <@U123>",
+        source="<!everyone>",
+        url="https://x.test/?a=1&b=<2>",
+        published_at="<!here>",
+    )
     sentence = "Ping <!channel> then <@U123|bob> & <https://evil.test|click> now."
-    answer = Answer(question="<!subteam^S1> who?", text="<@U123|bob>", score=0.9,
-                    citation=_citation(evil, sentence, "<@U123|bob>"))
+    answer = Answer(
+        question="<!subteam^S1> who?", text="<@U123|bob>", score=0.9, citation=_citation(evil, sentence, "<@U123|bob>")
+    )
     link = "<https://x.test/?a=1&amp;b=&lt;2&gt;|&lt;!channel&gt; &amp; &lt;@U123&gt;>"
-    for message, ours in ((answer_message(answer, answer_id="a1", asked_by="U0001"), ["<@U0001>", link]),
-                          (answer_message(answer, answer_id="a1", shareable=True), [link])):
+    for message, ours in (
+        (answer_message(answer, answer_id="a1", asked_by="U0001"), ["<@U0001>", link]),
+        (answer_message(answer, answer_id="a1", shareable=True), [link]),
+    ):
         shown = json.dumps(message, ensure_ascii=False)
         # Our own markup is the only `<…>` left: the user who asked and the article link.
         assert re.findall(r"<[^>]*>", shown) == ours
         for raw in ("<!channel>", "<@U123", "<!everyone>", "<!here>", "<!subteam", "<https://evil"):
             assert raw not in shown
     quote = answer_message(answer, answer_id="a1")["blocks"][0]["text"]["text"]
-    assert quote == ("*&lt;@U123|bob&gt;*\n>Ping &lt;!channel&gt; then *&lt;@U123|bob&gt;* &amp; "
-                     "&lt;https://evil.test|click&gt; now.")
+    assert quote == (
+        "*&lt;@U123|bob&gt;*\n>Ping &lt;!channel&gt; then *&lt;@U123|bob&gt;* &amp; "
+        "&lt;https://evil.test|click&gt; now."
+    )
 
 
-@pytest.mark.parametrize(("sentence", "start", "end", "expected"), [
-    ("Alexander Mikheev is the CEO.", 10, 17, "Alexander *Mikheev* is the CEO."),
-    ("Alexander Mikheev is the CEO.", 9, 18, "Alexander *Mikheev* is the CEO."),  # spaces move outside the bold
-    ("The CEO is\nA & B.", 11, 16, "The CEO is *A &amp; B*."),
-    ("Nothing here.", 3, 3, "Nothing here."),
-])
+@pytest.mark.parametrize(
+    ("sentence", "start", "end", "expected"),
+    [
+        ("Alexander Mikheev is the CEO.", 10, 17, "Alexander *Mikheev* is the CEO."),
+        ("Alexander Mikheev is the CEO.", 9, 18, "Alexander *Mikheev* is the CEO."),  # spaces move outside the bold
+        ("The CEO is\nA & B.", 11, 16, "The CEO is *A &amp; B*."),
+        ("Nothing here.", 3, 3, "Nothing here."),
+    ],
+)
 def test_highlighted_quote_bolds_the_answer_inside_the_sentence(sentence, start, end, expected):
     citation = Citation(article=REF, sentence=sentence, sentence_start=0, answer_start=start, answer_end=end)
     assert highlighted_quote(citation) == expected
@@ -136,12 +218,15 @@ def test_long_sentences_are_shortened_around_the_answer():
     assert len(quote) <= 107 + 4
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://example.com/a?x=1&y=2", "<https://example.com/a?x=1&amp;y=2|A &amp; B>"),
-    ("https://example.com/a|b", "<https://example.com/a%7Cb|A &amp; B>"),
-    ("javascript:alert(1)", "A &amp; B"),
-    (None, "A &amp; B"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com/a?x=1&y=2", "<https://example.com/a?x=1&amp;y=2|A &amp; B>"),
+        ("https://example.com/a|b", "<https://example.com/a%7Cb|A &amp; B>"),
+        ("javascript:alert(1)", "A &amp; B"),
+        (None, "A &amp; B"),
+    ],
+)
 def test_title_link_only_links_http_urls(url, expected):
     assert title_link(ArticleRef(1, "A & B", "feed", url)) == expected
 
@@ -149,26 +234,32 @@ def test_title_link_only_links_http_urls(url, expected):
 def test_notices_escape_everything():
     assert notice("Use /ingest <url> & co") == {
         "text": "Use /ingest &lt;url&gt; &amp; co",
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Use /ingest &lt;url&gt; &amp; co"}}]}
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Use /ingest &lt;url&gt; &amp; co"}}],
+    }
 
 
 def test_error_message_carries_the_reference():
-    assert error_message("ab12cd34")["text"] == ("Sorry, something went wrong while answering (reference "
-                                                 "ab12cd34). The details are in the bot's log.")
+    assert error_message("ab12cd34")["text"] == (
+        "Sorry, something went wrong while answering (reference ab12cd34). The details are in the bot's log."
+    )
 
 
 def test_ingest_messages():
-    assert ingest_report_message(title="Ferry <news>", source="Slack /ingest by U0ADMIN",
-                                 status="updated")["text"] == (
-        "Ingested “Ferry &lt;news&gt;” (Slack /ingest by U0ADMIN): 0 added, 1 updated, 0 unchanged.")
+    assert ingest_report_message(title="Ferry <news>", source="Slack /ingest by U0ADMIN", status="updated")["text"] == (
+        "Ingested “Ferry &lt;news&gt;” (Slack /ingest by U0ADMIN): 0 added, 1 updated, 0 unchanged."
+    )
     assert ingest_failure_message(url="https://x.test/a", reason="HTTP 404")["text"] == (
-        "Nothing was stored from https://x.test/a: HTTP 404")
+        "Nothing was stored from https://x.test/a: HTTP 404"
+    )
     assert ingest_failure_message(url=None, reason="empty")["text"] == (
-        "Nothing was stored from the pasted text: empty")
+        "Nothing was stored from the pasted text: empty"
+    )
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("up:a1", ("up", "a1")), ("down:a1", ("down", "a1")), ("up", ("up", None)), ("", ("", None))])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("up:a1", ("up", "a1")), ("down:a1", ("down", "a1")), ("up", ("up", None)), ("", ("", None))],
+)
 def test_feedback_values(value, expected):
     assert parse_feedback_value(value) == expected
 
@@ -180,7 +271,9 @@ def test_every_slack_template_renders(name):
 
 
 def test_escaping_turns_chat_markup_into_plain_text():
-    assert escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
+    assert (
+        escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
+    )
 
 
 def test_unescaping_restores_what_the_user_typed():

@@ -13,7 +13,7 @@ LOW = -10.0
 def window(seq_len: int = 12, context: tuple[int, int] = (5, 11)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flat logits and a mask: [CLS] q q q [SEP] c c c c c c [SEP] by default (context = positions 5..10)."""
     mask = np.zeros(seq_len, dtype=bool)
-    mask[context[0]:context[1]] = True
+    mask[context[0] : context[1]] = True
     return np.full(seq_len, LOW), np.full(seq_len, LOW), mask
 
 
@@ -79,13 +79,14 @@ def test_scores_are_probabilities():
     for _ in range(50):
         start, end = rng.normal(0, 5, 64), rng.normal(0, 5, 64)
         mask = np.zeros(64, dtype=bool)
-        mask[rng.integers(1, 20):rng.integers(30, 63)] = True
+        mask[rng.integers(1, 20) : rng.integers(30, 63)] = True
         candidates, no_answer = decode_spans(start, end, mask, max_answer_tokens=8, top_n=20)
         assert 0.0 <= no_answer <= 1.0
         assert all(0.0 <= c.score <= 1.0 for c in candidates)
         assert no_answer + sum(c.score for c in candidates) <= 1.0 + 1e-9
-        assert all(mask[c.start_token] and mask[c.end_token] and 0 <= c.end_token - c.start_token < 8
-                   for c in candidates)
+        assert all(
+            mask[c.start_token] and mask[c.end_token] and 0 <= c.end_token - c.start_token < 8 for c in candidates
+        )
 
 
 def test_window_without_context_has_no_candidates():
@@ -97,7 +98,8 @@ def test_window_without_context_has_no_candidates():
 def test_single_token_context():
     start, end, mask = window(context=(5, 6))
     assert decode_spans(start, end, mask, max_answer_tokens=1)[0] == [
-        SpanCandidate(5, 5, pytest.approx(0.25), pytest.approx(2 * LOW))]
+        SpanCandidate(5, 5, pytest.approx(0.25), pytest.approx(2 * LOW))
+    ]
 
 
 def test_non_positive_max_answer_tokens_is_rejected():

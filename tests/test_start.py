@@ -42,8 +42,11 @@ def test_serve_that_cannot_reach_slack_says_so_in_one_line_before_loading_the_mo
     monkeypatch.setenv("QABOT_SLACK_API_URL", url)
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 1
-    assert re.fullmatch(rf"Error: Cannot reach Slack at {re.escape(url)}auth\.test: .*Connection refused.*\. "
-                        r"Check the network and QABOT_SLACK_API_URL\.\n", result.stderr), result.stderr
+    assert re.fullmatch(
+        rf"Error: Cannot reach Slack at {re.escape(url)}auth\.test: .*Connection refused.*\. "
+        r"Check the network and QABOT_SLACK_API_URL\.\n",
+        result.stderr,
+    ), result.stderr
 
 
 def test_serve_with_a_rejected_token_says_so_before_loading_the_model(slack_env, monkeypatch):
@@ -52,8 +55,10 @@ def test_serve_with_a_rejected_token_says_so_before_loading_the_model(slack_env,
         monkeypatch.setenv("QABOT_SLACK_API_URL", fake.base_url)
         result = CliRunner().invoke(cli, ["serve"])
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: Slack rejected SLACK_BOT_TOKEN at {fake.base_url}auth.test: invalid_auth. Copy the Bot User OAuth "
-           "Token (xoxb-…) from the Slack app's OAuth & Permissions page.\n")
+        1,
+        f"Error: Slack rejected SLACK_BOT_TOKEN at {fake.base_url}auth.test: invalid_auth. Copy the Bot User OAuth "
+        "Token (xoxb-…) from the Slack app's OAuth & Permissions page.\n",
+    )
 
 
 def test_serve_checks_slack_first_then_loads_the_model(slack_env, monkeypatch, tmp_path):
@@ -65,7 +70,8 @@ def test_serve_checks_slack_first_then_loads_the_model(slack_env, monkeypatch, t
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"Error: Reader model directory {tmp_path / 'no-model'} does not exist. Set QABOT_READER_MODEL to a folder "
-        "holding config.json, the weights and tokenizer files.")
+        "holding config.json, the weights and tokenizer files."
+    )
 
 
 def test_creating_the_app_logs_no_bolt_warning(monkeypatch, tmp_path, caplog, service):
@@ -82,9 +88,9 @@ def test_creating_the_app_logs_no_bolt_warning(monkeypatch, tmp_path, caplog, se
 
 
 def test_unknown_variables_are_named_with_the_closest_known_one():
-    assert unknown_variables({"QABOT_TOPK": "3", "QABOT_READER_DTYP": "int8", "QABOT_ZZZ": "1", "QABOT_TOP_K": "3",
-                              "PATH": "/bin"}) == {"QABOT_READER_DTYP": "QABOT_READER_DTYPE", "QABOT_TOPK": "QABOT_TOP_K",
-                                                   "QABOT_ZZZ": None}
+    assert unknown_variables(
+        {"QABOT_TOPK": "3", "QABOT_READER_DTYP": "int8", "QABOT_ZZZ": "1", "QABOT_TOP_K": "3", "PATH": "/bin"}
+    ) == {"QABOT_READER_DTYP": "QABOT_READER_DTYPE", "QABOT_TOPK": "QABOT_TOP_K", "QABOT_ZZZ": None}
 
 
 def test_an_unknown_variable_is_one_warning_on_the_command_line(monkeypatch, articles_dir):
@@ -98,19 +104,25 @@ def test_an_unknown_variable_is_one_warning_on_the_command_line(monkeypatch, art
 
 def modules_after_cli(*args: str, cwd: Path) -> set[str]:
     """The modules a fresh `qa-bot ARGS` process held when it finished."""
-    script = ("import atexit, json, sys\n"
-              "atexit.register(lambda: print('MODULES=' + json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
-              "from bot.cli import main\n"
-              f"sys.argv = ['qa-bot', *{list(args)!r}]\n"
-              "main()\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd,
-                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    script = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print('MODULES=' + json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        "from bot.cli import main\n"
+        f"sys.argv = ['qa-bot', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     line = next(line for line in result.stderr.splitlines() if line.startswith("MODULES="))
     return set(json.loads(line.removeprefix("MODULES=")))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["ingest", "--help"], ["ask", "--help"], ["db", "upgrade"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("args", [["--help"], ["ingest", "--help"], ["ask", "--help"], ["db", "upgrade"]], ids=" ".join)
 def test_cheap_commands_never_import_torch_or_transformers(args, tmp_path):
     assert modules_after_cli(*args, cwd=tmp_path) & HEAVY == set()
 

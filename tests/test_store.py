@@ -8,8 +8,11 @@ from bot.errors import StoreError
 from bot.core.records import Article, ArticleRef, Sentence
 from bot.store import SQLiteStore, StoredOutcome
 
-ARTICLE = Article(title="Harbor ferry", body="The ferry was built by Northwind Marine. It carries 150 passengers.\n\n"
-                  "A second ferry joins in 2025.", source="notes/ferry.txt")
+ARTICLE = Article(
+    title="Harbor ferry",
+    body="The ferry was built by Northwind Marine. It carries 150 passengers.\n\nA second ferry joins in 2025.",
+    source="notes/ferry.txt",
+)
 
 
 def table_counts(store: SQLiteStore) -> dict[str, int]:
@@ -41,8 +44,9 @@ def test_add_article_twice_is_unchanged(tmp_path):
 def test_changed_article_with_same_source_is_updated_in_place(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(ARTICLE)
-    changed = Article(title="Harbor ferry", body="The ferry was built by Seaworthy Yards. It is electric.",
-                      source="notes/ferry.txt")
+    changed = Article(
+        title="Harbor ferry", body="The ferry was built by Seaworthy Yards. It is electric.", source="notes/ferry.txt"
+    )
     assert store.add_article(changed) == StoredOutcome("updated", 1, "Harbor ferry")
     assert table_counts(store) == {"articles": 1, "sentences": 2, "passages": 1}
     assert [p.text for p in store.search('"seaworthy"', limit=5)] == [changed.body]
@@ -56,16 +60,24 @@ def test_articles_with_the_same_url_are_one_article(tmp_path):
     second = Article(title="New", body="New text here.", source="b.json", url="https://example.org/x")
     assert [store.add_article(first).status, store.add_article(second).status] == ["added", "updated"]
     assert list(store.db.query("select title, source, url from articles")) == [
-        {"title": "New", "source": "b.json", "url": "https://example.org/x"}]
+        {"title": "New", "source": "b.json", "url": "https://example.org/x"}
+    ]
 
 
 def test_search_returns_passages_with_their_article(store):
     passages = store.search('"haddad"', limit=5)
-    assert [(p.article, p.text) for p in passages] == [(
-        ArticleRef(id=1, title="Elm Street Chess Club wins regional title", source="Springfield Weekly",
-                   url="https://news.example.org/elm-street-chess", published_at="2024-03-10"),
-        store.article_body(1),
-    )]
+    assert [(p.article, p.text) for p in passages] == [
+        (
+            ArticleRef(
+                id=1,
+                title="Elm Street Chess Club wins regional title",
+                source="Springfield Weekly",
+                url="https://news.example.org/elm-street-chess",
+                published_at="2024-03-10",
+            ),
+            store.article_body(1),
+        )
+    ]
     assert passages[0].bm25 < 0  # SQLite's bm25(): lower is better
 
 
@@ -95,19 +107,23 @@ def test_search_sql_can_be_shown_without_running_it(tmp_path):
 
 
 def test_passage_text_is_the_body_slice(store):
-    for row in store.db.query("select p.char_start, p.char_end, p.text, a.body from passages p "
-                              "join articles a on a.id = p.article_id"):
-        assert row["body"][row["char_start"]:row["char_end"]] == row["text"]
+    for row in store.db.query(
+        "select p.char_start, p.char_end, p.text, a.body from passages p join articles a on a.id = p.article_id"
+    ):
+        assert row["body"][row["char_start"] : row["char_end"]] == row["text"]
 
 
 def test_sentences_covering_returns_every_sentence_a_range_touches(store):
     body = store.article_body(1)
     start = body.index("Haddad")
     assert store.sentences_covering(1, start, start + len("Haddad")) == [
-        Sentence(1, 75, 119, "The club was founded by Noor Haddad in 2015.")]
+        Sentence(1, 75, 119, "The club was founded by Noor Haddad in 2015.")
+    ]
     across = store.sentences_covering(1, body.index("2015"), body.index("youngest"))
-    assert [s.text for s in across] == ["The club was founded by Noor Haddad in 2015.",
-                                        "Its youngest player, Sam Lee, is nine years old."]
+    assert [s.text for s in across] == [
+        "The club was founded by Noor Haddad in 2015.",
+        "Its youngest player, Sam Lee, is nine years old.",
+    ]
 
 
 def test_article_body_of_unknown_id_raises_store_error(store):
@@ -152,8 +168,9 @@ def test_an_article_that_fails_half_way_leaves_nothing_behind(tmp_path, monkeypa
     article = Article(title="Half", body="One sentence here. Another one there.", source="half.txt")
 
     def fail_after_sentences(article_id, article, sentences):
-        store.db["sentences"].insert_all([{"article_id": article_id, "idx": 0, "char_start": 0, "char_end": 3,
-                                           "text": "One"}])
+        store.db["sentences"].insert_all(
+            [{"article_id": article_id, "idx": 0, "char_start": 0, "char_end": 3, "text": "One"}]
+        )
         raise StoreError("disk full")
 
     monkeypatch.setattr(store, "_insert_parts", fail_after_sentences)
@@ -163,8 +180,10 @@ def test_an_article_that_fails_half_way_leaves_nothing_behind(tmp_path, monkeypa
 
 
 def numbered(n: int) -> list[Article]:
-    return [Article(title=f"Note {i}", body=f"Note number {i} is here. It has two sentences.", source=f"n{i}.txt")
-            for i in range(n)]
+    return [
+        Article(title=f"Note {i}", body=f"Note number {i} is here. It has two sentences.", source=f"n{i}.txt")
+        for i in range(n)
+    ]
 
 
 def stored_in_a_second_connection(path) -> int:
@@ -215,7 +234,9 @@ def test_a_failing_article_inside_bulk_loses_only_itself(tmp_path, monkeypatch):
                 outcomes.append("failed")
         assert store.add_article(numbered(1)[0]).status == "unchanged"  # sees its own batch
     assert outcomes == ["added", "failed", "added"]
-    titles = [row["title"] for row in SQLiteStore(tmp_path / "qa.db").db.query("select title from articles order by id")]
+    titles = [
+        row["title"] for row in SQLiteStore(tmp_path / "qa.db").db.query("select title from articles order by id")
+    ]
     assert titles == ["Note 0", "Note 2"]
     assert table_counts(store) == {"articles": 2, "sentences": 4, "passages": 2}
 

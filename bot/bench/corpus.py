@@ -24,8 +24,19 @@ from bot.core.records import Article
 from bot.training.squad import read_squad_json
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 
-__all__ = ["BenchQuestion", "SquadData", "load_squad_corpus", "build_articles", "pick_questions", "ensure_corpus_db",
-           "SEED", "CORPUS_VERSION", "Progress", "fresh_store", "used_bytes"]
+__all__ = [
+    "BenchQuestion",
+    "SquadData",
+    "load_squad_corpus",
+    "build_articles",
+    "pick_questions",
+    "ensure_corpus_db",
+    "SEED",
+    "CORPUS_VERSION",
+    "Progress",
+    "fresh_store",
+    "used_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +83,10 @@ def load_squad_corpus(path: str | Path) -> SquadData:
                 paragraphs.append(paragraph["context"])
                 titles.append(article["title"].replace("_", " "))
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is not in SQuAD v1.1 format (missing or bad field {exc}). Pass the SQuAD "
-                          "train file, e.g. --squad ../shared/data/squad/train-v1.1.json.gz") from exc
+        raise ConfigError(
+            f"{path} is not in SQuAD v1.1 format (missing or bad field {exc}). Pass the SQuAD "
+            "train file, e.g. --squad ../shared/data/squad/train-v1.1.json.gz"
+        ) from exc
     if not paragraphs:
         raise ConfigError(f"{path} holds no SQuAD paragraphs.")
     return SquadData(tuple(paragraphs), tuple(titles), tuple(questions))
@@ -103,8 +116,12 @@ def build_articles(squad: SquadData, n_articles: int, *, seed: int = SEED) -> li
     while first < len(squad.paragraphs):
         title = squad.titles[first]
         last = first
-        while last + 1 < len(squad.paragraphs) and squad.titles[last + 1] == title and last - first < 2 \
-                and rng.random() < 0.6:
+        while (
+            last + 1 < len(squad.paragraphs)
+            and squad.titles[last + 1] == title
+            and last - first < 2
+            and rng.random() < 0.6
+        ):
             last += 1
         ids = tuple(range(first, last + 1))
         body = "\n\n".join(squad.paragraphs[i] for i in ids)
@@ -126,8 +143,10 @@ def build_articles(squad: SquadData, n_articles: int, *, seed: int = SEED) -> li
         if body in seen:
             repeats += 1
             if repeats > 1000:
-                raise ConfigError(f"Cannot make {n_articles} different articles from {len(squad.paragraphs)} "
-                                  "paragraphs; use smaller sizes or a larger SQuAD file.")
+                raise ConfigError(
+                    f"Cannot make {n_articles} different articles from {len(squad.paragraphs)} "
+                    "paragraphs; use smaller sizes or a larger SQuAD file."
+                )
             continue
         repeats = 0
         seen.add(body)
@@ -136,8 +155,9 @@ def build_articles(squad: SquadData, n_articles: int, *, seed: int = SEED) -> li
     return articles
 
 
-def pick_questions(squad: SquadData, articles: Sequence[tuple[Article, tuple[int, ...]]], n: int, *,
-                   seed: int = SEED) -> list[BenchQuestion]:
+def pick_questions(
+    squad: SquadData, articles: Sequence[tuple[Article, tuple[int, ...]]], n: int, *, seed: int = SEED
+) -> list[BenchQuestion]:
     """Up to `n` seeded questions whose paragraph is stored verbatim in `articles`."""
     present = {i for _, ids in articles for i in ids}
     pool = [q for q in squad.questions if q.paragraph in present]
@@ -156,16 +176,18 @@ def used_bytes(store: SQLiteStore) -> int:
     """Bytes in the database's pages in use (page count less free pages, times the page size)."""
     # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
     pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
-    return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) \
-        * pragma["page_size"]["page_size"]
+    return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) * pragma["page_size"][
+        "page_size"
+    ]
 
 
 def _count(store: SQLiteStore, table: str) -> int:
     return store.db[table].count
 
 
-def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path,
-                     progress: Progress | None = None) -> tuple[Path, dict]:
+def ensure_corpus_db(
+    squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path, progress: Progress | None = None
+) -> tuple[Path, dict]:
     """The database of the first `n_articles` benchmark articles, built once through `Store.add_article`.
 
     A `.json` file next to it records how it was built (and how fast); both are reused when they match.
@@ -174,9 +196,14 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / f"squad-{n_articles}.db"
     meta_path = db_path.with_suffix(".json")
-    recipe = {"articles": n_articles, "seed": SEED, "corpus_version": CORPUS_VERSION,
-              "source_bytes": squad_path.stat().st_size, "passage_max_words": PASSAGE_MAX_WORDS,
-              "sentence_splitter": "sentencex"}
+    recipe = {
+        "articles": n_articles,
+        "seed": SEED,
+        "corpus_version": CORPUS_VERSION,
+        "source_bytes": squad_path.stat().st_size,
+        "passage_max_words": PASSAGE_MAX_WORDS,
+        "sentence_splitter": "sentencex",
+    }
     if meta_path.is_file() and db_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("recipe") == recipe:
@@ -191,9 +218,15 @@ def ensure_corpus_db(squad: SquadData, n_articles: int, workdir: Path, *, squad_
             if progress and done % 10_000 == 0:
                 progress(f"  built {done}/{n_articles} articles")
     seconds = time.perf_counter() - started
-    meta = {"recipe": recipe, "articles": _count(store, "articles"), "passages": _count(store, "passages"),
-            "sentences": _count(store, "sentences"), "build_s": seconds, "build_articles_per_s": n_articles / seconds,
-            "db_mb": used_bytes(store) / 1e6}
+    meta = {
+        "recipe": recipe,
+        "articles": _count(store, "articles"),
+        "passages": _count(store, "passages"),
+        "sentences": _count(store, "sentences"),
+        "build_s": seconds,
+        "build_articles_per_s": n_articles / seconds,
+        "db_mb": used_bytes(store) / 1e6,
+    }
     store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
     store.close()
     logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)

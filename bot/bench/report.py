@@ -14,9 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGETS", "Target", "TargetResult", "Summary", "WayResult", "AnsweringRow", "ColdStart", "CorpusRow",
-           "IngestionResult", "VariantResult", "ReaderOptionsResult", "ReadingCost", "BenchReport",
-           "evaluate_targets", "size_label", "render_markdown", "write_markdown"]
+__all__ = [
+    "TARGETS",
+    "Target",
+    "TargetResult",
+    "Summary",
+    "WayResult",
+    "AnsweringRow",
+    "ColdStart",
+    "CorpusRow",
+    "IngestionResult",
+    "VariantResult",
+    "ReaderOptionsResult",
+    "ReadingCost",
+    "BenchReport",
+    "evaluate_targets",
+    "size_label",
+    "render_markdown",
+    "write_markdown",
+]
 
 _BEGIN, _END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -27,6 +43,7 @@ def size_label(n_articles: int) -> str:
 
 
 # Records ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -183,25 +200,45 @@ class BenchReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchReport:
         """A report read back from `to_dict()` output (e.g. a stored `qa-bot bench --json`)."""
+
         def summary(value: dict | None) -> Summary | None:
             return Summary(**value) if value is not None else None
 
         def way(value: dict) -> WayResult:
-            return WayResult(em=value["em"], f1=value["f1"], answer_in_context=value["answer_in_context"],
-                             read_ms=Summary(**value["read_ms"]), retrieve_ms=summary(value.get("retrieve_ms")),
-                             total_ms=summary(value.get("total_ms")))
+            return WayResult(
+                em=value["em"],
+                f1=value["f1"],
+                answer_in_context=value["answer_in_context"],
+                read_ms=Summary(**value["read_ms"]),
+                retrieve_ms=summary(value.get("retrieve_ms")),
+                total_ms=summary(value.get("total_ms")),
+            )
 
         options = data["reader_options"]
         return cls(
-            command=data["command"], machine=data["machine"], model=data["model"], settings=data["settings"],
-            corpora=[CorpusRow(**row) for row in data["corpora"]], ingestion=IngestionResult(**data["ingestion"]),
-            answering=[AnsweringRow(**{**row, "pipeline": way(row["pipeline"]), "naive": way(row["naive"])})
-                       for row in data["answering"]],
+            command=data["command"],
+            machine=data["machine"],
+            model=data["model"],
+            settings=data["settings"],
+            corpora=[CorpusRow(**row) for row in data["corpora"]],
+            ingestion=IngestionResult(**data["ingestion"]),
+            answering=[
+                AnsweringRow(**{**row, "pipeline": way(row["pipeline"]), "naive": way(row["naive"])})
+                for row in data["answering"]
+            ],
             cold_start=ColdStart(**data["cold_start"]),
-            reader_options=ReaderOptionsResult(**{**options, "variants": [
-                VariantResult(**{**v, "read_ms": Summary(**v["read_ms"])}) for v in options["variants"]]}),
-            reading_cost=ReadingCost(**data["reading_cost"]), bench_peak_rss_mb=data["bench_peak_rss_mb"],
-            targets=[TargetResult(**t) for t in data["targets"]])
+            reader_options=ReaderOptionsResult(
+                **{
+                    **options,
+                    "variants": [
+                        VariantResult(**{**v, "read_ms": Summary(**v["read_ms"])}) for v in options["variants"]
+                    ],
+                }
+            ),
+            reading_cost=ReadingCost(**data["reading_cost"]),
+            bench_peak_rss_mb=data["bench_peak_rss_mb"],
+            targets=[TargetResult(**t) for t in data["targets"]],
+        )
 
 
 # Targets --------------------------------------------------------------------------------------------------------
@@ -229,9 +266,11 @@ class Target:
 
 def _at(articles: int, read: Callable[[AnsweringRow], float]) -> Measure:
     """Measure one answering row (the corpus of `articles` articles), when that size was measured."""
+
     def measure(report: BenchReport) -> float | None:
         row = next((row for row in report.answering if row.articles == articles), None)
         return read(row) if row else None
+
     return measure
 
 
@@ -252,11 +291,20 @@ TARGETS = (
     Target("ingestion", lambda report: report.ingestion.articles_per_s, ">=", 500, "articles/s"),
     Target("cold start (largest corpus)", lambda report: report.cold_start.first_answer_s, "<=", 5, "s"),
     Target("peak RSS of qa-bot ask (largest corpus)", lambda report: report.cold_start.peak_rss_mb, "<=", 1024, "MB"),
-    Target("speed-up over naive (worst size)",
-           lambda report: min((row.speedup for row in report.answering), default=None), ">=", 3, "x"),
-    Target("F1 minus naive F1 (worst size)",
-           lambda report: min((row.pipeline.f1 - row.naive.f1 for row in report.answering), default=None), ">=", 0,
-           "points"),
+    Target(
+        "speed-up over naive (worst size)",
+        lambda report: min((row.speedup for row in report.answering), default=None),
+        ">=",
+        3,
+        "x",
+    ),
+    Target(
+        "F1 minus naive F1 (worst size)",
+        lambda report: min((row.pipeline.f1 - row.naive.f1 for row in report.answering), default=None),
+        ">=",
+        0,
+        "points",
+    ),
 )
 
 
@@ -266,6 +314,7 @@ def evaluate_targets(report: BenchReport) -> list[TargetResult]:
 
 
 # Rendering ------------------------------------------------------------------------------------------------------
+
 
 def _ms(summary: Summary | None) -> str:
     summary = summary or Summary()
@@ -281,67 +330,132 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
 def render_markdown(report: BenchReport) -> str:
     """The report as Markdown tables (what `--out` writes between the bench markers)."""
     machine, settings = report.machine, report.settings
-    lines = [f"Command: `{report.command}`" if report.command else "", "",
-             f"Machine: {machine['cpu_cores']} CPU cores ({machine['cpu_model']}), torch {machine['torch']} with "
-             f"{settings['threads']} threads, Python {machine['python']}. Reader model: `{report.model['name']}`, "
-             f"dtype {settings['dtype']}, top_k {settings['top_k']}, max_length {settings['max_length']}, passages "
-             f"of about {settings['passage_max_words']} words. Times are median / p95 over "
-             f"{report.answering[0].questions} questions (after {settings['warmup_questions']} warm-up), "
-             "in ms unless marked.", "", "### Answering", ""]
+    lines = [
+        f"Command: `{report.command}`" if report.command else "",
+        "",
+        f"Machine: {machine['cpu_cores']} CPU cores ({machine['cpu_model']}), torch {machine['torch']} with "
+        f"{settings['threads']} threads, Python {machine['python']}. Reader model: `{report.model['name']}`, "
+        f"dtype {settings['dtype']}, top_k {settings['top_k']}, max_length {settings['max_length']}, passages "
+        f"of about {settings['passage_max_words']} words. Times are median / p95 over "
+        f"{report.answering[0].questions} questions (after {settings['warmup_questions']} warm-up), "
+        "in ms unless marked.",
+        "",
+        "### Answering",
+        "",
+    ]
     lines += _table(
         ["corpus", "passages", "retrieve ms", "read ms", "total ms", "EM", "F1", "answer in passages %"],
-        [[row.label, row.passages, _ms(row.pipeline.retrieve_ms), _ms(row.pipeline.read_ms),
-          _ms(row.pipeline.total_ms), f"{row.pipeline.em:.1f}", f"{row.pipeline.f1:.1f}",
-          f"{row.pipeline.answer_in_context:.0f}"] for row in report.answering])
+        [
+            [
+                row.label,
+                row.passages,
+                _ms(row.pipeline.retrieve_ms),
+                _ms(row.pipeline.read_ms),
+                _ms(row.pipeline.total_ms),
+                f"{row.pipeline.em:.1f}",
+                f"{row.pipeline.f1:.1f}",
+                f"{row.pipeline.answer_in_context:.0f}",
+            ]
+            for row in report.answering
+        ],
+    )
     cold = report.cold_start
-    lines += [f"Cold start at {cold.label}: a fresh `qa-bot ask --json` process gave its first answer after "
-              f"**{cold.first_answer_s:.1f} s** and {cold.questions} answers after {cold.total_s:.1f} s; "
-              f"its peak RSS was **{cold.peak_rss_mb:.0f} MB**. This benchmark process peaked at "
-              f"{report.bench_peak_rss_mb:.0f} MB (SQuAD data and several readers loaded).", ""]
+    lines += [
+        f"Cold start at {cold.label}: a fresh `qa-bot ask --json` process gave its first answer after "
+        f"**{cold.first_answer_s:.1f} s** and {cold.questions} answers after {cold.total_s:.1f} s; "
+        f"its peak RSS was **{cold.peak_rss_mb:.0f} MB**. This benchmark process peaked at "
+        f"{report.bench_peak_rss_mb:.0f} MB (SQuAD data and several readers loaded).",
+        "",
+    ]
     lines += [f"### Passages vs naive (top-{settings['top_k']} whole articles by BM25, sliding window)", ""]
     lines += _table(
-        ["corpus", "ours total ms", "naive retrieve ms", "naive read ms", "naive total ms", "speed-up (median)",
-         "ours EM / F1", "naive EM / F1", "answer in articles %"],
-        [[row.label, _ms(row.pipeline.total_ms), _ms(row.naive.retrieve_ms),
-          _ms(row.naive.read_ms), _ms(row.naive.total_ms), f"{row.speedup:.1f}x",
-          f"{row.pipeline.em:.1f} / {row.pipeline.f1:.1f}",
-          f"{row.naive.em:.1f} / {row.naive.f1:.1f}", f"{row.naive.answer_in_context:.0f}"]
-         for row in report.answering])
+        [
+            "corpus",
+            "ours total ms",
+            "naive retrieve ms",
+            "naive read ms",
+            "naive total ms",
+            "speed-up (median)",
+            "ours EM / F1",
+            "naive EM / F1",
+            "answer in articles %",
+        ],
+        [
+            [
+                row.label,
+                _ms(row.pipeline.total_ms),
+                _ms(row.naive.retrieve_ms),
+                _ms(row.naive.read_ms),
+                _ms(row.naive.total_ms),
+                f"{row.speedup:.1f}x",
+                f"{row.pipeline.em:.1f} / {row.pipeline.f1:.1f}",
+                f"{row.naive.em:.1f} / {row.naive.f1:.1f}",
+                f"{row.naive.answer_in_context:.0f}",
+            ]
+            for row in report.answering
+        ],
+    )
     ingestion, profile = report.ingestion, report.ingestion.profile
-    lines += ["### Ingestion", "",
-              f"Fresh database, {ingestion.articles} articles through `Store.add_article` in `Store.bulk()` "
-              f"(as `qa-bot ingest` stores a batch): "
-              f"**{ingestion.articles_per_s:.0f} articles/s**, {ingestion.db_mb_per_1k_articles:.1f} MB per "
-              f"1k articles. Sentence splitting alone runs at {ingestion.split_articles_per_s:.0f} articles/s. "
-              f"cProfile of {profile['articles']} articles: `split_sentences` (sentencex) "
-              f"{profile['split_share']:.0%} of the time; SQLite calls {profile['sqlite_share']:.0%}; "
-              f"{profile['commits_per_article']:.1f} commits per article.", ""]
-    lines += _table(["corpus", "articles", "passages", "sentences", "DB MB", "MB per 1k articles",
-                     "built at articles/s"],
-                    [[c.label, c.articles, c.passages, c.sentences, f"{c.db_mb:.0f}",
-                      f"{c.db_mb_per_1k_articles:.1f}",
-                      f"{c.build_articles_per_s:.0f}" + ("" if c.built_this_run else " (earlier run)")]
-                     for c in report.corpora])
+    lines += [
+        "### Ingestion",
+        "",
+        f"Fresh database, {ingestion.articles} articles through `Store.add_article` in `Store.bulk()` "
+        f"(as `qa-bot ingest` stores a batch): "
+        f"**{ingestion.articles_per_s:.0f} articles/s**, {ingestion.db_mb_per_1k_articles:.1f} MB per "
+        f"1k articles. Sentence splitting alone runs at {ingestion.split_articles_per_s:.0f} articles/s. "
+        f"cProfile of {profile['articles']} articles: `split_sentences` (sentencex) "
+        f"{profile['split_share']:.0%} of the time; SQLite calls {profile['sqlite_share']:.0%}; "
+        f"{profile['commits_per_article']:.1f} commits per article.",
+        "",
+    ]
+    lines += _table(
+        ["corpus", "articles", "passages", "sentences", "DB MB", "MB per 1k articles", "built at articles/s"],
+        [
+            [
+                c.label,
+                c.articles,
+                c.passages,
+                c.sentences,
+                f"{c.db_mb:.0f}",
+                f"{c.db_mb_per_1k_articles:.1f}",
+                f"{c.build_articles_per_s:.0f}" + ("" if c.built_this_run else " (earlier run)"),
+            ]
+            for c in report.corpora
+        ],
+    )
     lines += ["Top functions by own time in that profile:", ""]
-    lines += _table(["function", "share of time", "calls"],
-                    [[f"`{p['function']}`", f"{p['own_share']:.0%}", p["calls"]] for p in profile["top"]])
+    lines += _table(
+        ["function", "share of time", "calls"],
+        [[f"`{p['function']}`", f"{p['own_share']:.0%}", p["calls"]] for p in profile["top"]],
+    )
     options = report.reader_options
     lines += [f"### Reader options at {options.label} (same retrieved passages, interleaved per question)", ""]
-    lines += _table(["variant", "dtype", "threads", "top_k", "max_length", "read ms", "EM", "F1"],
-                    [[v.name, v.dtype, v.threads, v.top_k, v.max_length, _ms(v.read_ms),
-                      f"{v.em:.1f}", f"{v.f1:.1f}"] for v in options.variants])
+    lines += _table(
+        ["variant", "dtype", "threads", "top_k", "max_length", "read ms", "EM", "F1"],
+        [
+            [v.name, v.dtype, v.threads, v.top_k, v.max_length, _ms(v.read_ms), f"{v.em:.1f}", f"{v.f1:.1f}"]
+            for v in options.variants
+        ],
+    )
     cost = report.reading_cost
-    lines += ["### Reading cost", "",
-              f"At {size_label(cost.articles)}, a question reads a median {cost.windows_median:.0f} windows, "
-              f"{cost.tokens_median:.0f} tokens with padding: {cost.gflop_per_question_median:.1f} GFLOP "
-              f"through {cost.layers} layers of width {cost.hidden_size} (the naive baseline: "
-              f"{cost.naive_windows_median:.0f} windows, {cost.naive_tokens_median:.0f} tokens, "
-              f"{cost.naive_gflop_per_question_median:.1f} GFLOP). At the measured {cost.read_ms_median:.0f} ms "
-              f"that is {cost.achieved_gflop_per_s:.0f} GFLOP/s, against {cost.matmul_gflop_per_s:.0f} GFLOP/s "
-              f"for a plain 1024² float32 matmul on this machine ({cost.efficiency:.0%}).", "", "### Targets", ""]
-    lines += _table(["target", "wanted", "measured", "met"],
-                    [[t.name, t.target, f"{t.measured:.1f} {t.unit}", "yes" if t.met else "**no**"]
-                     for t in report.targets])
+    lines += [
+        "### Reading cost",
+        "",
+        f"At {size_label(cost.articles)}, a question reads a median {cost.windows_median:.0f} windows, "
+        f"{cost.tokens_median:.0f} tokens with padding: {cost.gflop_per_question_median:.1f} GFLOP "
+        f"through {cost.layers} layers of width {cost.hidden_size} (the naive baseline: "
+        f"{cost.naive_windows_median:.0f} windows, {cost.naive_tokens_median:.0f} tokens, "
+        f"{cost.naive_gflop_per_question_median:.1f} GFLOP). At the measured {cost.read_ms_median:.0f} ms "
+        f"that is {cost.achieved_gflop_per_s:.0f} GFLOP/s, against {cost.matmul_gflop_per_s:.0f} GFLOP/s "
+        f"for a plain 1024² float32 matmul on this machine ({cost.efficiency:.0%}).",
+        "",
+        "### Targets",
+        "",
+    ]
+    lines += _table(
+        ["target", "wanted", "measured", "met"],
+        [[t.name, t.target, f"{t.measured:.1f} {t.unit}", "yes" if t.met else "**no**"] for t in report.targets],
+    )
     return "\n".join(lines).strip() + "\n"
 
 

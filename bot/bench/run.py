@@ -30,10 +30,31 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.bench.corpus import (SEED, BenchQuestion, Progress, build_articles, ensure_corpus_db, fresh_store,
-                              load_squad_corpus, pick_questions, used_bytes)
-from bot.bench.report import (AnsweringRow, BenchReport, ColdStart, CorpusRow, IngestionResult, ReaderOptionsResult,
-                              ReadingCost, Summary, VariantResult, WayResult, evaluate_targets, size_label)
+from bot.bench.corpus import (
+    SEED,
+    BenchQuestion,
+    Progress,
+    build_articles,
+    ensure_corpus_db,
+    fresh_store,
+    load_squad_corpus,
+    pick_questions,
+    used_bytes,
+)
+from bot.bench.report import (
+    AnsweringRow,
+    BenchReport,
+    ColdStart,
+    CorpusRow,
+    IngestionResult,
+    ReaderOptionsResult,
+    ReadingCost,
+    Summary,
+    VariantResult,
+    WayResult,
+    evaluate_targets,
+    size_label,
+)
 from bot.core.reader import DTYPES, Reader, ReaderConfig
 from bot.errors import ConfigError
 from bot.core.records import Article
@@ -43,8 +64,16 @@ from bot.training.squad import best_scores
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 from bot.core.text import split_sentences
 
-__all__ = ["run_benchmarks", "measure_answering", "measure_ingestion", "measure_cold_start", "reader_variants",
-           "measure_reader_options", "measure_reading_cost", "ReaderVariant"]
+__all__ = [
+    "run_benchmarks",
+    "measure_answering",
+    "measure_ingestion",
+    "measure_cold_start",
+    "reader_variants",
+    "measure_reader_options",
+    "measure_reading_cost",
+    "ReaderVariant",
+]
 
 WARMUP_QUESTIONS = 5
 COLD_START_QUESTIONS = 20
@@ -53,6 +82,7 @@ PROFILE_ARTICLES = 200
 
 
 # Measurements ---------------------------------------------------------------------------------------------------
+
 
 def _summary(values: Sequence[float]) -> Summary:
     if not values:
@@ -85,13 +115,20 @@ class _Tally:
         def times(name: str) -> Summary | None:
             return _summary(self.times[name]) if self.times[name] else None
 
-        return WayResult(em=percent(self.em), f1=percent(self.f1), answer_in_context=percent(self.in_context),
-                         read_ms=times("read_ms") or Summary(), retrieve_ms=times("retrieve_ms"),
-                         total_ms=times("total_ms"))
+        return WayResult(
+            em=percent(self.em),
+            f1=percent(self.f1),
+            answer_in_context=percent(self.in_context),
+            read_ms=times("read_ms") or Summary(),
+            retrieve_ms=times("retrieve_ms"),
+            total_ms=times("total_ms"),
+        )
 
 
-_NAIVE_SQL = ("select a.body from articles_fts join articles a on a.id = articles_fts.rowid "
-              "where articles_fts match :query order by bm25(articles_fts, 0.5, 1.0) limit :limit")
+_NAIVE_SQL = (
+    "select a.body from articles_fts join articles a on a.id = articles_fts.rowid "
+    "where articles_fts match :query order by bm25(articles_fts, 0.5, 1.0) limit :limit"
+)
 
 
 def _naive_answer_contexts(store: SQLiteStore, question: str, top_k: int) -> list[str]:
@@ -100,8 +137,9 @@ def _naive_answer_contexts(store: SQLiteStore, question: str, top_k: int) -> lis
     return [row["body"] for row in store.db.query(_NAIVE_SQL, {"query": query, "limit": top_k})] if query else []
 
 
-def _naive_answer(store: SQLiteStore, reader: Reader, question: str,
-                  top_k: int) -> tuple[str | None, list[str], float, float]:
+def _naive_answer(
+    store: SQLiteStore, reader: Reader, question: str, top_k: int
+) -> tuple[str | None, list[str], float, float]:
     """Read the top-k whole articles with the reader's sliding window.
 
     :returns: (answer text or None, the article bodies read, retrieve ms, read ms)
@@ -114,8 +152,14 @@ def _naive_answer(store: SQLiteStore, reader: Reader, question: str,
     return span.text if span else None, bodies, (retrieved - started) * 1000, (read - retrieved) * 1000
 
 
-def measure_answering(store: SQLiteStore, reader: Reader, questions: Sequence[BenchQuestion], *, top_k: int,
-                      warmup: Sequence[BenchQuestion] = ()) -> tuple[WayResult, WayResult, float]:
+def measure_answering(
+    store: SQLiteStore,
+    reader: Reader,
+    questions: Sequence[BenchQuestion],
+    *,
+    top_k: int,
+    warmup: Sequence[BenchQuestion] = (),
+) -> tuple[WayResult, WayResult, float]:
     """Our pipeline and the naive baseline on the same questions, interleaved question by question.
 
     The baseline reads through its own connection: sharing one would let its article-level index and whole bodies
@@ -135,11 +179,16 @@ def measure_answering(store: SQLiteStore, reader: Reader, questions: Sequence[Be
             answer = service.answer(question.question)
             timings = service.last_timings_ms
             passages = [p.text for p in retriever.run(question.question)]  # untimed: only for answer_in_context
-            pipeline.add(question, answer.text, passages, retrieve_ms=timings["retrieve"], read_ms=timings["read"],
-                         total_ms=timings["total"])
+            pipeline.add(
+                question,
+                answer.text,
+                passages,
+                retrieve_ms=timings["retrieve"],
+                read_ms=timings["read"],
+                total_ms=timings["total"],
+            )
             text, bodies, retrieve_ms, read_ms = _naive_answer(naive_store, reader, question.question, top_k)
-            naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms,
-                      total_ms=retrieve_ms + read_ms)
+            naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms, total_ms=retrieve_ms + read_ms)
     finally:
         naive_store.close()
     ours, theirs = pipeline.result(), naive.result()
@@ -164,8 +213,14 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     total = sum(own for _, _, own, _, _ in stats.values()) or 1e-9
 
     def cumulative(file_end: str, name: str) -> float:
-        return sum(cum for (file, _, func), (_, _, _, cum, _) in stats.items()
-                   if func == name and file.replace("\\", "/").endswith(file_end)) / total
+        return (
+            sum(
+                cum
+                for (file, _, func), (_, _, _, cum, _) in stats.items()
+                if func == name and file.replace("\\", "/").endswith(file_end)
+            )
+            / total
+        )
 
     top = sorted(stats.items(), key=lambda item: -item[1][2])[:8]
     return {
@@ -173,8 +228,14 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
         "commits_per_article": sum(s.strip().upper() == "COMMIT" for s in statements) / max(len(articles), 1),
         "split_share": cumulative("bot/core/text.py", "split_sentences"),
         "sqlite_share": sum(own for (_, _, func), (_, _, own, _, _) in stats.items() if "sqlite3." in func) / total,
-        "top": [{"function": f"{Path(file).name}:{line}({name})" if line else name, "own_share": own / total,
-                 "calls": calls} for (file, line, name), (calls, _, own, _, _) in top],
+        "top": [
+            {
+                "function": f"{Path(file).name}:{line}({name})" if line else name,
+                "own_share": own / total,
+                "calls": calls,
+            }
+            for (file, line, name), (calls, _, own, _, _) in top
+        ],
     }
 
 
@@ -197,9 +258,15 @@ def measure_ingestion(articles: Sequence[Article], workdir: Path) -> IngestionRe
     profile = _profile_ingestion(articles[:PROFILE_ARTICLES], db_path)
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    return IngestionResult(articles=len(articles), seconds=seconds, articles_per_s=len(articles) / seconds,
-                           db_mb_per_1k_articles=used_mb * 1000 / max(len(articles), 1), split_s=split_s,
-                           split_articles_per_s=len(articles) / max(split_s, 1e-9), profile=profile)
+    return IngestionResult(
+        articles=len(articles),
+        seconds=seconds,
+        articles_per_s=len(articles) / seconds,
+        db_mb_per_1k_articles=used_mb * 1000 / max(len(articles), 1),
+        split_s=split_s,
+        split_articles_per_s=len(articles) / max(split_s, 1e-9),
+        profile=profile,
+    )
 
 
 def _qa_bot_command() -> list[str]:
@@ -229,22 +296,35 @@ class _PeakRss(threading.Thread):
             self.stopped.wait(0.02)
 
 
-def measure_cold_start(db_path: Path, questions: Sequence[BenchQuestion], *, reader: ReaderConfig, top_k: int,
-                       articles: int) -> ColdStart:
+def measure_cold_start(
+    db_path: Path, questions: Sequence[BenchQuestion], *, reader: ReaderConfig, top_k: int, articles: int
+) -> ColdStart:
     """A fresh `qa-bot ask --json` answering questions from stdin: seconds to the first answer, peak RSS.
 
     :raises ConfigError: when `qa-bot ask` fails or answers fewer questions than it was asked.
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("QABOT_")}
-    env.update(PYTHONUNBUFFERED="1", QABOT_READER_MODEL=reader.model, QABOT_TOP_K=str(top_k),
-               QABOT_READER_DTYPE=reader.dtype, QABOT_MAX_LENGTH=str(reader.max_length),
-               QABOT_DOC_STRIDE=str(reader.doc_stride), QABOT_MAX_ANSWER_TOKENS=str(reader.max_answer_tokens))
+    env.update(
+        PYTHONUNBUFFERED="1",
+        QABOT_READER_MODEL=reader.model,
+        QABOT_TOP_K=str(top_k),
+        QABOT_READER_DTYPE=reader.dtype,
+        QABOT_MAX_LENGTH=str(reader.max_length),
+        QABOT_DOC_STRIDE=str(reader.doc_stride),
+        QABOT_MAX_ANSWER_TOKENS=str(reader.max_answer_tokens),
+    )
     if reader.threads:
         env["QABOT_THREADS"] = str(reader.threads)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
         started = time.perf_counter()
-        process = subprocess.Popen([*_qa_bot_command(), "ask", "--json", "--db", str(db_path)], env=env, text=True,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        process = subprocess.Popen(
+            [*_qa_bot_command(), "ask", "--json", "--db", str(db_path)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         memory = _PeakRss(process.pid)
         memory.start()
         process.stdin.write("".join(q.question.replace("\n", " ") + "\n" for q in questions))
@@ -258,10 +338,17 @@ def measure_cold_start(db_path: Path, questions: Sequence[BenchQuestion], *, rea
         memory.join()
         errors.seek(0)
         if process.returncode != 0 or answered != len(questions):
-            raise ConfigError(f"qa-bot ask failed on {db_path} (exit {process.returncode}): "
-                              f"{errors.read().strip()[-500:]}")
-    return ColdStart(articles=articles, label=size_label(articles), first_answer_s=first_s, questions=answered,
-                     total_s=total_s, peak_rss_mb=memory.peak_kb / 1024)
+            raise ConfigError(
+                f"qa-bot ask failed on {db_path} (exit {process.returncode}): {errors.read().strip()[-500:]}"
+            )
+    return ColdStart(
+        articles=articles,
+        label=size_label(articles),
+        first_answer_s=first_s,
+        questions=answered,
+        total_s=total_s,
+        peak_rss_mb=memory.peak_kb / 1024,
+    )
 
 
 @dataclass(frozen=True)
@@ -286,17 +373,24 @@ def reader_variants(config: ReaderConfig, *, top_k: int) -> list[ReaderVariant]:
             variants.append(ReaderVariant(f"dtype={other}", dataclasses.replace(config, dtype=other), top_k))
     other_threads = 1 if threads != 1 else os.cpu_count() or 1
     if other_threads != threads:
-        variants.append(ReaderVariant(f"threads={other_threads}", dataclasses.replace(config, threads=other_threads),
-                                      top_k))
+        variants.append(
+            ReaderVariant(f"threads={other_threads}", dataclasses.replace(config, threads=other_threads), top_k)
+        )
     for k in sorted({1, max(1, top_k - 2), top_k + 3} - {top_k}):
         variants.append(ReaderVariant(f"top_k={k}", config, k))
-    variants.append(ReaderVariant(f"int8, top_k={max(1, top_k - 2)}", dataclasses.replace(config, dtype="int8"),
-                                  max(1, top_k - 2)))
+    variants.append(
+        ReaderVariant(f"int8, top_k={max(1, top_k - 2)}", dataclasses.replace(config, dtype="int8"), max(1, top_k - 2))
+    )
     return variants
 
 
-def measure_reader_options(store: SQLiteStore, questions: Sequence[BenchQuestion], variants: Sequence[ReaderVariant],
-                           *, warmup: Sequence[BenchQuestion] = ()) -> list[VariantResult]:
+def measure_reader_options(
+    store: SQLiteStore,
+    questions: Sequence[BenchQuestion],
+    variants: Sequence[ReaderVariant],
+    *,
+    warmup: Sequence[BenchQuestion] = (),
+) -> list[VariantResult]:
     """Reading time and quality of each variant on the same retrieved passages, interleaved per question."""
     import torch
 
@@ -318,14 +412,30 @@ def measure_reader_options(store: SQLiteStore, questions: Sequence[BenchQuestion
     results = []
     for variant, tally in zip(variants, tallies):
         way = tally.result()
-        results.append(VariantResult(name=variant.name, dtype=variant.reader.dtype, threads=variant.reader.threads or 1,
-                                     top_k=variant.top_k, max_length=variant.reader.max_length, read_ms=way.read_ms,
-                                     em=way.em, f1=way.f1))
+        results.append(
+            VariantResult(
+                name=variant.name,
+                dtype=variant.reader.dtype,
+                threads=variant.reader.threads or 1,
+                top_k=variant.top_k,
+                max_length=variant.reader.max_length,
+                read_ms=way.read_ms,
+                em=way.em,
+                f1=way.f1,
+            )
+        )
     return results
 
 
-def measure_reading_cost(store: SQLiteStore, reader: ReaderConfig, questions: Sequence[BenchQuestion], *, top_k: int,
-                         read_ms_median: float, articles: int) -> ReadingCost:
+def measure_reading_cost(
+    store: SQLiteStore,
+    reader: ReaderConfig,
+    questions: Sequence[BenchQuestion],
+    *,
+    top_k: int,
+    read_ms_median: float,
+    articles: int,
+) -> ReadingCost:
     """Forward-pass FLOPs per question (from the model shape and the windows read) against a plain matmul's speed,
     for our passages and for the naive baseline's whole articles."""
     import torch
@@ -342,8 +452,15 @@ def measure_reading_cost(store: SQLiteStore, reader: ReaderConfig, questions: Se
         """(windows, tokens read with padding, FLOPs) of one reader call, tokenised as `Reader.run` does."""
         if not contexts:
             return 0, 0, 0.0
-        encoded = tokenizer([question] * len(contexts), contexts, truncation="only_second", max_length=max_length,
-                            stride=doc_stride, return_overflowing_tokens=True, padding="longest")
+        encoded = tokenizer(
+            [question] * len(contexts),
+            contexts,
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            padding="longest",
+        )
         n_windows, seq_len = len(encoded["input_ids"]), len(encoded["input_ids"][0])
         # per token and layer: QKV and output projections (4h² MACs), feed-forward (2hi MACs), attention scores
         # and weighted values (2·seq·h MACs); 2 FLOPs per MAC
@@ -360,21 +477,33 @@ def measure_reading_cost(store: SQLiteStore, reader: ReaderConfig, questions: Se
     started, repeats = time.perf_counter(), 20
     for _ in range(repeats):
         torch.mm(a, b)
-    matmul_gflops = 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
+    matmul_gflops = 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
     def median(rows: list[tuple[int, int, float]], column: int) -> float:
         return float(np.median([row[column] for row in rows])) if rows else 0.0
 
     gflop = median(ours, 2) / 1e9
     achieved = gflop / (read_ms_median / 1000) if read_ms_median > 0 else 0.0
-    return ReadingCost(articles=articles, hidden_size=hidden, layers=layers, intermediate_size=inner,
-                       windows_median=median(ours, 0), tokens_median=median(ours, 1), gflop_per_question_median=gflop,
-                       naive_windows_median=median(naive, 0), naive_tokens_median=median(naive, 1),
-                       naive_gflop_per_question_median=median(naive, 2) / 1e9, read_ms_median=read_ms_median,
-                       achieved_gflop_per_s=achieved, matmul_gflop_per_s=matmul_gflops,
-                       efficiency=achieved / matmul_gflops if matmul_gflops else 0.0)
+    return ReadingCost(
+        articles=articles,
+        hidden_size=hidden,
+        layers=layers,
+        intermediate_size=inner,
+        windows_median=median(ours, 0),
+        tokens_median=median(ours, 1),
+        gflop_per_question_median=gflop,
+        naive_windows_median=median(naive, 0),
+        naive_tokens_median=median(naive, 1),
+        naive_gflop_per_question_median=median(naive, 2) / 1e9,
+        read_ms_median=read_ms_median,
+        achieved_gflop_per_s=achieved,
+        matmul_gflop_per_s=matmul_gflops,
+        efficiency=achieved / matmul_gflops if matmul_gflops else 0.0,
+    )
 
 
 # The whole run --------------------------------------------------------------------------------------------------
+
 
 def _machine() -> dict:
     import torch
@@ -387,14 +516,28 @@ def _machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu_cores": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    return {
+        "cpu_cores": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
-def run_benchmarks(squad_path: str | Path, *, reader: ReaderConfig | None, sizes: Sequence[int] = (1000, 10_000, 100_000),
-                   n_questions: int = 200, top_k: int = 5, workdir: str | Path = "bench-data",
-                   ingest_articles: int = INGEST_ARTICLES, command: str = "",
-                   progress: Progress | None = None) -> BenchReport:
+def run_benchmarks(
+    squad_path: str | Path,
+    *,
+    reader: ReaderConfig | None,
+    sizes: Sequence[int] = (1000, 10_000, 100_000),
+    n_questions: int = 200,
+    top_k: int = 5,
+    workdir: str | Path = "bench-data",
+    ingest_articles: int = INGEST_ARTICLES,
+    command: str = "",
+    progress: Progress | None = None,
+) -> BenchReport:
     """Build (or reuse) the corpora, then measure everything on this machine.
 
         report = run_benchmarks("train-v1.1.json.gz", reader=settings.reader_config(), sizes=(1000, 10000))
@@ -414,8 +557,10 @@ def run_benchmarks(squad_path: str | Path, *, reader: ReaderConfig | None, sizes
 
     say = progress or (lambda message: None)
     if reader is None:
-        raise ConfigError("No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
-                          "extractive-QA model folder.")
+        raise ConfigError(
+            "No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
+            "extractive-QA model folder."
+        )
     if not sizes or min(sizes) <= 0 or n_questions <= 0:
         raise ConfigError(f"sizes and questions must be positive, got sizes={list(sizes)} questions={n_questions}")
     sizes = sorted(set(sizes))
@@ -424,10 +569,19 @@ def run_benchmarks(squad_path: str | Path, *, reader: ReaderConfig | None, sizes
     reader = dataclasses.replace(reader, threads=reader.threads or torch.get_num_threads())
     threads = reader.threads or 1
     torch.set_num_threads(threads)
-    settings = {"top_k": top_k, "dtype": reader.dtype, "max_length": reader.max_length,
-                "doc_stride": reader.doc_stride, "max_answer_tokens": reader.max_answer_tokens, "threads": threads,
-                "passage_max_words": PASSAGE_MAX_WORDS, "questions": n_questions,
-                "warmup_questions": WARMUP_QUESTIONS, "seed": SEED, "answer_threshold": 0.0}
+    settings = {
+        "top_k": top_k,
+        "dtype": reader.dtype,
+        "max_length": reader.max_length,
+        "doc_stride": reader.doc_stride,
+        "max_answer_tokens": reader.max_answer_tokens,
+        "threads": threads,
+        "passage_max_words": PASSAGE_MAX_WORDS,
+        "questions": n_questions,
+        "warmup_questions": WARMUP_QUESTIONS,
+        "seed": SEED,
+        "answer_threshold": 0.0,
+    }
 
     say(f"building or reusing corpora {', '.join(map(size_label, sizes))} in {workdir}")
     corpora = []
@@ -440,10 +594,19 @@ def run_benchmarks(squad_path: str | Path, *, reader: ReaderConfig | None, sizes
     warmup = picked[n_questions:] or questions[:WARMUP_QUESTIONS]
     if not questions:
         raise ConfigError(f"No SQuAD question has its paragraph in the {sizes[0]}-article corpus; use a larger size.")
-    corpus_rows = [CorpusRow(articles=n, label=size_label(n), passages=meta["passages"], sentences=meta["sentences"],
-                             db_mb=meta["db_mb"], db_mb_per_1k_articles=meta["db_mb"] * 1000 / n,
-                             build_articles_per_s=meta["build_articles_per_s"], built_this_run=meta["built_this_run"])
-                   for n, _, meta in corpora]
+    corpus_rows = [
+        CorpusRow(
+            articles=n,
+            label=size_label(n),
+            passages=meta["passages"],
+            sentences=meta["sentences"],
+            db_mb=meta["db_mb"],
+            db_mb_per_1k_articles=meta["db_mb"] * 1000 / n,
+            build_articles_per_s=meta["build_articles_per_s"],
+            built_this_run=meta["built_this_run"],
+        )
+        for n, _, meta in corpora
+    ]
 
     say(f"ingestion: {ingest_articles} articles into a fresh database")
     probe = [article for article, _ in build_articles(squad, max(ingest_articles, 1))]
@@ -456,28 +619,51 @@ def run_benchmarks(squad_path: str | Path, *, reader: ReaderConfig | None, sizes
         store = SQLiteStore(db_path)
         pipeline, naive, speedup = measure_answering(store, loaded, questions, top_k=top_k, warmup=warmup)
         store.close()
-        answering.append(AnsweringRow(articles=n, label=size_label(n), passages=meta["passages"],
-                                      questions=len(questions), pipeline=pipeline, naive=naive, speedup=speedup))
+        answering.append(
+            AnsweringRow(
+                articles=n,
+                label=size_label(n),
+                passages=meta["passages"],
+                questions=len(questions),
+                pipeline=pipeline,
+                naive=naive,
+                speedup=speedup,
+            )
+        )
 
     largest_n, largest_db, _ = corpora[-1]
     say(f"cold start at {size_label(largest_n)}: a fresh qa-bot ask")
-    cold_start = measure_cold_start(largest_db, questions[:COLD_START_QUESTIONS], reader=reader, top_k=top_k,
-                                    articles=largest_n)
+    cold_start = measure_cold_start(
+        largest_db, questions[:COLD_START_QUESTIONS], reader=reader, top_k=top_k, articles=largest_n
+    )
 
     options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
     say(f"reader options at {size_label(options_n)}")
     store = SQLiteStore(options_db)
     variants = reader_variants(reader, top_k=top_k)
-    reader_options = ReaderOptionsResult(articles=options_n, label=size_label(options_n), questions=len(questions),
-                                         variants=measure_reader_options(store, questions, variants, warmup=warmup))
+    reader_options = ReaderOptionsResult(
+        articles=options_n,
+        label=size_label(options_n),
+        questions=len(questions),
+        variants=measure_reader_options(store, questions, variants, warmup=warmup),
+    )
     configured = next(row for row in answering if row.articles == options_n)
-    reading_cost = measure_reading_cost(store, reader, questions, top_k=top_k, articles=options_n,
-                                        read_ms_median=configured.pipeline.read_ms.median)
+    reading_cost = measure_reading_cost(
+        store, reader, questions, top_k=top_k, articles=options_n, read_ms_median=configured.pipeline.read_ms.median
+    )
     store.close()
-    report = BenchReport(command=command, machine=_machine(), model={"path": reader.model,
-                                                                      "name": Path(reader.model).name},
-                         settings=settings, corpora=corpus_rows, ingestion=ingestion, answering=answering,
-                         cold_start=cold_start, reader_options=reader_options, reading_cost=reading_cost,
-                         bench_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    report = BenchReport(
+        command=command,
+        machine=_machine(),
+        model={"path": reader.model, "name": Path(reader.model).name},
+        settings=settings,
+        corpora=corpus_rows,
+        ingestion=ingestion,
+        answering=answering,
+        cold_start=cold_start,
+        reader_options=reader_options,
+        reading_cost=reading_cost,
+        bench_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
     report.targets = evaluate_targets(report)
     return report

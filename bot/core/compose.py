@@ -21,17 +21,29 @@ def cite(store: Store, passage: Passage, span: Span) -> Citation:
         first_start, sentence = sentences[0].char_start, sentences[0].text
     else:  # an answer across a sentence boundary: quote every sentence it touches, exactly as stored
         first_start = sentences[0].char_start
-        sentence = store.article_body(passage.article.id)[first_start:sentences[-1].char_end]
-    return Citation(article=passage.article, sentence=sentence, sentence_start=first_start,
-                    answer_start=answer_start - first_start, answer_end=answer_end - first_start)
+        sentence = store.article_body(passage.article.id)[first_start : sentences[-1].char_end]
+    return Citation(
+        article=passage.article,
+        sentence=sentence,
+        sentence_start=first_start,
+        answer_start=answer_start - first_start,
+        answer_end=answer_end - first_start,
+    )
 
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[Span], *, store: Store,
-                   threshold: float, max_alternatives: int = 2) -> Answer:
+def compose_answer(
+    question: str,
+    passages: Sequence[Passage],
+    spans: Sequence[Span],
+    *,
+    store: Store,
+    threshold: float,
+    max_alternatives: int = 2,
+) -> Answer:
     """The answer to give: among spans whose score reaches `threshold`, the one with the highest logit;
     with none, "no confident answer".
 
@@ -65,7 +77,14 @@ def compose_answer(question: str, passages: Sequence[Passage], spans: Sequence[S
             continue
         seen_articles.add(passage.article.id)
         seen_texts.add(_normalise(span.text))
-        alternatives.append(Answer(question=question, text=span.text, score=span.score,
-                                   citation=cite(store, passage, span)))
-    return Answer(question=question, text=top.text, score=top.score, citation=cite(store, top_passage, top),
-                  alternatives=tuple(alternatives), searched=searched)
+        alternatives.append(
+            Answer(question=question, text=span.text, score=span.score, citation=cite(store, passage, span))
+        )
+    return Answer(
+        question=question,
+        text=top.text,
+        score=top.score,
+        citation=cite(store, top_passage, top),
+        alternatives=tuple(alternatives),
+        searched=searched,
+    )

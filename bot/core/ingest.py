@@ -48,6 +48,7 @@ def _database_files(store: Store) -> set[Path]:
 
 # Storing -----------------------------------------------------------------------------------------------------
 
+
 def ingest_article(store: Store, article: Article) -> StoredOutcome:
     """Store one article (its own transaction); see `Store.add_article` for added/updated/unchanged."""
     return store.add_article(article)
@@ -56,8 +57,8 @@ def ingest_article(store: Store, article: Article) -> StoredOutcome:
 def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = False) -> IngestReport:
     """Ingest files and folders (recursively); report counts and every failure, never stop at a bad file.
 
-        report = ingest_paths(SQLiteStore("qa.db"), ["examples/articles/"])
-        print(report.added, report.failures)
+    report = ingest_paths(SQLiteStore("qa.db"), ["examples/articles/"])
+    print(report.added, report.failures)
     """
     from tqdm import tqdm
 
@@ -79,6 +80,11 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
     for failure in report.failures:
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
-    logger.info("ingested added=%d updated=%d unchanged=%d failed=%d", report.added, report.updated,
-                report.unchanged, report.failed)
+    logger.info(
+        "ingested added=%d updated=%d unchanged=%d failed=%d",
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.failed,
+    )
     return report

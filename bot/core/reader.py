@@ -20,8 +20,7 @@ from bot.core.reader_config import DTYPES, ReaderConfig
 from bot.core.records import Span
 from bot.errors import ReaderError
 
-__all__ = ["Reader", "ReaderConfig", "ReaderOptions", "SpanCandidate", "decode_spans", "DTYPES",
-           "MAX_QUESTION_TOKENS"]
+__all__ = ["Reader", "ReaderConfig", "ReaderOptions", "SpanCandidate", "decode_spans", "DTYPES", "MAX_QUESTION_TOKENS"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-def decode_spans(start_logits: np.ndarray, end_logits: np.ndarray, context_mask: np.ndarray, *,
-                 max_answer_tokens: int, top_n: int = 5) -> tuple[list[SpanCandidate], float]:
+def decode_spans(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    context_mask: np.ndarray,
+    *,
+    max_answer_tokens: int,
+    top_n: int = 5,
+) -> tuple[list[SpanCandidate], float]:
     """Best answer spans of one window, and the window's probability of "no answer".
 
     Spans lie wholly inside the context (`context_mask`), with start <= end < start + max_answer_tokens.
@@ -114,8 +119,9 @@ class Reader:
     :raises ValueError: when an option is out of range (see `ReaderConfig`).
     """
 
-    def __init__(self, model: str | Path | ReaderConfig, *, batch_size: int = 32,
-                 **options: Unpack[ReaderOptions]) -> None:
+    def __init__(
+        self, model: str | Path | ReaderConfig, *, batch_size: int = 32, **options: Unpack[ReaderOptions]
+    ) -> None:
         if isinstance(model, ReaderConfig):
             if options:
                 raise TypeError(f"give either a ReaderConfig or options, not both (got {sorted(options)})")
@@ -177,24 +183,33 @@ class Reader:
             torch.set_num_threads(self.threads)
         local = Path(self.model_name).is_dir()
         if not local and (self.model_name.startswith((".", "/", "~")) or Path(self.model_name).suffix):
-            raise ReaderError(f"Reader model directory {self.model_name} does not exist. Set QABOT_READER_MODEL "
-                              "to a folder holding config.json, the weights and tokenizer files.")
+            raise ReaderError(
+                f"Reader model directory {self.model_name} does not exist. Set QABOT_READER_MODEL "
+                "to a folder holding config.json, the weights and tokenizer files."
+            )
         started = time.perf_counter()
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=local)
-            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, local_files_only=local,
-                                                                  dtype=torch.float32)
+            model = AutoModelForQuestionAnswering.from_pretrained(
+                self.model_name, local_files_only=local, dtype=torch.float32
+            )
         except (OSError, ValueError, KeyError) as exc:
-            raise ReaderError(f"Cannot load the reader model {self.model_name}: {exc}".splitlines()[0]
-                              + " Set QABOT_READER_MODEL to a local extractive-QA model folder.") from exc
+            raise ReaderError(
+                f"Cannot load the reader model {self.model_name}: {exc}".splitlines()[0]
+                + " Set QABOT_READER_MODEL to a local extractive-QA model folder."
+            ) from exc
         if not tokenizer.is_fast:
             raise ReaderError(f"The tokenizer of {self.model_name} is not a fast tokenizer; span offsets need one.")
         model.eval()
         if self.dtype == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.tokenizer, self.model = tokenizer, model
-        logger.info("reader loaded model=%s dtype=%s load_ms=%.0f", self.model_name, self.dtype,
-                    (time.perf_counter() - started) * 1000)
+        logger.info(
+            "reader loaded model=%s dtype=%s load_ms=%.0f",
+            self.model_name,
+            self.dtype,
+            (time.perf_counter() - started) * 1000,
+        )
         return self
 
     def _trim_question(self, question: str) -> str:
@@ -221,20 +236,31 @@ class Reader:
         if not question or not contexts:
             return []
         encoded = self.tokenizer(
-            [question] * len(contexts), list(contexts), truncation="only_second", max_length=self.max_length,
-            stride=self.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-            padding="longest", return_tensors="np")
+            [question] * len(contexts),
+            list(contexts),
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=self.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="longest",
+            return_tensors="np",
+        )
         window_context = encoded["overflow_to_sample_mapping"]  # (n_windows,)
         offsets = encoded["offset_mapping"]  # (n_windows, seq_len, 2)
         context_masks = np.array([[sid == 1 for sid in encoded.sequence_ids(w)] for w in range(len(window_context))])
-        inputs = {name: torch.from_numpy(encoded[name]) for name in ("input_ids", "attention_mask", "token_type_ids")
-                  if name in encoded}
+        inputs = {
+            name: torch.from_numpy(encoded[name])
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+            if name in encoded
+        }
         start_logits, end_logits = self._forward(inputs)  # each (n_windows, seq_len)
 
         best: dict[tuple[int, int, int], Span] = {}
         for w, context_index in enumerate(window_context.tolist()):
-            candidates, _ = decode_spans(start_logits[w], end_logits[w], context_masks[w],
-                                         max_answer_tokens=self.max_answer_tokens, top_n=top_n)
+            candidates, _ = decode_spans(
+                start_logits[w], end_logits[w], context_masks[w], max_answer_tokens=self.max_answer_tokens, top_n=top_n
+            )
             context = contexts[context_index]
             for cand in candidates:
                 char_start, char_end = int(offsets[w, cand.start_token, 0]), int(offsets[w, cand.end_token, 1])
@@ -263,7 +289,7 @@ class Reader:
         total = inputs["input_ids"].shape[0]
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
             for first in range(0, total, self.batch_size):
-                batch = {name: tensor[first:first + self.batch_size] for name, tensor in inputs.items()}
+                batch = {name: tensor[first : first + self.batch_size] for name, tensor in inputs.items()}
                 try:
                     output = self.model(**batch)
                 except RuntimeError as exc:

@@ -49,11 +49,14 @@ class ReaderConfig:
         if not self.model:
             raise ValueError("model must name a reader model folder or id, got an empty string")
         if self.max_length <= 0 or self.max_answer_tokens <= 0 or self.doc_stride <= 0:
-            raise ValueError(f"max_length, doc_stride and max_answer_tokens must be positive, got {self.max_length}, "
-                             f"{self.doc_stride} and {self.max_answer_tokens}")
+            raise ValueError(
+                f"max_length, doc_stride and max_answer_tokens must be positive, got {self.max_length}, "
+                f"{self.doc_stride} and {self.max_answer_tokens}"
+            )
         if not doc_stride_fits(self.doc_stride, self.max_length):
-            raise ValueError(f"doc_stride must be under half of max_length, got {self.doc_stride} and "
-                             f"{self.max_length}")
+            raise ValueError(
+                f"doc_stride must be under half of max_length, got {self.doc_stride} and {self.max_length}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be {', '.join(DTYPES[:-1])} or {DTYPES[-1]}, got {self.dtype!r}")
         if self.threads is not None and self.threads <= 0:

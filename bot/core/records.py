@@ -18,8 +18,13 @@ class ArticleRef:
     published_at: str | None = None
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "title": self.title, "source": self.source, "url": self.url,
-                "published_at": self.published_at}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "url": self.url,
+            "published_at": self.published_at,
+        }
 
 
 @dataclass(frozen=True)

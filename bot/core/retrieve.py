@@ -13,14 +13,16 @@ __all__ = ["Retriever", "fts_query", "ranked_queries", "STOP_WORDS", "MAX_RANKED
 logger = logging.getLogger(__name__)
 
 # Words that carry no topic: dropped from the query so "Who is the CEO of X?" searches for "CEO" and "X".
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
 him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only
 or other our ours ourselves out over own same she should so some such than that the their theirs them themselves
 then there these they this those through to too under until up very was we were what when where which while who
 whom whose why will with would you your yours yourself yourselves s t d ll m re ve tell know please give name
-""".split())
+""".split()
+)
 
 # BM25 costs FTS5 a few µs for each passage that matches, and an OR of common words ("year", "first", "city")
 # matches a tenth to a third of a 100k-article store. So a question is ranked among the passages holding one of its
@@ -90,9 +92,11 @@ def ranked_queries(terms: list[str], counts: dict[str, int], max_ranked: int = M
     if not rare or not common:
         return [_any_of(terms)]
     in_order = [t for t in terms if t in rare]
-    return ([f"({_any_of(in_order)}) AND ({_any_of(common)})"]
-            + [f'"{term}" AND ({_any_of([t for t in in_order if t != term])})' for term in rare[:-1]]
-            + [f'"{rare[0]}"'])
+    return (
+        [f"({_any_of(in_order)}) AND ({_any_of(common)})"]
+        + [f'"{term}" AND ({_any_of([t for t in in_order if t != term])})' for term in rare[:-1]]
+        + [f'"{rare[0]}"']
+    )
 
 
 class Retriever:

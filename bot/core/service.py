@@ -48,11 +48,20 @@ class AnsweringService:
         spans = self.reader.run(question, [p.text for p in passages]) if passages else []
         read = time.perf_counter()
         answer = compose_answer(question, passages, spans, store=self.store, threshold=self.threshold)
-        self.last_timings_ms = {"retrieve": (retrieved - started) * 1000, "read": (read - retrieved) * 1000,
-                                "total": (time.perf_counter() - started) * 1000}
-        logger.info("answered question_id=%s passages=%d answered=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
-                    question_id, len(passages), answer.is_answered, answer.score,
-                    self.last_timings_ms["retrieve"], self.last_timings_ms["read"])
+        self.last_timings_ms = {
+            "retrieve": (retrieved - started) * 1000,
+            "read": (read - retrieved) * 1000,
+            "total": (time.perf_counter() - started) * 1000,
+        }
+        logger.info(
+            "answered question_id=%s passages=%d answered=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
+            question_id,
+            len(passages),
+            answer.is_answered,
+            answer.score,
+            self.last_timings_ms["retrieve"],
+            self.last_timings_ms["read"],
+        )
         return answer
 
 
@@ -68,5 +77,9 @@ def build_service(settings: Settings, *, store: Store | None = None, reader: Rea
     """The one place where settings become a working service; tests pass their own store or reader."""
     store = store or SQLiteStore(settings.db_path)
     reader = reader or build_reader(settings)
-    return AnsweringService(store=store, retriever=Retriever(store, top_k=settings.top_k), reader=reader,
-                            threshold=settings.answer_threshold)
+    return AnsweringService(
+        store=store,
+        retriever=Retriever(store, top_k=settings.top_k),
+        reader=reader,
+        threshold=settings.answer_threshold,
+    )

@@ -47,7 +47,7 @@ def split_sentences(body: str) -> list[Sentence]:
             continue
         first_in_paragraph = len(sentences)
         for bound in sentencex.get_sentence_boundaries("en", paragraph):
-            piece = paragraph[bound["start_index"]:bound["end_index"]]
+            piece = paragraph[bound["start_index"] : bound["end_index"]]
             if not piece.strip():
                 continue
             start = para_start + bound["start_index"] + (len(piece) - len(piece.lstrip()))
@@ -78,4 +78,3 @@ def group_passages(sentences: list[Sentence], *, max_words: int = 80, overlap: i
             break
         first = max(last + 1 - overlap, first + 1)
     return groups
-

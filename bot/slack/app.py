@@ -45,8 +45,14 @@ if not any(isinstance(f, _DropTokenSkippedWarning) for f in _BOLT_APP_LOGGER.fil
     _BOLT_APP_LOGGER.addFilter(_DropTokenSkippedWarning())
 
 
-def create_app(settings: Settings, service: AnsweringService, *, client: WebClient | None = None,
-               store: SlackState | None = None, executor: Executor | None = None) -> App:
+def create_app(
+    settings: Settings,
+    service: AnsweringService,
+    *,
+    client: WebClient | None = None,
+    store: SlackState | None = None,
+    executor: Executor | None = None,
+) -> App:
     """The Bolt app with every listener registered; serve it with `bot.slack.server.serve` or dispatch to it in tests.
 
         service = build_service(settings)
@@ -64,14 +70,19 @@ def create_app(settings: Settings, service: AnsweringService, *, client: WebClie
     """
     if client is None:
         if settings.slack_bot_token is None:
-            raise ConfigError("SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
-                              "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…).")
-        client = WebClient(token=settings.slack_bot_token.get_secret_value(),
-                           base_url=settings.slack_api_url or WebClient.BASE_URL)
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
+                "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
+            )
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url or WebClient.BASE_URL
+        )
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     if not signing_secret and settings.slack_app_token is None:
-        raise ConfigError("SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
-                          "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL.")
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
+            "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
+        )
     try:
         app = App(
             # identity
@@ -86,8 +97,10 @@ def create_app(settings: Settings, service: AnsweringService, *, client: WebClie
             listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-bot-slack"),
         )
     except (BoltError, SlackApiError, SlackClientError, OSError) as exc:
-        raise ConfigError(f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
-                          f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}.") from exc
+        raise ConfigError(
+            f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
+            f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
+        ) from exc
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
     register_all(app, ListenerKit(settings, service, store or SlackState(settings.db_path), work))
     return app

@@ -15,9 +15,20 @@ from bot.core.records import Answer, ArticleRef, Citation
 from bot.slack.escape import escape_slack
 
 __all__ = [
-    "ACTION_FEEDBACK_UP", "ACTION_FEEDBACK_DOWN", "ACTION_SHARE", "answer_message", "error_message", "notice",
-    "mrkdwn_notice", "ingest_report_message", "ingest_failure_message", "highlighted_quote", "title_link",
-    "feedback_value", "parse_feedback_value", "VOTES",
+    "ACTION_FEEDBACK_UP",
+    "ACTION_FEEDBACK_DOWN",
+    "ACTION_SHARE",
+    "answer_message",
+    "error_message",
+    "notice",
+    "mrkdwn_notice",
+    "ingest_report_message",
+    "ingest_failure_message",
+    "highlighted_quote",
+    "title_link",
+    "feedback_value",
+    "parse_feedback_value",
+    "VOTES",
 ]
 
 ACTION_FEEDBACK_UP = "feedback_up"
@@ -49,24 +60,29 @@ def _context(text: str, *, block_id: str | None = None) -> dict:
 
 
 def _button(template: str, *, action_id: str, value: str, style: str | None = None) -> dict:
-    button = {"type": "button", "action_id": action_id, "value": value,
-              "text": {"type": "plain_text", "text": messages.render(template), "emoji": True}}
+    button = {
+        "type": "button",
+        "action_id": action_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": messages.render(template), "emoji": True},
+    }
     if style:
         button["style"] = style
     return button
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_FALLBACK_CHARS else text[:MAX_FALLBACK_CHARS - 1] + ELLIPSIS
+    return text if len(text) <= MAX_FALLBACK_CHARS else text[: MAX_FALLBACK_CHARS - 1] + ELLIPSIS
 
 
 # Pieces -------------------------------------------------------------------------------------------------------
 
+
 def title_link(article: ArticleRef) -> str:
     """The article title as mrkdwn: a `<url|title>` link when the article has an http(s) url, else plain text.
 
-        >>> title_link(ArticleRef(1, "A & B", "feed", "https://example.com/a?x=1&y=2"))
-        '<https://example.com/a?x=1&amp;y=2|A &amp; B>'
+    >>> title_link(ArticleRef(1, "A & B", "feed", "https://example.com/a?x=1&y=2"))
+    '<https://example.com/a?x=1&amp;y=2|A &amp; B>'
     """
     title = escape_slack(_one_line(article.title))
     url = (article.url or "").strip()
@@ -96,7 +112,7 @@ def highlighted_quote(citation: Citation, *, max_chars: int = MAX_QUOTE_CHARS) -
     if len(sentence) > max_chars:
         room = max(0, max_chars - len(middle)) // 2
         if len(before) > room:
-            before = ELLIPSIS + before[len(before) - room:]
+            before = ELLIPSIS + before[len(before) - room :]
         if len(after) > room:
             after = after[:room] + ELLIPSIS
     before, middle, after = _squash(before), _one_line(middle), _squash(after)
@@ -123,8 +139,8 @@ def parse_feedback_value(value: str) -> tuple[str, str | None]:
 
 # Messages -----------------------------------------------------------------------------------------------------
 
-def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
-                   asked_by: str | None = None) -> dict:
+
+def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, asked_by: str | None = None) -> dict:
     """An answer (or "no confident answer") as a Slack message: `{"text": fallback, "blocks": [...]}`.
 
         message = answer_message(service.answer(question), answer_id="3f2a9c")
@@ -136,9 +152,14 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
     """
     blocks: list[dict] = []
     if asked_by:
-        blocks.append(_context(messages.render("slack_asked_by", user=f"<@{asked_by}>",
-                                               question=escape_slack(_one_line(answer.question))),
-                               block_id="asked_by"))
+        blocks.append(
+            _context(
+                messages.render(
+                    "slack_asked_by", user=f"<@{asked_by}>", question=escape_slack(_one_line(answer.question))
+                ),
+                block_id="asked_by",
+            )
+        )
     if not answer.is_answered or answer.citation is None:
         text = _no_answer_text(answer)
         blocks.append(_section(text, block_id="no_answer"))
@@ -146,36 +167,66 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False,
 
     citation = answer.citation
     answer_text = escape_slack(_one_line(answer.text or ""))
-    blocks.append(_section(messages.render("slack_answer", answer=answer_text, quote=highlighted_quote(citation)),
-                           block_id="answer"))
+    blocks.append(
+        _section(
+            messages.render("slack_answer", answer=answer_text, quote=highlighted_quote(citation)), block_id="answer"
+        )
+    )
     blocks.append(_context(_source_line(citation, answer.score), block_id="source"))
     alternatives = [alt for alt in answer.alternatives if alt.citation and alt.text][:2]
     if alternatives:
-        lines = [messages.render("slack_alternative", answer=escape_slack(_one_line(alt.text or "")),
-                                 title=title_link(alt.citation.article),
-                                 confidence=messages.percent(alt.score))
-                 for alt in alternatives]
+        lines = [
+            messages.render(
+                "slack_alternative",
+                answer=escape_slack(_one_line(alt.text or "")),
+                title=title_link(alt.citation.article),
+                confidence=messages.percent(alt.score),
+            )
+            for alt in alternatives
+        ]
         blocks.append(_context("\n".join(lines), block_id="alternatives"))
-    blocks.append({"type": "actions", "block_id": "feedback", "elements": [
-        _button("slack_button_helpful", action_id=ACTION_FEEDBACK_UP, value=feedback_value("up", answer_id)),
-        _button("slack_button_not_helpful", action_id=ACTION_FEEDBACK_DOWN, value=feedback_value("down", answer_id)),
-    ]})
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": "feedback",
+            "elements": [
+                _button("slack_button_helpful", action_id=ACTION_FEEDBACK_UP, value=feedback_value("up", answer_id)),
+                _button(
+                    "slack_button_not_helpful", action_id=ACTION_FEEDBACK_DOWN, value=feedback_value("down", answer_id)
+                ),
+            ],
+        }
+    )
     if shareable:
-        blocks.append({"type": "actions", "block_id": "share", "elements": [
-            _button("slack_button_share", action_id=ACTION_SHARE, value=answer_id, style="primary"),
-        ]})
-    fallback = messages.render("slack_answer_fallback", answer=answer_text,
-                               sentence=escape_slack(_one_line(citation.sentence)),
-                               title=escape_slack(_one_line(citation.article.title)),
-                               confidence=messages.percent(answer.score))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "share",
+                "elements": [
+                    _button("slack_button_share", action_id=ACTION_SHARE, value=answer_id, style="primary"),
+                ],
+            }
+        )
+    fallback = messages.render(
+        "slack_answer_fallback",
+        answer=answer_text,
+        sentence=escape_slack(_one_line(citation.sentence)),
+        title=escape_slack(_one_line(citation.article.title)),
+        confidence=messages.percent(answer.score),
+    )
     return {"text": _clip(fallback), "blocks": blocks}
 
 
 def _source_line(citation: Citation, score: float) -> str:
     article = citation.article
     date = f", {escape_slack(article.published_at)}" if article.published_at else ""
-    return messages.render("slack_answer_source", title=title_link(article), source=escape_slack(article.source),
-                           date=date, confidence=messages.percent(score))
+    return messages.render(
+        "slack_answer_source",
+        title=title_link(article),
+        source=escape_slack(article.source),
+        date=date,
+        confidence=messages.percent(score),
+    )
 
 
 def _no_answer_text(answer: Answer) -> str:

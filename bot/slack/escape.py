@@ -8,8 +8,8 @@ __all__ = ["escape_slack", "unescape_slack"]
 def escape_slack(text: str) -> str:
     """Escape `&`, `<`, `>` so quoted text can never become a mention, a channel ping or a link in Slack.
 
-        >>> escape_slack("for <!channel> & co")
-        'for &lt;!channel&gt; &amp; co'
+    >>> escape_slack("for <!channel> & co")
+    'for &lt;!channel&gt; &amp; co'
     """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -17,7 +17,7 @@ def escape_slack(text: str) -> str:
 def unescape_slack(text: str) -> str:
     """Undo Slack's escaping of user text (`&lt;` → `<`), so it is stored and searched as typed.
 
-        >>> unescape_slack("a &lt;b&gt; &amp;amp; c")
-        'a <b> &amp; c'
+    >>> unescape_slack("a &lt;b&gt; &amp;amp; c")
+    'a <b> &amp; c'
     """
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -29,7 +29,7 @@ HTTP_THREADS = 8
 def create_wsgi_app(app: App) -> Callable[[dict, Callable], Iterable[bytes]]:
     """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200.
 
-        server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0)
+    server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0)
     """
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
 
@@ -59,14 +59,20 @@ def connect_to_slack(settings: Settings) -> WebClient:
         reached (naming the URL and what failed).
     """
     if settings.slack_bot_token is None:
-        raise ConfigError("SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
-                          "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…).")
+        raise ConfigError(
+            "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
+            "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
+        )
     if settings.slack_app_token is None and settings.slack_signing_secret is None:
-        raise ConfigError("SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
-                          "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL.")
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
+            "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
+        )
     if settings.slack_app_token is not None and not settings.slack_app_token.get_secret_value().startswith("xapp-"):
-        raise ConfigError("SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write "
-                          "scope; unset it to serve over HTTP instead.")
+        raise ConfigError(
+            "SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write "
+            "scope; unset it to serve over HTTP instead."
+        )
     base_url = settings.slack_api_url or WebClient.BASE_URL
     client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=base_url, timeout=10)
     url = f"{base_url}auth.test"
@@ -77,12 +83,16 @@ def connect_to_slack(settings: Settings) -> WebClient:
         identity = client.auth_test()
     except SlackApiError as exc:
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc.response.status_code
-        raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN at {url}: {error}. Copy the Bot User OAuth Token "
-                          "(xoxb-…) from the Slack app's OAuth & Permissions page.") from exc
+        raise ConfigError(
+            f"Slack rejected SLACK_BOT_TOKEN at {url}: {error}. Copy the Bot User OAuth Token "
+            "(xoxb-…) from the Slack app's OAuth & Permissions page."
+        ) from exc
     except (SlackClientError, OSError, ValueError) as exc:  # URLError, refused connection, time-out, bad URL
         reason = getattr(exc, "reason", None) or exc
-        raise ConfigError(f"Cannot reach Slack at {url}: {reason}. Check the network"
-                          f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}.") from exc
+        raise ConfigError(
+            f"Cannot reach Slack at {url}: {reason}. Check the network"
+            f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
+        ) from exc
     finally:
         sdk_logger.setLevel(sdk_level)
     logger.info("slack token checked team=%s bot_user_id=%s", identity.get("team"), identity.get("user_id"))

@@ -69,8 +69,10 @@ def check_public_host(url: str) -> None:
         raise FetchError(f"could not reach {host}: {exc}") from exc
     for address in sorted(addresses):
         if not ipaddress.ip_address(address.split("%")[0]).is_global:
-            raise FetchError(f"{host} is a private or local address ({address}); links inside the bot's own network "
-                             "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true")
+            raise FetchError(
+                f"{host} is a private or local address ({address}); links inside the bot's own network "
+                "are refused unless QABOT_FETCH_ALLOW_PRIVATE=true"
+            )
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -100,15 +102,17 @@ def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: boo
         check_public_host(url)
     opener = urllib.request.build_opener(_CheckedRedirects(allow_private))
     deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
-                                                   "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"})
+    request = urllib.request.Request(
+        url, headers={"User-Agent": USER_AGENT, "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"}
+    )
     try:
         with opener.open(request, timeout=timeout_s) as response:
             headers: Message = response.headers
             declared = headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit "
-                                 "(QABOT_FETCH_MAX_BYTES)")
+                raise FetchError(
+                    f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit (QABOT_FETCH_MAX_BYTES)"
+                )
             chunks, size = [], 0
             while True:
                 if time.monotonic() > deadline:
@@ -143,8 +147,9 @@ def _timeout(url: str, timeout_s: float) -> FetchError:
     return FetchError(f"{url} did not answer within {timeout_s:g} s (QABOT_FETCH_TIMEOUT_S); try again later")
 
 
-def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000,
-                  allow_private: bool = False) -> Article:
+def fetch_article(
+    url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_000, allow_private: bool = False
+) -> Article:
     """Fetch a web page and extract its article: title and readable text (HTML) or first line as title (text).
 
         article = fetch_article("https://example.com/news/1", timeout_s=10, max_bytes=5_000_000)
@@ -165,5 +170,7 @@ def fetch_article(url: str, *, timeout_s: float = 10.0, max_bytes: int = 5_000_0
         raise
     except IngestError as exc:
         raise FetchError(f"{page.url}: {exc}") from exc
-    raise FetchError(f"{page.url} is {page.content_type}, not a web page; only HTML and plain-text pages can be "
-                     "ingested (for other documents, paste their text after /ingest)")
+    raise FetchError(
+        f"{page.url} is {page.content_type}, not a web page; only HTML and plain-text pages can be "
+        "ingested (for other documents, paste their text after /ingest)"
+    )

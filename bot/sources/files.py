@@ -52,15 +52,20 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
     title = record.get("title")
     body = record.get("body", record.get("text"))
     if not isinstance(title, str) or not title.strip():
-        raise IngestError(f"{where}: missing \"title\"")
+        raise IngestError(f'{where}: missing "title"')
     if not isinstance(body, str) or not normalize_whitespace(body):
-        raise IngestError(f"{where}: no body (expected a non-empty \"body\" or \"text\")")
+        raise IngestError(f'{where}: no body (expected a non-empty "body" or "text")')
     url = record.get("url") or None
     published = record.get("published_at")
     source = record.get("source") or path
-    return Article(title=normalize_whitespace(title), body=normalize_whitespace(body), source=str(source),
-                   url=str(url) if url else None, published_at=str(published) if published else None,
-                   key=None if url else f"{key_path}#{normalize_whitespace(title)}")
+    return Article(
+        title=normalize_whitespace(title),
+        body=normalize_whitespace(body),
+        source=str(source),
+        url=str(url) if url else None,
+        published_at=str(published) if published else None,
+        key=None if url else f"{key_path}#{normalize_whitespace(title)}",
+    )
 
 
 def _decode(path: Path) -> str:
@@ -71,8 +76,10 @@ def _decode(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IngestError(f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "convert the file to UTF-8 and ingest it again") from exc
+        raise IngestError(
+            f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "convert the file to UTF-8 and ingest it again"
+        ) from exc
 
 
 def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
@@ -100,15 +107,23 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
         records = data if isinstance(data, list) else [data]
         seen: dict[str, int] = {}
         for index, record in enumerate(records):
-            yield _distinct_key(_guard(lambda r=record, i=index: _article_from_record(
-                r, path=source, where=f"record {i + 1}", key_path=key), source), seen)
+            yield _distinct_key(
+                _guard(
+                    lambda r=record, i=index: _article_from_record(
+                        r, path=source, where=f"record {i + 1}", key_path=key
+                    ),
+                    source,
+                ),
+                seen,
+            )
     else:  # .jsonl
         seen = {}
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            yield _distinct_key(_guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n,
-                                                                               key_path=key), source), seen)
+            yield _distinct_key(
+                _guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n, key_path=key), source), seen
+            )
 
 
 def _distinct_key(item: Article | IngestFailure, seen: dict[str, int]) -> Article | IngestFailure:
@@ -142,8 +157,11 @@ def expand_paths(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | I
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if (child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts)
-                        and child.resolve() not in skip):
+                if (
+                    child.is_file()
+                    and not any(part.startswith(".") for part in child.relative_to(path).parts)
+                    and child.resolve() not in skip
+                ):
                     yield child
         elif path.exists():
             yield path

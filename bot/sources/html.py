@@ -14,8 +14,9 @@ def article_from_html(html: str, *, source: str, url: str | None = None, key: st
     """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped)."""
     import trafilatura
 
-    extracted = trafilatura.extract(html, output_format="json", with_metadata=True, include_comments=False,
-                                    include_tables=False, url=url)
+    extracted = trafilatura.extract(
+        html, output_format="json", with_metadata=True, include_comments=False, include_tables=False, url=url
+    )
     if not extracted:
         raise IngestError("no readable article text found in the HTML")
     data = json.loads(extracted)

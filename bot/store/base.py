@@ -28,9 +28,9 @@ class StoredOutcome:
 class Store(Protocol):
     """An article store: add articles, search their passages with an FTS5 expression, cite their sentences.
 
-        store: Store = SQLiteStore("qa.db")
-        store.add_article(Article(title="Riverton bridge", body="...", source="notes.txt"))
-        passages = store.search('"bridge"', limit=5)
+    store: Store = SQLiteStore("qa.db")
+    store.add_article(Article(title="Riverton bridge", body="...", source="notes.txt"))
+    passages = store.search('"bridge"', limit=5)
     """
 
     path: str

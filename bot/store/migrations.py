@@ -44,40 +44,97 @@ def initial_schema(db: sqlite_utils.Database) -> None:
     """
     tables = set(db.table_names())
     if "articles" not in tables:
-        db["articles"].create({
-            "id": int, "key": str, "title": str, "body": str, "source": str, "url": str,
-            "published_at": str, "content_hash": str, "ingested_at": str,
-        }, pk="id", not_null={"key", "title", "body", "source", "content_hash"})
+        db["articles"].create(
+            {
+                "id": int,
+                "key": str,
+                "title": str,
+                "body": str,
+                "source": str,
+                "url": str,
+                "published_at": str,
+                "content_hash": str,
+                "ingested_at": str,
+            },
+            pk="id",
+            not_null={"key", "title", "body", "source", "content_hash"},
+        )
         db["articles"].create_index(["key"], unique=True)
         db["articles"].create_index(["content_hash"])
     if "sentences" not in tables:
-        db["sentences"].create({
-            "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "text": str,
-        }, pk="id", foreign_keys=[("article_id", "articles", "id")])
+        db["sentences"].create(
+            {
+                "id": int,
+                "article_id": int,
+                "idx": int,
+                "char_start": int,
+                "char_end": int,
+                "text": str,
+            },
+            pk="id",
+            foreign_keys=[("article_id", "articles", "id")],
+        )
         db["sentences"].create_index(["article_id", "char_start"])
     if "passages" not in tables:
-        db["passages"].create({
-            "id": int, "article_id": int, "idx": int, "char_start": int, "char_end": int, "title": str, "text": str,
-        }, pk="id", foreign_keys=[("article_id", "articles", "id")])
+        db["passages"].create(
+            {
+                "id": int,
+                "article_id": int,
+                "idx": int,
+                "char_start": int,
+                "char_end": int,
+                "title": str,
+                "text": str,
+            },
+            pk="id",
+            foreign_keys=[("article_id", "articles", "id")],
+        )
         db["passages"].create_index(["article_id"])
     if "slack_events" not in tables:
         db["slack_events"].create({"event_id": str, "seen_at": float}, pk="event_id")
     if "slack_answers" not in tables:
-        db["slack_answers"].create({
-            "id": str, "question": str, "answer": str, "article_id": int, "score": float,
-            "text": str, "blocks": str, "created_at": str,
-        }, pk="id")
+        db["slack_answers"].create(
+            {
+                "id": str,
+                "question": str,
+                "answer": str,
+                "article_id": int,
+                "score": float,
+                "text": str,
+                "blocks": str,
+                "created_at": str,
+            },
+            pk="id",
+        )
     if "slack_replies" not in tables:
-        db["slack_replies"].create({
-            "channel": str, "question_ts": str, "reply_ts": str, "thread_ts": str, "answer_id": str,
-            "updated_at": str,
-        }, pk=("channel", "question_ts"))
+        db["slack_replies"].create(
+            {
+                "channel": str,
+                "question_ts": str,
+                "reply_ts": str,
+                "thread_ts": str,
+                "answer_id": str,
+                "updated_at": str,
+            },
+            pk=("channel", "question_ts"),
+        )
         db["slack_replies"].create_index(["channel", "reply_ts"])
     if "slack_feedback" not in tables:
-        db["slack_feedback"].create({
-            "id": int, "answer_id": str, "user": str, "vote": str, "question": str, "answer": str,
-            "article_id": int, "channel": str, "message_ts": str, "clicked_at": str,
-        }, pk="id")
+        db["slack_feedback"].create(
+            {
+                "id": int,
+                "answer_id": str,
+                "user": str,
+                "vote": str,
+                "question": str,
+                "answer": str,
+                "article_id": int,
+                "channel": str,
+                "message_ts": str,
+                "clicked_at": str,
+            },
+            pk="id",
+        )
     if "slack_requests" not in tables:
         db["slack_requests"].create({"user": str, "at": float})
         db["slack_requests"].create_index(["user", "at"])
@@ -112,8 +169,10 @@ def migrate(db: sqlite_utils.Database, *, path: str = "the database") -> tuple[i
     before = schema_version(db)
     latest = latest_version()
     if before > latest:
-        raise StoreError(f"{path} has schema version {before}, but this qa-bot knows versions up to {latest}. "
-                         "Upgrade qa-bot (pip install -U qa-bot) to open it.")
+        raise StoreError(
+            f"{path} has schema version {before}, but this qa-bot knows versions up to {latest}. "
+            "Upgrade qa-bot (pip install -U qa-bot) to open it."
+        )
     conn = db.conn
     for version in range(before + 1, latest + 1):
         migration = MIGRATIONS[version - 1]
@@ -130,8 +189,10 @@ def migrate(db: sqlite_utils.Database, *, path: str = "the database") -> tuple[i
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
-            raise StoreError(f"Could not upgrade {path} to schema version {version} ({migration.__name__}): "
-                             f"{exc}. The file is still at version {schema_version(db)}.") from exc
+            raise StoreError(
+                f"Could not upgrade {path} to schema version {version} ({migration.__name__}): "
+                f"{exc}. The file is still at version {schema_version(db)}."
+            ) from exc
         logger.info("schema migrated db=%s version=%d migration=%s", path, version, migration.__name__)
     return before, max(before, latest)
 

@@ -70,7 +70,9 @@ class SQLiteStore:
             self._bulk_pending = 0
             migrate(self.db, path=self.path)  # create or upgrade the schema (bot.store.migrations)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db).") from exc
+            raise StoreError(
+                f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db)."
+            ) from exc
 
     # Writing -------------------------------------------------------------------------------------------------
 
@@ -89,8 +91,10 @@ class SQLiteStore:
                 if self._bulk_every and not self.db.conn.in_transaction:
                     lost, self._bulk_pending = self._bulk_pending, 0
                     self.db.execute("BEGIN")
-                    raise StoreError(f"{exc} SQLite also undid the {lost} article(s) stored before it in this batch; "
-                                     f"ingest the same files again to store them.") from exc
+                    raise StoreError(
+                        f"{exc} SQLite also undid the {lost} article(s) stored before it in this batch; "
+                        f"ingest the same files again to store them."
+                    ) from exc
                 raise
             if self._bulk_every:
                 self._bulk_pending += 1
@@ -142,8 +146,13 @@ class SQLiteStore:
                 return StoredOutcome("unchanged", same["id"], article.title)
             sentences = split_sentences(article.body)
             row = {
-                "key": key, "title": article.title, "body": article.body, "source": article.source,
-                "url": article.url, "published_at": article.published_at, "content_hash": digest,
+                "key": key,
+                "title": article.title,
+                "body": article.body,
+                "source": article.source,
+                "url": article.url,
+                "published_at": article.published_at,
+                "content_hash": digest,
                 "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             with self.db.atomic():  # one transaction: nested sqlite-utils writes become savepoints
@@ -161,13 +170,31 @@ class SQLiteStore:
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
         self.db["sentences"].insert_all(
-            ({"article_id": article_id, "idx": s.index, "char_start": s.char_start, "char_end": s.char_end,
-              "text": s.text} for s in sentences), batch_size=500)
+            (
+                {
+                    "article_id": article_id,
+                    "idx": s.index,
+                    "char_start": s.char_start,
+                    "char_end": s.char_end,
+                    "text": s.text,
+                }
+                for s in sentences
+            ),
+            batch_size=500,
+        )
         passages = []
         for idx, (first, last) in enumerate(group_passages(sentences, max_words=PASSAGE_MAX_WORDS)):
             start, end = sentences[first].char_start, sentences[last].char_end
-            passages.append({"article_id": article_id, "idx": idx, "char_start": start, "char_end": end,
-                             "title": article.title, "text": article.body[start:end]})
+            passages.append(
+                {
+                    "article_id": article_id,
+                    "idx": idx,
+                    "char_start": start,
+                    "char_end": end,
+                    "title": article.title,
+                    "text": article.body[start:end],
+                }
+            )
         self.db["passages"].insert_all(passages, batch_size=500)
 
     # Reading -------------------------------------------------------------------------------------------------
@@ -181,8 +208,11 @@ class SQLiteStore:
         # Rank inside FTS5 first and join only the `limit` winners: joining every match before sorting costs
         # 2.5x more at 100k articles (BENCHMARKS.md).
         names = ["query"] + [f"query_{i}" for i in range(1, expressions)]
-        ranked = [f"select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
-                  f"  where passages_fts match :{name} order by rank limit :limit\n" for name in names]
+        ranked = [
+            f"select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
+            f"  where passages_fts match :{name} order by rank limit :limit\n"
+            for name in names
+        ]
         if len(ranked) == 1:
             hits = f"  {ranked[0]}"
         else:  # the best `limit` of each expression, a passage found twice with its best score
@@ -217,9 +247,14 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
         return [
-            Passage(id=row["id"], article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"],
-                                                     row["published_at"]),
-                    char_start=row["char_start"], char_end=row["char_end"], text=row["text"], bm25=row["rank"])
+            Passage(
+                id=row["id"],
+                article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"], row["published_at"]),
+                char_start=row["char_start"],
+                char_end=row["char_end"],
+                text=row["text"],
+                bm25=row["rank"],
+            )
             for row in rows
         ]
 
@@ -244,10 +279,13 @@ class SQLiteStore:
     def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
         """The sentences of an article that overlap body[char_start:char_end], in order."""
         with self.lock:
-            rows = list(self.db.query(
-                "select idx, char_start, char_end, text from sentences where article_id = ? "
-                "and char_end > ? and char_start < ? order by char_start",
-                [article_id, char_start, max(char_end, char_start + 1)]))
+            rows = list(
+                self.db.query(
+                    "select idx, char_start, char_end, text from sentences where article_id = ? "
+                    "and char_end > ? and char_start < ? order by char_start",
+                    [article_id, char_start, max(char_end, char_start + 1)],
+                )
+            )
         return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"]) for r in rows]
 
     def article_body(self, article_id: int) -> str:

@@ -83,8 +83,9 @@ class SlackState:
             self.db = sqlite_utils.Database(conn)
             migrate(self.db, path=self.path)  # the slack_ tables are part of the store's schema
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open the Slack tables in {self.path}: {exc}. "
-                             "Check the path (QABOT_DB_PATH).") from exc
+            raise StoreError(
+                f"Cannot open the Slack tables in {self.path}: {exc}. Check the path (QABOT_DB_PATH)."
+            ) from exc
 
     def _write(self, sql: str, params: list | tuple) -> sqlite3.Cursor:
         try:
@@ -105,8 +106,9 @@ class SlackState:
         """Record an Events API `event_id`; True the first time, False for every retry of the same event."""
         now = time.time() if now is None else now
         with self._lock:
-            cursor = self._write("insert or ignore into slack_events (event_id, seen_at) values (?, ?)",
-                                 [event_id, now])
+            cursor = self._write(
+                "insert or ignore into slack_events (event_id, seen_at) values (?, ?)", [event_id, now]
+            )
             if cursor.rowcount:
                 self._write("delete from slack_events where seen_at < ?", [now - EVENT_MEMORY_S])
             return cursor.rowcount == 1
@@ -119,17 +121,32 @@ class SlackState:
             self._write(
                 "insert or replace into slack_answers (id, question, answer, article_id, score, text, blocks, "
                 "created_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [answer.id, answer.question, answer.answer, answer.article_id, answer.score, answer.text,
-                 json.dumps(answer.blocks), _now_iso()])
+                [
+                    answer.id,
+                    answer.question,
+                    answer.answer,
+                    answer.article_id,
+                    answer.score,
+                    answer.text,
+                    json.dumps(answer.blocks),
+                    _now_iso(),
+                ],
+            )
 
     def get_answer(self, answer_id: str) -> StoredAnswer | None:
         with self._lock:
             row = self._one("select * from slack_answers where id = ?", [answer_id])
         if row is None:
             return None
-        return StoredAnswer(id=row["id"], question=row["question"], answer=row["answer"],
-                            article_id=row["article_id"], score=row["score"], text=row["text"],
-                            blocks=json.loads(row["blocks"]))
+        return StoredAnswer(
+            id=row["id"],
+            question=row["question"],
+            answer=row["answer"],
+            article_id=row["article_id"],
+            score=row["score"],
+            text=row["text"],
+            blocks=json.loads(row["blocks"]),
+        )
 
     def link_reply(self, link: ReplyLink) -> None:
         """Remember (or move) the bot's reply to a question message."""
@@ -137,20 +154,21 @@ class SlackState:
             self._write(
                 "insert or replace into slack_replies (channel, question_ts, reply_ts, thread_ts, answer_id, "
                 "updated_at) values (?, ?, ?, ?, ?, ?)",
-                [link.channel, link.question_ts, link.reply_ts, link.thread_ts, link.answer_id, _now_iso()])
+                [link.channel, link.question_ts, link.reply_ts, link.thread_ts, link.answer_id, _now_iso()],
+            )
 
     def reply_to(self, channel: str, question_ts: str) -> ReplyLink | None:
         """The bot's reply to the question message `question_ts` in `channel`, if it answered one."""
         with self._lock:
-            row = self._one("select * from slack_replies where channel = ? and question_ts = ?",
-                            [channel, question_ts])
+            row = self._one("select * from slack_replies where channel = ? and question_ts = ?", [channel, question_ts])
         return ReplyLink(**{k: row[k] for k in ReplyLink.__dataclass_fields__}) if row else None
 
     def answer_id_of_reply(self, channel: str, reply_ts: str) -> str | None:
         """Which answer the bot message `reply_ts` shows (for clicks on messages whose buttons carry no id)."""
         with self._lock:
-            row = self._one("select answer_id from slack_replies where channel = ? and reply_ts = ?",
-                            [channel, reply_ts])
+            row = self._one(
+                "select answer_id from slack_replies where channel = ? and reply_ts = ?", [channel, reply_ts]
+            )
         return row["answer_id"] if row else None
 
     def forget_reply(self, channel: str, question_ts: str) -> None:
@@ -159,14 +177,20 @@ class SlackState:
 
     # Feedback ------------------------------------------------------------------------------------------------
 
-    def record_feedback(self, *, answer_id: str | None, user: str, vote: str, channel: str | None,
-                        message_ts: str | None) -> dict:
+    def record_feedback(
+        self, *, answer_id: str | None, user: str, vote: str, channel: str | None, message_ts: str | None
+    ) -> dict:
         """Store one 👍/👎 click with the question, answer and article it was about; returns the stored row."""
         answer = self.get_answer(answer_id) if answer_id else None
         row = {
-            "answer_id": answer_id, "user": user, "vote": vote,
-            "question": answer.question if answer else None, "answer": answer.answer if answer else None,
-            "article_id": answer.article_id if answer else None, "channel": channel, "message_ts": message_ts,
+            "answer_id": answer_id,
+            "user": user,
+            "vote": vote,
+            "question": answer.question if answer else None,
+            "answer": answer.answer if answer else None,
+            "article_id": answer.article_id if answer else None,
+            "channel": channel,
+            "message_ts": message_ts,
             "clicked_at": _now_iso(),
         }
         with self._lock:

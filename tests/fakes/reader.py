@@ -15,8 +15,8 @@ __all__ = ["FakeReader", "PointingModel"]
 class PointingModel:
     """Stands where the QA model would: start and end logits are 10 on every occurrence of one token, -10 elsewhere.
 
-        model = PointingModel(tokenizer.convert_tokens_to_ids("haddad"))
-        output = model(input_ids=ids)  # output.start_logits: (n_windows, seq_len)
+    model = PointingModel(tokenizer.convert_tokens_to_ids("haddad"))
+    output = model(input_ids=ids)  # output.start_logits: (n_windows, seq_len)
     """
 
     def __init__(self, token_id: int) -> None:
@@ -37,8 +37,9 @@ class FakeReader(Reader):
         reader.best("Who founded the club?", ["The club was founded by Noor Haddad."]).text  # 'Haddad'
     """
 
-    def __init__(self, model: str | Path | ReaderConfig, *, point_at: str, batch_size: int = 32,
-                 **options: Unpack[ReaderOptions]) -> None:
+    def __init__(
+        self, model: str | Path | ReaderConfig, *, point_at: str, batch_size: int = 32, **options: Unpack[ReaderOptions]
+    ) -> None:
         super().__init__(model, batch_size=batch_size, **options)
         self.point_at = point_at
 

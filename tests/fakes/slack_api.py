@@ -38,8 +38,9 @@ class FakeSlackAPI:
         self._ts_counter = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-slack-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack-api", daemon=True
+        )
 
     # Life cycle ----------------------------------------------------------------------------------------------
 
@@ -106,20 +107,36 @@ class FakeSlackAPI:
                     return bodies
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"expected {count} {method} call(s) within {timeout_s}s, "
-                                         f"saw {[name for name, _ in self.calls]}")
+                    raise AssertionError(
+                        f"expected {count} {method} call(s) within {timeout_s}s, saw {[name for name, _ in self.calls]}"
+                    )
                 self._lock.wait(remaining)
 
 
 def _canned(fake: FakeSlackAPI, method: str, body: dict) -> dict:
     channel = body.get("channel", "C0001")
     if method == "auth.test":
-        return {"ok": True, "url": "https://example.slack.com/", "team": "Example Corp", "user": "kb-bot",
-                "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}
+        return {
+            "ok": True,
+            "url": "https://example.slack.com/",
+            "team": "Example Corp",
+            "user": "kb-bot",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
     if method == "chat.postMessage":
         ts = fake.next_ts()
-        message = {"user": BOT_USER_ID, "type": "message", "ts": ts, "bot_id": BOT_ID, "app_id": "A0001",
-                   "text": body.get("text", ""), "team": TEAM_ID}
+        message = {
+            "user": BOT_USER_ID,
+            "type": "message",
+            "ts": ts,
+            "bot_id": BOT_ID,
+            "app_id": "A0001",
+            "text": body.get("text", ""),
+            "team": TEAM_ID,
+        }
         if body.get("thread_ts"):
             message["thread_ts"] = body["thread_ts"]
         if body.get("blocks"):
@@ -129,9 +146,20 @@ def _canned(fake: FakeSlackAPI, method: str, body: dict) -> dict:
         return {"ok": True, "message_ts": fake.next_ts()}
     if method == "chat.update":
         ts = body.get("ts", "")
-        return {"ok": True, "channel": channel, "ts": ts, "text": body.get("text", ""),
-                "message": {"user": BOT_USER_ID, "type": "message", "ts": ts, "bot_id": BOT_ID,
-                            "text": body.get("text", ""), "edited": {"user": BOT_ID, "ts": fake.next_ts()}}}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": body.get("text", ""),
+            "message": {
+                "user": BOT_USER_ID,
+                "type": "message",
+                "ts": ts,
+                "bot_id": BOT_ID,
+                "text": body.get("text", ""),
+                "edited": {"user": BOT_ID, "ts": fake.next_ts()},
+            },
+        }
     if method == "chat.delete":
         return {"ok": True, "channel": channel, "ts": body.get("ts", "")}
     if method in ("reactions.add", "reactions.remove"):
@@ -155,12 +183,15 @@ def _handler_for(fake: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b"ok", "text/html")
                 return
             method = path.lstrip("/")
-            token = (self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-                     or str(body.get("token", "")))
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip() or str(body.get("token", ""))
             fake._record(method, body)
             if method != "auth.test" and token == "xoxb-ratelimited":
-                self._send(429, json.dumps({"ok": False, "error": "ratelimited"}).encode(), "application/json",
-                           {"Retry-After": "1"})
+                self._send(
+                    429,
+                    json.dumps({"ok": False, "error": "ratelimited"}).encode(),
+                    "application/json",
+                    {"Retry-After": "1"},
+                )
                 return
             if (method != "auth.test" and token == "xoxb-fail") or method in fake._failures:
                 error = fake._failures.get(method, "fatal_error")

@@ -37,20 +37,30 @@ class ActionListeners:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         stored = self.kit.state.get_answer(answer_id)
         if stored is None or not channel:
-            self.kit.respond(respond, slack_blocks.notice(messages.render("slack_share_expired")),
-                          response_type="ephemeral", replace_original=False)
+            self.kit.respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_share_expired")),
+                response_type="ephemeral",
+                replace_original=False,
+            )
             return
         try:
             reply = client.chat_postMessage(channel=channel, text=stored.text, blocks=stored.blocks)
         except SLACK_CALL_ERRORS as exc:
             logger.warning("share failed channel=%s error=%s", channel, slack_error(exc))
-            self.kit.respond(respond, slack_blocks.notice(messages.render("slack_share_failed",
-                                                                       error=slack_error(exc))),
-                          response_type="ephemeral", replace_original=False)
+            self.kit.respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_share_failed", error=slack_error(exc))),
+                response_type="ephemeral",
+                replace_original=False,
+            )
             return
         logger.info("shared answer_id=%s channel=%s ts=%s", answer_id, channel, reply["ts"])
-        self.kit.respond(respond, slack_blocks.mrkdwn_notice(messages.render("slack_shared", channel=f"<#{channel}>")),
-                      replace_original=True)
+        self.kit.respond(
+            respond,
+            slack_blocks.mrkdwn_notice(messages.render("slack_shared", channel=f"<#{channel}>")),
+            replace_original=True,
+        )
 
     def on_feedback(self, ack: Ack, body: dict, action: dict, respond: Respond) -> None:
         ack()
@@ -66,8 +76,13 @@ class ActionListeners:
         if answer_id is None and channel and message_ts:
             answer_id = self.kit.state.answer_id_of_reply(channel, message_ts)
         user = (body.get("user") or {}).get("id", "")
-        self.kit.state.record_feedback(answer_id=answer_id, user=user, vote=vote, channel=channel, message_ts=message_ts)
+        self.kit.state.record_feedback(
+            answer_id=answer_id, user=user, vote=vote, channel=channel, message_ts=message_ts
+        )
         logger.info("feedback vote=%s answer_id=%s user=%s", vote, answer_id, user)
-        self.kit.respond(respond, slack_blocks.notice(messages.render("slack_feedback_thanks",
-                                                                   vote=slack_blocks.VOTES[vote])),
-                      response_type="ephemeral", replace_original=False)
+        self.kit.respond(
+            respond,
+            slack_blocks.notice(messages.render("slack_feedback_thanks", vote=slack_blocks.VOTES[vote])),
+            response_type="ephemeral",
+            replace_original=False,
+        )

@@ -73,22 +73,30 @@ class CommandListeners:
         url = _single_url(text)
         try:
             if url:
-                article = fetch_article(url, timeout_s=self.kit.settings.fetch_timeout_s,
-                                        max_bytes=self.kit.settings.fetch_max_bytes,
-                                        allow_private=self.kit.settings.fetch_allow_private)
+                article = fetch_article(
+                    url,
+                    timeout_s=self.kit.settings.fetch_timeout_s,
+                    max_bytes=self.kit.settings.fetch_max_bytes,
+                    allow_private=self.kit.settings.fetch_allow_private,
+                )
             else:
                 article = _pasted_article(text, user=user)
             outcome = ingest_article(self.kit.service.store, article)
         except IngestError as exc:  # FetchError included: the reason is meant for the user
             logger.info("ingest failed user=%s kind=%s", user, "url" if url else "text")
             logger.debug("ingest failure reason=%s", exc)  # may quote the pasted text
-            self.kit.respond(respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)),
-                          response_type="ephemeral")
+            self.kit.respond(
+                respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)), response_type="ephemeral"
+            )
             return
         logger.info("ingested user=%s status=%s article_id=%d", user, outcome.status, outcome.article_id)
-        self.kit.respond(respond, slack_blocks.ingest_report_message(title=outcome.title, source=url or article.source,
-                                                                  status=outcome.status),
-                      response_type="ephemeral")
+        self.kit.respond(
+            respond,
+            slack_blocks.ingest_report_message(
+                title=outcome.title, source=url or article.source, status=outcome.status
+            ),
+            response_type="ephemeral",
+        )
 
     def on_help(self, ack: Ack) -> None:
         ack(**slack_blocks.notice(messages.render("help")))

@@ -58,14 +58,21 @@ class EventListeners:
         channel = event.get("channel", "")
         if event.get("bot_id") or channel.startswith("D"):  # DMs are answered by on_message
             return
-        self.kit.later(self._answer_in_thread, client, "mention", event, context.bot_user_id,
-                    apology=self.kit.in_thread(client, event))
+        self.kit.later(
+            self._answer_in_thread,
+            client,
+            "mention",
+            event,
+            context.bot_user_id,
+            apology=self.kit.in_thread(client, event),
+        )
 
     def on_direct_message(self, event: dict, context: BoltContext, client: WebClient) -> None:
         if not from_a_person(event, context.bot_user_id):
             return
-        self.kit.later(self._answer_in_thread, client, "dm", event, context.bot_user_id,
-                       apology=self.kit.in_thread(client, event))
+        self.kit.later(
+            self._answer_in_thread, client, "dm", event, context.bot_user_id, apology=self.kit.in_thread(client, event)
+        )
 
     def on_edit(self, event: dict, context: BoltContext, client: WebClient) -> None:
         edited = {**(event.get("message") or {}), "channel": event.get("channel", "")}
@@ -83,8 +90,9 @@ class EventListeners:
         logger.info("question kind=%s channel=%s user=%s ts=%s", kind, channel, user, ts)
         question = question_text(event.get("text"), bot_user_id=bot_user_id)
         if not question:
-            client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                    **slack_blocks.notice(messages.render("slack_empty_question")))
+            client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, **slack_blocks.notice(messages.render("slack_empty_question"))
+            )
             return
         refusal = self.kit.rate_limited(user)
         if refusal:
@@ -93,8 +101,9 @@ class EventListeners:
         with self.kit.eyes(client, channel, ts):
             message, answer_id = self.kit.answer(question, user=user)
             reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
-        self.kit.state.link_reply(ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"],
-                                        thread_ts=thread_ts, answer_id=answer_id))
+        self.kit.state.link_reply(
+            ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)
+        )
 
     def _on_edit(self, client: WebClient, event: dict, bot_user_id: str | None) -> None:
         channel = event.get("channel", "")
@@ -109,7 +118,9 @@ class EventListeners:
         logger.info("question edited channel=%s user=%s ts=%s", channel, user, new["ts"])
         refusal = self.kit.rate_limited(user)
         if refusal:
-            self.kit.try_call(client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal)
+            self.kit.try_call(
+                client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal
+            )
             return
         with self.kit.eyes(client, channel, new["ts"]):
             message, answer_id = self.kit.answer(question, user=user)

@@ -32,8 +32,8 @@ SLACK_CALL_ERRORS = (SlackApiError, SlackClientError, OSError)
 def question_text(text: str | None, *, bot_user_id: str | None) -> str:
     """The question in a message: the bot's `<@U…>` mention removed, Slack escaping undone, spaces collapsed.
 
-        >>> question_text("<@U0BOT> Who is the CEO of Rosoboronexport?", bot_user_id="U0BOT")
-        'Who is the CEO of Rosoboronexport?'
+    >>> question_text("<@U0BOT> Who is the CEO of Rosoboronexport?", bot_user_id="U0BOT")
+    'Who is the CEO of Rosoboronexport?'
     """
     text = text or ""
     if bot_user_id:
@@ -59,8 +59,8 @@ def slack_error(exc: Exception) -> str:
 class ListenerKit:
     """The service, the Slack tables and the worker pool every listener uses, with the plumbing around them.
 
-        kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2))
-        kit.later(job, client, event, apology=kit.in_thread(client, event))
+    kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2))
+    kit.later(job, client, event, apology=kit.in_thread(client, event))
     """
 
     def __init__(self, settings: Settings, service: AnsweringService, state: SlackState, work: Executor) -> None:
@@ -70,6 +70,7 @@ class ListenerKit:
     def later(self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None) -> None:
         """Run `job` on the worker pool. If it fails, log the traceback with a reference and show the user the
         apology with that reference through `apology(message)`, so nothing fails silently."""
+
         def run() -> None:
             try:
                 job(*args)
@@ -81,11 +82,13 @@ class ListenerKit:
                         apology(slack_blocks.error_message(reference))
                     except Exception:
                         logger.exception("could not show the apology reference=%s", reference)
+
         self.work.submit(run)
 
     def in_thread(self, client: WebClient, event: dict) -> Callable[[dict], object]:
-        return lambda message: client.chat_postMessage(channel=event["channel"],
-                                                       thread_ts=event.get("thread_ts") or event["ts"], **message)
+        return lambda message: client.chat_postMessage(
+            channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"], **message
+        )
 
     def privately(self, respond: Respond) -> Callable[[dict], object]:
         return lambda message: self.respond(respond, message, response_type="ephemeral", replace_original=False)
@@ -126,12 +129,20 @@ class ListenerKit:
             with self.reader_lock:
                 answer = self.service.answer(question)
             message = slack_blocks.answer_message(answer, answer_id=answer_id, shareable=shareable)
-            shown = (slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user)
-                     if shareable else message)  # what "Share to channel" will post
-            self.state.save_answer(StoredAnswer(
-                id=answer_id, question=question, answer=answer.text,
-                article_id=answer.citation.article.id if answer.citation else None, score=answer.score,
-                text=shown["text"], blocks=shown["blocks"]))
+            shown = (
+                slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user) if shareable else message
+            )  # what "Share to channel" will post
+            self.state.save_answer(
+                StoredAnswer(
+                    id=answer_id,
+                    question=question,
+                    answer=answer.text,
+                    article_id=answer.citation.article.id if answer.citation else None,
+                    score=answer.score,
+                    text=shown["text"],
+                    blocks=shown["blocks"],
+                )
+            )
             return message, answer_id
         except Exception:
             reference = new_id()[:8]
@@ -145,5 +156,6 @@ class ListenerKit:
         if decision.allowed:
             return None
         logger.info("rate limited user=%s limit=%d", user, limit)
-        return slack_blocks.notice(messages.render("slack_rate_limited", limit=limit,
-                                                   retry_after_s=decision.retry_after_s))
+        return slack_blocks.notice(
+            messages.render("slack_rate_limited", limit=limit, retry_after_s=decision.retry_after_s)
+        )

@@ -21,7 +21,7 @@ _EXPORTS = {
     "build_service": "bot.core.service",
     "ingest_paths": "bot.core.ingest",
     "Reader": "bot.core.reader",
-    "ReaderConfig": "bot.core.reader",
+    "ReaderConfig": "bot.core.reader_config",
     "Settings": "bot.settings",
     "load_settings": "bot.settings",
     "Store": "bot.store.base",
@@ -29,11 +29,26 @@ _EXPORTS = {
     "QABotError": "bot.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Answer",
+    "AnsweringService",
+    "Article",
+    "QABotError",
+    "Reader",
+    "ReaderConfig",
+    "SQLiteStore",
+    "Settings",
+    "Store",
+    "build_service",
+    "ingest_paths",
+    "load_settings",
+]
 
 if TYPE_CHECKING:
     from bot.core.ingest import ingest_paths
-    from bot.core.reader import Reader, ReaderConfig
+    from bot.core.reader import Reader
+    from bot.core.reader_config import ReaderConfig
     from bot.core.records import Answer, Article
     from bot.core.service import AnsweringService, build_service
     from bot.errors import QABotError

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bot.core import messages
 from bot.core.reader_config import DTYPES
+from bot.core.records import Answer
 from bot.errors import QABotError
 from bot.logs import configure_logging
-from bot.core.records import Answer
 from bot.settings import Settings, load_settings
 
 __all__ = ["cli", "main", "format_answer"]
@@ -183,8 +184,8 @@ def bench(
 
     Example: qa-bot bench --squad ../shared/data/squad/train-v1.1.json.gz --sizes 1000,10000 --out BENCHMARKS.md
     """
-    from bot.bench.run import run_benchmarks
     from bot.bench.report import render_markdown, write_markdown
+    from bot.bench.run import run_benchmarks
 
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
@@ -477,7 +478,7 @@ def eval_reader_command(
     settings = _settings(reader_model=model, reader_dtype=dtype)
     if not settings.reader_model:
         raise click.ClickException("No reader model. Pass --model DIR or set QABOT_READER_MODEL.")
-    common = dict(
+    common: dict[str, Any] = dict(
         model_dir=settings.reader_model,
         max_length=settings.max_length,
         doc_stride=settings.doc_stride,

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -190,7 +190,7 @@ def load_settings(**overrides: object) -> Settings:
     :raises ConfigError: with one line naming the bad setting and what it should be.
     """
     _warn_about_unknown_variables(os.environ)
-    clean = {key: value for key, value in overrides.items() if value is not None}
+    clean: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**clean)
     except ValidationError as exc:

@@ -9,11 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from bot.bench.run import run_benchmarks
 from bot.bench.corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
 from bot.bench.report import BenchReport, render_markdown, write_markdown
-from bot.core.reader_config import ReaderConfig
+from bot.bench.run import run_benchmarks
 from bot.cli import cli
+from bot.core.reader_config import ReaderConfig
 from bot.errors import QABotError
 
 # Four articles, six paragraphs, eight questions; answers are copied from their contexts.
@@ -24,7 +24,8 @@ TINY_SQUAD = {
             "title": "Kestrel_Foods",
             "paragraphs": [
                 {
-                    "context": "Kestrel Foods is a company in Riverton. Dr. Amara Velasquez was the chief executive in 2015.",
+                    "context": "Kestrel Foods is a company in Riverton. "
+                    "Dr. Amara Velasquez was the chief executive in 2015.",
                     "qas": [
                         {
                             "id": "q1",
@@ -69,7 +70,8 @@ TINY_SQUAD = {
             "title": "Elm_Street_Chess_Club",
             "paragraphs": [
                 {
-                    "context": "The county chess club on Elm Street was founded by Noor Haddad. It meets at the library.",
+                    "context": "The county chess club on Elm Street was founded by Noor Haddad. "
+                    "It meets at the library.",
                     "qas": [
                         {
                             "id": "q5",

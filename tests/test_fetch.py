@@ -13,20 +13,20 @@ from bot.errors import FetchError, IngestError
 from bot.sources.fetch import check_url, fetch_article, fetch_page
 
 ARTICLE_HTML = (
-    "<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
-    "<nav>Home | News | Contact</nav><article><h1>Harbour ferry prices</h1>"
-    "<p>The harbour ferry will cost 12 dollars from May, the council said on Monday after a long debate about "
-    "the budget of the town and the price of fuel.</p>"
-    "<p>Captain Ingrid Holm said the new boats are faster and quieter than the old ones, and that the crossing "
-    "now takes twenty minutes instead of half an hour.</p></article><footer>Contact us</footer></body></html>"
-).encode()
+    b"<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
+    b"<nav>Home | News | Contact</nav><article><h1>Harbour ferry prices</h1>"
+    b"<p>The harbour ferry will cost 12 dollars from May, the council said on Monday after a long debate about "
+    b"the budget of the town and the price of fuel.</p>"
+    b"<p>Captain Ingrid Holm said the new boats are faster and quieter than the old ones, and that the crossing "
+    b"now takes twenty minutes instead of half an hour.</p></article><footer>Contact us</footer></body></html>"
+)
 
 ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/article.html": (200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE_HTML),
     "/notes.txt": (
         200,
         {"Content-Type": "text/plain; charset=utf-8"},
-        "Ferry notes\nTickets cost 12 dollars. Boats leave hourly.".encode(),
+        b"Ferry notes\nTickets cost 12 dollars. Boats leave hourly.",
     ),
     "/doc.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not really"),
     "/empty.html": (

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import IngestError
 from bot.core.ingest import IngestFailure, ingest_paths
+from bot.core.records import Article
+from bot.errors import IngestError
 from bot.sources.files import article_from_text
 from bot.sources.html import article_from_html
-from bot.core.records import Article
 from bot.store import SQLiteStore
 
 GOOD_TEXT = "Harbor ferry starts service\n\nThe ferry was built by Northwind Marine. It carries 150 passengers.\n"

@@ -12,8 +12,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.core.records import Article
 from bot.errors import StoreError
-from bot.store import SQLiteStore
-from bot.store import migrations
+from bot.store import SQLiteStore, migrations
 from bot.store.migrations import latest_version, schema_version, upgrade
 from bot.store.state import SlackState
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import ReaderError
 from bot.core.reader import Reader, ReaderConfig
+from bot.errors import ReaderError
 from tests.fakes.reader import FakeReader
 
 CONTEXTS = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import bot.settings
-from bot.errors import ConfigError
 from bot.core.reader import ReaderConfig
 from bot.core.records import Answer
 from bot.core.service import build_reader, build_service
+from bot.errors import ConfigError
 from bot.settings import Settings
 from tests.fakes.reader import FakeReader
 

@@ -22,15 +22,15 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from bot.errors import ConfigError, StoreError
 from bot.core.records import Article, Span
 from bot.core.retrieve import Retriever
-from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
 from bot.core.service import AnsweringService
+from bot.errors import ConfigError, StoreError
 from bot.settings import Settings
 from bot.slack.app import create_app, question_text
-from bot.store.state import RateDecision, SlackState
+from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
 from bot.store import SQLiteStore
+from bot.store.state import RateDecision, SlackState
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "test-signing-secret"

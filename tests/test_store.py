@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import StoreError
 from bot.core.records import Article, ArticleRef, Sentence
+from bot.errors import StoreError
 from bot.store import SQLiteStore, StoredOutcome
 
 ARTICLE = Article(

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import ConfigError
 from bot.core.records import Article
-from bot.training.squad import read_squad_json
+from bot.errors import ConfigError
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
+from bot.training.squad import read_squad_json
 
 __all__ = [
     "BenchQuestion",
@@ -73,7 +73,9 @@ def load_squad_corpus(path: str | Path) -> SquadData:
     path = Path(path)
     data = read_squad_json(path)["data"]
     try:
-        paragraphs, titles, questions = [], [], []
+        paragraphs: list[str] = []
+        titles: list[str] = []
+        questions: list[BenchQuestion] = []
         for article in data:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
@@ -227,7 +229,7 @@ def ensure_corpus_db(
         "build_articles_per_s": n_articles / seconds,
         "db_mb": used_bytes(store) / 1e6,
     }
-    store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
+    store.db.table("articles").enable_fts(["title", "body"], tokenize="porter")
     store.close()
     logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")

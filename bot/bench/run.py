@@ -13,6 +13,7 @@ takes a `ReaderConfig` and plain arguments and never reads `Settings`). Results 
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import math
 import os
 import platform
@@ -24,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +56,13 @@ from bot.bench.report import (
     size_label,
 )
 from bot.core.reader import DTYPES, Reader, ReaderConfig
-from bot.errors import ConfigError
 from bot.core.records import Article
 from bot.core.retrieve import Retriever, fts_query
 from bot.core.service import AnsweringService
-from bot.training.squad import best_scores
-from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 from bot.core.text import split_sentences
+from bot.errors import ConfigError
+from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
+from bot.training.squad import best_scores
 
 __all__ = [
     "run_benchmarks",
@@ -209,7 +209,7 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     profiler.disable()
     store.db.conn.set_trace_callback(None)
     store.close()
-    stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, primitive, own_s, cumulative_s, callers)}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # {(file, line, name): (calls, primitive, own_s, cumulative_s, callers)}
     total = sum(own for _, _, own, _, _ in stats.values()) or 1e-9
 
     def cumulative(file_end: str, name: str) -> float:
@@ -325,13 +325,14 @@ def measure_cold_start(
             stdout=subprocess.PIPE,
             stderr=errors,
         )
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         memory = _PeakRss(process.pid)
         memory.start()
         process.stdin.write("".join(q.question.replace("\n", " ") + "\n" for q in questions))
         process.stdin.close()
         first_line = process.stdout.readline()
         first_s = time.perf_counter() - started
-        answered = 1 + sum(1 for _ in process.stdout) if first_line else 0
+        answered = 1 + len(process.stdout.readlines()) if first_line else 0
         process.wait()
         total_s = time.perf_counter() - started
         memory.stopped.set()

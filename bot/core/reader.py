@@ -270,7 +270,8 @@ class Reader:
                 key = (context_index, char_start, char_end)
                 if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
                     best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit)
-        kept, per_context = [], Counter()
+        kept: list[Span] = []
+        per_context: Counter[int] = Counter()
         for span in sorted(best.values(), key=lambda s: (-s.logit, -s.score)):
             if per_context[span.context_index] < max(top_n, 1):
                 per_context[span.context_index] += 1

@@ -179,7 +179,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
             messages.render(
                 "slack_alternative",
                 answer=escape_slack(_one_line(alt.text or "")),
-                title=title_link(alt.citation.article),
+                title=title_link(alt.citation.article) if alt.citation else "",
                 confidence=messages.percent(alt.score),
             )
             for alt in alternatives

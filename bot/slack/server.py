@@ -12,8 +12,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core import messages
-from bot.errors import ConfigError
 from bot.core.service import build_service
+from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import create_app
 

@@ -64,7 +64,7 @@ def check_public_host(url: str) -> None:
     """
     host = urlsplit(url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"could not reach {host}: {exc}") from exc
     for address in sorted(addresses):
@@ -135,7 +135,7 @@ def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: boo
         if isinstance(exc.reason, (TimeoutError, socket.timeout)):
             raise _timeout(url, timeout_s) from exc
         raise FetchError(f"could not reach {urlsplit(url).hostname}: {exc.reason}") from exc
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise _timeout(url, timeout_s) from exc
     except (OSError, ValueError) as exc:  # connection reset, malformed response, bad port number
         raise FetchError(f"could not fetch {url}: {exc}") from exc

@@ -6,6 +6,7 @@ A bad record or file comes out as an `IngestFailure` with its path and a reason 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -109,8 +110,8 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
         for index, record in enumerate(records):
             yield _distinct_key(
                 _guard(
-                    lambda r=record, i=index: _article_from_record(
-                        r, path=source, where=f"record {i + 1}", key_path=key
+                    functools.partial(
+                        _article_from_record, record, path=source, where=f"record {index + 1}", key_path=key
                     ),
                     source,
                 ),
@@ -122,7 +123,7 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
             if not line.strip():
                 continue
             yield _distinct_key(
-                _guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n, key_path=key), source), seen
+                _guard(functools.partial(_jsonl_record, line, path=source, lineno=lineno, key_path=key), source), seen
             )
 
 

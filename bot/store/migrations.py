@@ -7,7 +7,7 @@ To change the schema, write a function that takes the `sqlite_utils.Database` an
 
     def add_article_language(db: sqlite_utils.Database) -> None:
         \"\"\"articles.language, for language-aware sentence splitting (issue 12).\"\"\"
-        db["articles"].add_column("language", str)
+        db.table("articles").add_column("language", str)
 
     MIGRATIONS.append(add_article_language)  # becomes version 2
 
@@ -44,7 +44,7 @@ def initial_schema(db: sqlite_utils.Database) -> None:
     """
     tables = set(db.table_names())
     if "articles" not in tables:
-        db["articles"].create(
+        db.table("articles").create(
             {
                 "id": int,
                 "key": str,
@@ -59,10 +59,10 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             pk="id",
             not_null={"key", "title", "body", "source", "content_hash"},
         )
-        db["articles"].create_index(["key"], unique=True)
-        db["articles"].create_index(["content_hash"])
+        db.table("articles").create_index(["key"], unique=True)
+        db.table("articles").create_index(["content_hash"])
     if "sentences" not in tables:
-        db["sentences"].create(
+        db.table("sentences").create(
             {
                 "id": int,
                 "article_id": int,
@@ -74,9 +74,9 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             pk="id",
             foreign_keys=[("article_id", "articles", "id")],
         )
-        db["sentences"].create_index(["article_id", "char_start"])
+        db.table("sentences").create_index(["article_id", "char_start"])
     if "passages" not in tables:
-        db["passages"].create(
+        db.table("passages").create(
             {
                 "id": int,
                 "article_id": int,
@@ -89,11 +89,11 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             pk="id",
             foreign_keys=[("article_id", "articles", "id")],
         )
-        db["passages"].create_index(["article_id"])
+        db.table("passages").create_index(["article_id"])
     if "slack_events" not in tables:
-        db["slack_events"].create({"event_id": str, "seen_at": float}, pk="event_id")
+        db.table("slack_events").create({"event_id": str, "seen_at": float}, pk="event_id")
     if "slack_answers" not in tables:
-        db["slack_answers"].create(
+        db.table("slack_answers").create(
             {
                 "id": str,
                 "question": str,
@@ -107,7 +107,7 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             pk="id",
         )
     if "slack_replies" not in tables:
-        db["slack_replies"].create(
+        db.table("slack_replies").create(
             {
                 "channel": str,
                 "question_ts": str,
@@ -118,9 +118,9 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             },
             pk=("channel", "question_ts"),
         )
-        db["slack_replies"].create_index(["channel", "reply_ts"])
+        db.table("slack_replies").create_index(["channel", "reply_ts"])
     if "slack_feedback" not in tables:
-        db["slack_feedback"].create(
+        db.table("slack_feedback").create(
             {
                 "id": int,
                 "answer_id": str,
@@ -136,11 +136,11 @@ def initial_schema(db: sqlite_utils.Database) -> None:
             pk="id",
         )
     if "slack_requests" not in tables:
-        db["slack_requests"].create({"user": str, "at": float})
-        db["slack_requests"].create_index(["user", "at"])
+        db.table("slack_requests").create({"user": str, "at": float})
+        db.table("slack_requests").create_index(["user", "at"])
     if "passages_fts" not in tables:
         # enable_fts runs a script, which commits: done last, and only when missing, so a rerun is safe
-        db["passages"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+        db.table("passages").enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
 
 
 # Version N is MIGRATIONS[N - 1]. Append only.

@@ -8,14 +8,14 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
 
-from bot.errors import StoreError
 from bot.core.records import Article, ArticleRef, Passage, Sentence
 from bot.core.text import group_passages, split_sentences
+from bot.errors import StoreError
 from bot.store.base import StoredOutcome
 from bot.store.migrations import migrate
 
@@ -153,23 +153,23 @@ class SQLiteStore:
                 "url": article.url,
                 "published_at": article.published_at,
                 "content_hash": digest,
-                "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             with self.db.atomic():  # one transaction: nested sqlite-utils writes become savepoints
                 if existing:
                     article_id = existing["id"]
                     self.db.execute("delete from passages where article_id = ?", [article_id])
                     self.db.execute("delete from sentences where article_id = ?", [article_id])
-                    self.db["articles"].update(article_id, row)
+                    self.db.table("articles").update(article_id, row)
                 else:
-                    article_id = self.db["articles"].insert(row).last_pk
+                    article_id = self.db.table("articles").insert(row).last_pk
                 self._insert_parts(article_id, article, sentences)
         except sqlite3.Error as exc:
             raise StoreError(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
         return StoredOutcome("updated" if existing else "added", article_id, article.title)
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
-        self.db["sentences"].insert_all(
+        self.db.table("sentences").insert_all(
             (
                 {
                     "article_id": article_id,
@@ -195,7 +195,7 @@ class SQLiteStore:
                     "text": article.body[start:end],
                 }
             )
-        self.db["passages"].insert_all(passages, batch_size=500)
+        self.db.table("passages").insert_all(passages, batch_size=500)
 
     # Reading -------------------------------------------------------------------------------------------------
 
@@ -297,7 +297,7 @@ class SQLiteStore:
 
     def article_count(self) -> int:
         with self.lock:
-            return self.db["articles"].count
+            return self.db.table("articles").count
 
     def close(self) -> None:
         self.db.close()

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -28,7 +28,7 @@ EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class SlackState:
         with self._lock:
             try:
                 with self.db.conn:
-                    self.db["slack_feedback"].insert(row)
+                    self.db.table("slack_feedback").insert(row)
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not store feedback in {self.path}: {exc}") from exc
         return row
@@ -215,6 +215,7 @@ class SlackState:
         with self._lock:
             self._write("delete from slack_requests where user = ? and at <= ?", [user, since])
             row = self._one("select count(*) as n, min(at) as oldest from slack_requests where user = ?", [user])
+            assert row is not None  # an aggregate query always returns one row
             if row["n"] >= per_minute:
                 wait = max(1, int(row["oldest"] + RATE_WINDOW_S - now + 0.999))
                 return RateDecision(False, wait)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Unpack
 
 from bot.core.reader import Reader, ReaderConfig, ReaderOptions
-from typing import Unpack
 
 __all__ = ["FakeReader", "PointingModel"]
 

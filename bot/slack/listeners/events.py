@@ -44,7 +44,8 @@ class EventListeners:
         """Global middleware: an Events API delivery whose `event_id` was seen before is acknowledged, not run."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id and not self.kit.state.first_sighting(event_id):
-            retry = (request.headers.get("x-slack-retry-num") or [None])[0]
+            retries = request.headers.get("x-slack-retry-num") or []
+            retry = retries[0] if retries else None
             logger.info("ignored repeated event event_id=%s retry_num=%s", event_id, retry)
             return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
         return next()

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
@@ -112,7 +113,7 @@ class ListenerKit:
             logger.warning("slack call failed method=%s error=%s", getattr(call, "__name__", call), slack_error(exc))
             return False
 
-    def respond(self, respond: Respond, message: dict, **options: object) -> None:
+    def respond(self, respond: Respond, message: dict, **options: Any) -> None:
         try:
             response = respond(**message, **options)
         except SLACK_CALL_ERRORS as exc:

@@ -6,13 +6,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from bot import messages
+from bot.core import messages
+from bot.core.reader_config import DTYPES
+from bot.core.records import Answer
 from bot.errors import QABotError
 from bot.logs import configure_logging
-from bot.records import Answer
 from bot.settings import Settings, load_settings
 from bot.training.data import Recipe
 
@@ -124,12 +126,12 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
 
     Example: qa-bot ingest examples/articles/ notes/extra.md
     """
-    from bot.ingest import ingest_paths
-    from bot.store import Store
+    from bot.core.ingest import ingest_paths
+    from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
     try:
-        report = ingest_paths(Store(settings.db_path), paths, progress=sys.stderr.isatty())
+        report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty())
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     for failure in report.failures:
@@ -164,8 +166,8 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
 
     Example: qa-bot ask --context "Who is the CEO of Rosoboronexport?" "Where did he speak to reporters?"
     """
-    from bot.service import build_service
-    from bot.store import Store
+    from bot.core.service import build_service
+    from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
     questions = [question] if question is not None else [line for line in sys.stdin.read().splitlines()]
@@ -175,7 +177,7 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
     try:
         if not settings.db_path.exists():  # don't leave an empty database behind a mistyped --db
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
-        store = Store(settings.db_path)
+        store = SQLiteStore(settings.db_path)
         if store.article_count() == 0:
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
         service = build_service(settings, store=store)
@@ -232,8 +234,8 @@ def bench(
 
     Example: qa-bot bench --squad ../shared/data/squad/train-v1.1.json.gz --sizes 1000,10000 --out BENCHMARKS.md
     """
-    from bot.bench import run_benchmarks
-    from bot.bench_report import render_markdown, write_markdown
+    from bot.bench.report import render_markdown, write_markdown
+    from bot.bench.run import run_benchmarks
 
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
@@ -251,14 +253,10 @@ def bench(
     try:
         report = run_benchmarks(
             squad_path,
-            model=settings.reader_model,
+            reader=settings.reader_config(),
             sizes=size_list,
             n_questions=n_questions,
             top_k=settings.top_k,
-            dtype=settings.reader_dtype,
-            max_length=settings.max_length,
-            doc_stride=settings.doc_stride,
-            threads=settings.threads,
             workdir=workdir,
             command=command,
             progress=lambda line: click.echo(line, err=True),
@@ -268,7 +266,7 @@ def bench(
     markdown = render_markdown(report)
     if out:
         write_markdown(out, markdown)
-    click.echo(json.dumps(report, indent=2) if as_json else markdown)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else markdown)
 
 
 @cli.command()
@@ -293,7 +291,7 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
     """
     import logging
 
-    from bot.server import serve as serve_slack
+    from bot.slack.server import serve as serve_slack
 
     settings = _settings(db_path=db_path)
     configure_logging(
@@ -304,6 +302,36 @@ def serve(db_path: Path | None, host: str, port: int) -> None:
         serve_slack(settings, host=host, port=port)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def db() -> None:
+    """Look after the database file: `db upgrade` brings it to this version's schema.
+
+    Example: qa-bot db upgrade --db qa-bot.db
+    """
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db_path: Path | None) -> None:
+    """Apply the schema migrations an older database lacks, and print its version before and after.
+
+    Opening a database (ingest, ask, serve) upgrades it too; this does it explicitly, e.g. before a deployment.
+
+    Example: qa-bot db upgrade --db qa-bot.db
+    """
+    from bot.store.migrations import upgrade
+
+    settings = _settings(db_path=db_path)
+    try:
+        before, after = upgrade(settings.db_path)
+    except QABotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if before == after:
+        click.echo(messages.render("db_up_to_date", db_path=settings.db_path, version=after))
+    else:
+        click.echo(messages.render("db_upgraded", db_path=settings.db_path, before=before, after=after))
 
 
 def main() -> None:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.core.reader_config import DTYPES, ReaderConfig, doc_stride_fits
 from bot.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "shipped_reader_dir"]
+__all__ = ["Settings", "load_settings", "shipped_reader_dir", "unknown_variables"]
+
+logger = logging.getLogger(__name__)
 
 SHIPPED_READER_NAME = "minilm-squad-reader"
 
@@ -19,7 +26,8 @@ SHIPPED_READER_NAME = "minilm-squad-reader"
 def shipped_reader_dir() -> Path | None:
     """The reader model that ships inside the `models` package, or None when this install has none."""
     try:
-        candidate = Path(str(importlib.resources.files("bot.models") / SHIPPED_READER_NAME))
+        # resolve(): in a checkout bot/models is a link to models/, and paths should name the real folder
+        candidate = Path(str(importlib.resources.files("bot.models") / SHIPPED_READER_NAME)).resolve()
     except ModuleNotFoundError:
         return None
     return candidate if (candidate / "config.json").is_file() else None
@@ -28,6 +36,9 @@ def shipped_reader_dir() -> Path | None:
 def _default_reader_model() -> str | None:
     shipped = shipped_reader_dir()
     return str(shipped) if shipped else None
+
+
+_READER_DEFAULTS = ReaderConfig(model="(defaults only)")
 
 
 class Settings(BaseSettings):
@@ -68,12 +79,20 @@ class Settings(BaseSettings):
     calibration_file: Path | None = Field(
         default=None, description="calibration.json for the reader (default: the one beside the reader model)."
     )
-    max_answer_tokens: int = Field(default=30, gt=0, le=200)
     max_question_chars: int = Field(default=1000, gt=0, description="Longer questions are cut, with a note.")
     max_query_terms: int = Field(default=32, gt=0, description="Search terms per question: its rarest words.")
-    max_length: int = Field(default=384, ge=64, le=512, description="Reader input length in tokens.")
-    doc_stride: int = Field(default=128, ge=16, le=256, description="Token overlap between windows of a long passage.")
-    reader_dtype: str = Field(default="float32", pattern="^(float32|bfloat16|int8)$")
+    # Reader defaults are ReaderConfig's; the ranges below are what a setting may ask for.
+    max_answer_tokens: int = Field(default=_READER_DEFAULTS.max_answer_tokens, gt=0, le=200)
+    max_length: int = Field(
+        default=_READER_DEFAULTS.max_length, ge=64, le=512, description="Reader input length in tokens."
+    )
+    doc_stride: int = Field(
+        default=_READER_DEFAULTS.doc_stride,
+        ge=16,
+        le=256,
+        description="Token overlap between windows of a long passage.",
+    )
+    reader_dtype: str = Field(default=_READER_DEFAULTS.dtype, pattern=f"^({'|'.join(DTYPES)})$")
     threads: int | None = Field(default=None, gt=0, description="Torch CPU threads (default: torch's own choice).")
 
     # Slack
@@ -112,7 +131,7 @@ class Settings(BaseSettings):
     def _stride_under_half_window(cls, value: int, info: ValidationInfo) -> int:
         # The reader's windows of max_length tokens overlap by doc_stride; a larger overlap cannot make progress.
         max_length = info.data.get("max_length")
-        if max_length is not None and value >= max_length // 2:
+        if max_length is not None and not doc_stride_fits(value, max_length):
             raise ValueError(f"must be under half of QABOT_MAX_LENGTH ({max_length})")
         return value
 
@@ -124,13 +143,68 @@ class Settings(BaseSettings):
             return value + "/"
         return value
 
+    def reader_config(self) -> ReaderConfig:
+        """The reader these settings describe.
+
+        :raises ConfigError: when no reader model is configured (and none ships with this install).
+        """
+        if not self.reader_model:
+            raise ConfigError(
+                "No reader model configured, and this install has no shipped minilm-squad-reader. Set "
+                "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id."
+            )
+        return ReaderConfig(
+            model=self.reader_model,
+            max_length=self.max_length,
+            doc_stride=self.doc_stride,
+            max_answer_tokens=self.max_answer_tokens,
+            dtype=self.reader_dtype,
+            threads=self.threads,
+        )
+
+
+def known_variables() -> list[str]:
+    """The `QABOT_*` environment variables qa-bot reads."""
+    return sorted(
+        f"QABOT_{name.upper()}" for name, field in Settings.model_fields.items() if field.validation_alias is None
+    )
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """`QABOT_*` names in `environ` that qa-bot does not read, each with the closest known name (or None).
+
+    >>> unknown_variables({"QABOT_TOPK": "3", "QABOT_TOP_K": "3", "HOME": "/root"})
+    {'QABOT_TOPK': 'QABOT_TOP_K'}
+    """
+    known = known_variables()
+    suffixes = [name.removeprefix("QABOT_") for name in known]  # the shared prefix would make everything "close"
+    unknown = {}
+    for name in sorted(environ):
+        if name.startswith("QABOT_") and name not in known:
+            close = difflib.get_close_matches(name.removeprefix("QABOT_"), suffixes, n=1, cutoff=0.6)
+            unknown[name] = f"QABOT_{close[0]}" if close else None
+    return unknown
+
+
+def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
+    unknown = unknown_variables(environ)
+    if unknown:
+        logger.warning(
+            "Unknown setting%s ignored: %s",
+            "s" if len(unknown) > 1 else "",
+            "; ".join(f"{name} (did you mean {guess}?)" if guess else name for name, guess in unknown.items()),
+        )
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment and `.env`; explicit overrides (from CLI options) win.
 
+    A `QABOT_*` environment variable qa-bot does not know is reported in one warning naming the closest known one.
+
     :raises ConfigError: with one line naming the bad setting and what it should be.
     """
-    clean = {key: value for key, value in overrides.items() if value is not None}
+    _warn_about_unknown_variables(os.environ)
+    clean: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**clean)
     except ValidationError as exc:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.ingest import ingest_paths
+from bot.core.ingest import ingest_paths
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import SQLiteStore
 
 DATA_DIR = Path(__file__).parent / "data" / "articles"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the checkout, when present
@@ -77,9 +77,9 @@ def settings(tmp_path, tiny_reader_dir) -> Settings:
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
+def store(tmp_path) -> SQLiteStore:
     """The three articles of tests/data/articles/ ingested into a fresh database (the `settings` db_path)."""
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     report = ingest_paths(store, [DATA_DIR])
     assert (report.added, report.failures) == (3, [])
     yield store
@@ -88,6 +88,6 @@ def store(tmp_path) -> Store:
 
 @pytest.fixture
 def service(settings, store):
-    from bot.service import build_service
+    from bot.core.service import build_service
 
     return build_service(settings, store=store)

@@ -9,10 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from bot.bench import run_benchmarks
-from bot.bench_corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
-from bot.bench_report import render_markdown, write_markdown
+from bot.bench.corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
+from bot.bench.report import BenchReport, render_markdown, write_markdown
+from bot.bench.run import run_benchmarks
 from bot.cli import cli
+from bot.core.reader_config import ReaderConfig
 from bot.errors import QABotError
 
 # Four articles, six paragraphs, eight questions; answers are copied from their contexts.
@@ -23,7 +24,8 @@ TINY_SQUAD = {
             "title": "Kestrel_Foods",
             "paragraphs": [
                 {
-                    "context": "Kestrel Foods is a company in Riverton. Dr. Amara Velasquez was the chief executive in 2015.",
+                    "context": "Kestrel Foods is a company in Riverton. "
+                    "Dr. Amara Velasquez was the chief executive in 2015.",
                     "qas": [
                         {
                             "id": "q1",
@@ -68,7 +70,8 @@ TINY_SQUAD = {
             "title": "Elm_Street_Chess_Club",
             "paragraphs": [
                 {
-                    "context": "The county chess club on Elm Street was founded by Noor Haddad. It meets at the library.",
+                    "context": "The county chess club on Elm Street was founded by Noor Haddad. "
+                    "It meets at the library.",
                     "qas": [
                         {
                             "id": "q5",
@@ -159,10 +162,9 @@ def smoke_report(tmp_path_factory, tiny_reader_dir):
     # One torch thread: two would stall each other on a machine that is busy with other work.
     return run_benchmarks(
         squad_file,
-        model=str(tiny_reader_dir),
+        reader=ReaderConfig(str(tiny_reader_dir), threads=1),
         sizes=(6, 3),
         n_questions=4,
-        threads=1,
         workdir=folder / "work",
         ingest_articles=6,
         command="qa-bot bench --squad tiny.json",
@@ -171,37 +173,25 @@ def smoke_report(tmp_path_factory, tiny_reader_dir):
 
 def test_smoke_run_reports_every_section(smoke_report):
     report = smoke_report
-    assert set(report) == {
-        "command",
-        "machine",
-        "model",
-        "settings",
-        "corpora",
-        "ingestion",
-        "answering",
-        "cold_start",
-        "reader_options",
-        "reading_cost",
-        "bench_peak_rss_mb",
-        "targets",
-    }
-    assert [c["articles"] for c in report["corpora"]] == [3, 6]
-    assert all(c["built_this_run"] for c in report["corpora"])
-    assert (report["ingestion"]["articles"], report["ingestion"]["profile"]["articles"]) == (6, 6)
-    for row in report["answering"]:
-        assert row["questions"] == 4
-        assert set(row) >= {"pipeline", "naive", "speedup"}
-        for way in ("pipeline", "naive"):
-            assert set(row[way]) == {"retrieve_ms", "read_ms", "total_ms", "em", "f1", "answer_in_context"}
-    assert (report["cold_start"]["articles"], report["cold_start"]["questions"]) == (6, 4)
+    assert [c.articles for c in report.corpora] == [3, 6]
+    assert all(c.built_this_run for c in report.corpora)
+    assert (report.ingestion.articles, report.ingestion.profile["articles"]) == (6, 6)
+    for row in report.answering:
+        assert row.questions == 4
+        for way in (row.pipeline, row.naive):
+            assert None not in (way.retrieve_ms, way.total_ms)
+    assert (report.cold_start.articles, report.cold_start.questions) == (6, 4)
     if sys.platform == "linux":  # read from the child's own /proc status while it ran
-        assert report["cold_start"]["peak_rss_mb"] > 0
-    names = [v["name"] for v in report["reader_options"]["variants"]]
+        assert report.cold_start.peak_rss_mb > 0
+    names = [v.name for v in report.reader_options.variants]
     assert names[0] == "configured" and {"dtype=int8", "dtype=bfloat16", "top_k=1", "top_k=3", "top_k=8"} <= set(names)
-    assert report["settings"]["threads"] == 1
-    numbers = list(_numbers(report))
+    assert report.settings["threads"] == 1
+    assert {t.name for t in report.targets} >= {"ingestion", "cold start (largest corpus)"}
+    data = report.to_dict()
+    numbers = list(_numbers(data))
     assert numbers and all(math.isfinite(n) and n >= 0 for n in numbers)
-    assert json.loads(json.dumps(report)) == report
+    assert json.loads(json.dumps(data)) == data
+    assert BenchReport.from_dict(json.loads(json.dumps(data))) == report
 
 
 def test_markdown_has_a_table_per_section(smoke_report):
@@ -225,7 +215,7 @@ def test_cli_bench_passes_the_settings_and_writes_the_report(
 ):
     calls = []
     monkeypatch.setattr(
-        "bot.bench.run_benchmarks", lambda path, **options: calls.append((path, options)) or smoke_report
+        "bot.bench.run.run_benchmarks", lambda path, **options: calls.append((path, options)) or smoke_report
     )
     monkeypatch.setenv("QABOT_TOP_K", "3")
     out = tmp_path / "BENCH.md"
@@ -247,14 +237,14 @@ def test_cli_bench_passes_the_settings_and_writes_the_report(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == smoke_report
+    assert json.loads(result.stdout) == smoke_report.to_dict()
     ((path, options),) = calls
-    assert (path, options["sizes"], options["n_questions"], options["top_k"], options["model"]) == (
+    assert (path, options["sizes"], options["n_questions"], options["top_k"], options["reader"]) == (
         squad_file,
         [3, 6],
         4,
         3,
-        str(tiny_reader_dir),
+        ReaderConfig(str(tiny_reader_dir)),
     )
     assert options["command"].startswith(f"qa-bot bench --squad {squad_file} --sizes 3,6 --questions 4 ")
     assert render_markdown(smoke_report) in out.read_text(encoding="utf-8")
@@ -270,7 +260,7 @@ def test_cli_bench_rejects_sizes_that_are_not_numbers(squad_file, tiny_reader_di
 
 def test_bench_without_a_reader_model_says_how_to_set_one(squad_file, tmp_path):
     with pytest.raises(QABotError, match="QABOT_READER_MODEL"):
-        run_benchmarks(squad_file, model=None, sizes=(3,), workdir=tmp_path)
+        run_benchmarks(squad_file, reader=None, sizes=(3,), workdir=tmp_path)
 
 
 def test_corpus_database_is_built_once_and_reused(squad_file, tmp_path):

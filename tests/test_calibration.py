@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from bot.confidence import FEATURES, Calibrator
+from bot.core.confidence import FEATURES, Calibrator
 from bot.errors import DatasetError
-from bot.reader import Reader
+from bot.core.reader import Reader
 from bot.training.calibration import (
     ANSWER_PRECISION,
     CalibrationCase,

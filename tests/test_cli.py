@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import bot.core.service
 import bot.settings
 from bot.cli import cli
-from bot.reader import Reader
+from tests.fakes.reader import FakeReader
 
 ELM_QUESTION = "Who founded the Elm Street chess club?"
 NO_READER = (
@@ -41,14 +41,10 @@ def tiny_reader_env(monkeypatch, tiny_reader_dir):
 
 @pytest.fixture
 def reader_points_at_haddad(monkeypatch, tiny_reader_env):
-    """Every Reader built by the CLI gets a fake forward pass whose logits point at the token "haddad"."""
-
-    def forward(self, inputs):
-        target = self._tokenizer.convert_tokens_to_ids("haddad")
-        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
-        return logits, logits.copy()
-
-    monkeypatch.setattr(Reader, "_forward", forward)
+    """The CLI's service reads with a fake reader whose model points at the token "haddad"."""
+    monkeypatch.setattr(
+        bot.core.service, "build_reader", lambda settings: FakeReader(settings.reader_config(), point_at="haddad")
+    )
 
 
 # ingest ------------------------------------------------------------------------------------------------------
@@ -243,7 +239,7 @@ def test_version_option(runner):
 
 def test_an_unsure_answer_prints_as_a_hedge_and_agreeing_or_disagreeing_articles_are_named():
     from bot.cli import format_answer
-    from bot.records import Answer, ArticleRef, Citation
+    from bot.core.records import Answer, ArticleRef, Citation
 
     def cited(text: str, sentence: str, article: ArticleRef, score: float) -> Answer:
         start = sentence.index(text)

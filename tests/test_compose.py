@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from bot.compose import cite, compose_answer
-from bot.confidence import FEATURES, Calibrator
-from bot.records import Answer, ArticleRef, Article, Citation, Passage, Span
-from bot.store import Store
+from bot.core.compose import cite, compose_answer
+from bot.core.confidence import FEATURES, Calibrator
+from bot.core.records import Answer, ArticleRef, Article, Citation, Passage, Span
+from bot.store import SQLiteStore
 
 ELM_REF = ArticleRef(
     1,
@@ -20,7 +20,7 @@ ELM_REF = ArticleRef(
 )
 
 
-def passage_of(store: Store, word: str) -> Passage:
+def passage_of(store: SQLiteStore, word: str) -> Passage:
     (passage,) = store.search(f'"{word}"', limit=1)
     return passage
 
@@ -65,7 +65,7 @@ def test_answer_across_two_sentences_quotes_both_exactly_as_stored(store):
 
 
 def test_citation_in_a_later_passage_of_a_long_article(tmp_path):
-    store = Store(tmp_path / "long.db")
+    store = SQLiteStore(tmp_path / "long.db")
     filler = [f"Paragraph {n} repeats the same twelve words about the weather in the valley today." for n in range(12)]
     body = " ".join(filler[:9]) + " The harbour master is Ines Caldwell. " + " ".join(filler[9:])
     store.add_article(Article(title="Valley weather", body=body, source="valley.txt"))

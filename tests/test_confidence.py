@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from bot.confidence import FEATURES, Calibrator, gather_evidence, normalise_answer, question_kind, type_fit
+from bot.core.confidence import FEATURES, Calibrator, gather_evidence, normalise_answer, question_kind, type_fit
 from bot.errors import ConfigError
-from bot.records import ArticleRef, Passage, Span
-from bot.service import build_calibrator
+from bot.core.records import ArticleRef, Passage, Span
+from bot.core.service import build_calibrator
 from bot.settings import Settings
 
 

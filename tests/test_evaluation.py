@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.training.evaluation import (CalibrationCase, ReaderEvaluation, ThresholdRow, calibrate_reader, choose_threshold,
                             collect_calibration_cases, evaluate_reader, reader_speed, render_report, threshold_table)
-from bot.records import Span
+from bot.core.records import Span
 from bot.training.squad import DatasetError, load_squad, write_squad_json
 
 PARAGRAPHS = [

@@ -10,16 +10,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.errors import FetchError, IngestError
-from bot.fetch import check_url, fetch_article, fetch_page, is_public_address
+from bot.sources.fetch import check_url, fetch_article, fetch_page, is_public_address
 
 ARTICLE_HTML = (
-    "<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
-    "<nav>Home | News | Contact</nav><article><h1>Harbour ferry prices</h1>"
-    "<p>The harbour ferry will cost 12 dollars from May, the council said on Monday after a long debate about "
-    "the budget of the town and the price of fuel.</p>"
-    "<p>Captain Ingrid Holm said the new boats are faster and quieter than the old ones, and that the crossing "
-    "now takes twenty minutes instead of half an hour.</p></article><footer>Contact us</footer></body></html>"
-).encode()
+    b"<html><head><title>Harbour ferry prices</title><meta name='date' content='2024-05-02'></head><body>"
+    b"<nav>Home | News | Contact</nav><article><h1>Harbour ferry prices</h1>"
+    b"<p>The harbour ferry will cost 12 dollars from May, the council said on Monday after a long debate about "
+    b"the budget of the town and the price of fuel.</p>"
+    b"<p>Captain Ingrid Holm said the new boats are faster and quieter than the old ones, and that the crossing "
+    b"now takes twenty minutes instead of half an hour.</p></article><footer>Contact us</footer></body></html>"
+)
 
 ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/article.html": (200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE_HTML),
@@ -178,16 +178,16 @@ def test_private_and_local_addresses_are_refused_by_default(url, address):
 
 
 def test_a_redirect_to_a_private_address_is_refused(site, monkeypatch):
-    import bot.fetch
+    import bot.sources.fetch
 
     checked = []
-    real_check = bot.fetch.check_public_host
+    real_check = bot.sources.fetch.check_public_host
 
     def pretend_only_the_target_is_private(url):  # the first hop stands in for a public site
         checked.append(url)
         return real_check(url) if url.endswith("/article.html") else "127.0.0.1"
 
-    monkeypatch.setattr(bot.fetch, "check_public_host", pretend_only_the_target_is_private)
+    monkeypatch.setattr(bot.sources.fetch, "check_public_host", pretend_only_the_target_is_private)
     with pytest.raises(FetchError, match=r"127.0.0.1 is a private or local address"):
         fetch_page(f"{site}/moved", timeout_s=5, max_bytes=100_000)
     assert checked == [f"{site}/moved", f"{site}/article.html"]

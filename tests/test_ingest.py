@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.ingest import IngestFailure, ingest_paths
+from bot.core.records import Article
 from bot.errors import IngestError
-from bot.ingest import IngestFailure, article_from_html, article_from_text, ingest_paths
-from bot.records import Article
-from bot.store import Store
+from bot.sources.files import article_from_text
+from bot.sources.html import article_from_html
+from bot.store import SQLiteStore
 
 GOOD_TEXT = "Harbor ferry starts service\n\nThe ferry was built by Northwind Marine. It carries 150 passengers.\n"
 
@@ -33,17 +35,17 @@ to return seeds from their own harvest in the autumn.</p>
 """
 
 
-def table_counts(store: Store) -> dict[str, int]:
+def table_counts(store: SQLiteStore) -> dict[str, int]:
     return {name: store.db[name].count for name in ("articles", "sentences", "passages", "passages_fts")}
 
 
-def titles(store: Store) -> list[str]:
+def titles(store: SQLiteStore) -> list[str]:
     return [row["title"] for row in store.db.query("select title from articles order by title")]
 
 
 @pytest.fixture
-def empty_store(tmp_path) -> Store:
-    return Store(tmp_path / "qa.db")
+def empty_store(tmp_path) -> SQLiteStore:
+    return SQLiteStore(tmp_path / "qa.db")
 
 
 def test_ingest_test_articles_adds_all_three(empty_store, articles_dir):
@@ -249,7 +251,7 @@ def test_changed_file_given_by_another_path_spelling_is_updated(empty_store, tmp
 
 def test_the_database_inside_an_ingested_folder_is_not_reported_as_a_bad_file(tmp_path):
     (tmp_path / "good.txt").write_text(GOOD_TEXT, encoding="utf-8")
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(Article(title="Seed", body="Seed text.", source="seed"))  # creates qa.db-wal and -shm too
     report = ingest_paths(store, [tmp_path])
     assert (report.added, report.failures) == (1, [])

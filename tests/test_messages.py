@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import messages
+from bot.core import messages
 from bot.errors import TemplateError
 
 CORE_TEMPLATES = {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from bot.core.reader import Reader, ReaderConfig
 from bot.errors import ReaderError
-from bot.reader import Reader
+from tests.fakes.reader import FakeReader
 
 CONTEXTS = [
     "Kestrel Foods said on Monday that Dr. Amara Velasquez will become its CEO in May.",
@@ -27,19 +27,8 @@ def assert_span_invariants(reader: Reader, contexts: list[str], spans) -> None:
         assert context[span.char_start : span.char_end] == span.text
         assert span.text == span.text.strip()
         assert 0.0 <= span.score <= 1.0
-        tokens = reader._tokenizer(span.text, add_special_tokens=False)["input_ids"]
+        tokens = reader.tokenizer(span.text, add_special_tokens=False)["input_ids"]
         assert len(tokens) <= reader.max_answer_tokens
-
-
-def point_forward_at(reader: Reader, token: str):
-    """A fake forward pass (the model stand-in) whose logits point at every occurrence of one vocabulary token."""
-    target = reader._tokenizer.convert_tokens_to_ids(token)
-
-    def forward(inputs):
-        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
-        return logits, logits.copy()  # (n_windows, seq_len) each
-
-    return forward
 
 
 def test_spans_are_exact_slices_of_their_context(reader):
@@ -72,10 +61,9 @@ def test_nothing_to_read_gives_no_spans(reader, question, contexts):
     assert reader.run(question, contexts) == []
 
 
-def test_long_context_is_read_in_strided_windows_with_correct_offsets(tiny_reader_dir, monkeypatch):
-    reader = Reader(tiny_reader_dir, max_length=64, doc_stride=16).load()
+def test_long_context_is_read_in_strided_windows_with_correct_offsets(tiny_reader_dir):
+    reader = FakeReader(tiny_reader_dir, point_at="kestrel", max_length=64, doc_stride=16).load()
     context = "filler words " * 150 + "Velasquez said Kestrel grew. " + "more filler " * 40
-    monkeypatch.setattr(reader, "_forward", point_forward_at(reader, "kestrel"))
     spans = reader.run("Who is the CEO?", [context])
     expected_start = context.index("Kestrel")
     assert [(s.char_start, s.char_end, s.text) for s in spans[:1]] == [(expected_start, expected_start + 7, "Kestrel")]
@@ -83,9 +71,8 @@ def test_long_context_is_read_in_strided_windows_with_correct_offsets(tiny_reade
     assert_span_invariants(reader, [context], spans)
 
 
-def test_answer_is_located_in_the_right_context(tiny_reader_dir, monkeypatch):
-    reader = Reader(tiny_reader_dir).load()
-    monkeypatch.setattr(reader, "_forward", point_forward_at(reader, "haddad"))
+def test_answer_is_located_in_the_right_context(tiny_reader_dir):
+    reader = FakeReader(tiny_reader_dir, point_at="haddad").load()
     best = reader.best("Who founded the club?", CONTEXTS)
     assert (best.context_index, best.text, best.char_start) == (1, "Haddad", CONTEXTS[1].index("Haddad"))
 
@@ -119,8 +106,8 @@ def test_other_dtypes_keep_invariants(tiny_reader_dir, dtype):
 def test_load_is_lazy_and_happens_once(tiny_reader_dir):
     reader = Reader(tiny_reader_dir)
     assert not reader.is_loaded
-    model = reader.load()._model
-    assert reader.load()._model is model
+    model = reader.load().model
+    assert reader.load().model is model
 
 
 def test_missing_model_directory_raises_a_clear_reader_error(tmp_path):
@@ -153,3 +140,39 @@ def test_folder_without_a_model_raises_a_clear_reader_error(tmp_path):
 def test_bad_reader_options_are_rejected(tiny_reader_dir, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Reader(tiny_reader_dir, **kwargs)
+
+
+def test_reader_from_config_reads_like_the_keyword_form(tiny_reader_dir):
+    config = ReaderConfig(str(tiny_reader_dir), max_length=64, doc_stride=16, max_answer_tokens=4)
+    assert (
+        Reader.from_config(config).config
+        == Reader(tiny_reader_dir, max_length=64, doc_stride=16, max_answer_tokens=4).config
+        == config
+    )
+    reader = Reader(config)
+    assert (
+        reader.model_name,
+        reader.max_length,
+        reader.doc_stride,
+        reader.max_answer_tokens,
+        reader.dtype,
+        reader.threads,
+    ) == (str(tiny_reader_dir), 64, 16, 4, "float32", None)
+
+
+def test_a_config_and_options_together_are_refused(tiny_reader_dir):
+    with pytest.raises(TypeError, match="either a ReaderConfig or options"):
+        Reader(ReaderConfig(str(tiny_reader_dir)), dtype="int8")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"threads": 0}, "threads must be positive or None, got 0"),
+        ({"max_answer_tokens": 0}, "must be positive, got 384, 128 and 0"),
+        ({"dtype": "fp16"}, "dtype must be float32, bfloat16 or int8, got 'fp16'"),
+    ],
+)
+def test_reader_config_checks_every_field(options, message):
+    with pytest.raises(ValueError, match=message):
+        ReaderConfig("models/some-reader", **options)

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from bot.records import Article, Passage
-from bot.retrieve import Retriever, fts_query, query_terms, ranked_queries
-from bot.store import Store
+from bot.core.records import Article, Passage
+from bot.core.retrieve import Retriever, fts_query, query_terms, ranked_queries
+from bot.store import SQLiteStore
 
 KESTREL = "Kestrel Foods names a new chief executive"
 RIVERTON = "Riverton bridge reopens after repairs"
@@ -182,9 +182,9 @@ def test_retriever_rejects_non_positive_top_k(store, top_k):
 RANKED_EXPRESSION = re.compile(r'(?:"[^"\s]+"|\(|\)| AND | OR )+')
 
 
-def town_store(tmp_path) -> Store:
+def town_store(tmp_path) -> SQLiteStore:
     """Twelve one-passage articles that all say "year" and "town"; a few also hold a rarer word."""
-    store = Store(tmp_path / "towns.db")
+    store = SQLiteStore(tmp_path / "towns.db")
     for i in range(12):
         store.add_article(
             Article(
@@ -280,9 +280,9 @@ def test_a_follow_up_is_searched_with_the_earlier_questions_and_prefers_their_ar
 ):
     from pathlib import Path
 
-    from bot.ingest import ingest_paths
+    from bot.core.ingest import ingest_paths
 
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
     assert ingest_paths(store, [sample_article, articles_dir, examples]).failures == []
     store.add_article(

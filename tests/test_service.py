@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import bot.settings
+from bot.core.reader import ReaderConfig
+from bot.core.records import Answer
+from bot.core.service import build_reader, build_service
 from bot.errors import ConfigError
-from bot.records import Answer
-from bot.service import build_reader, build_service
 from bot.settings import Settings
+from tests.fakes.reader import FakeReader
 
 
-def fake_forward_pointing_at(reader, token: str):
-    """Replace the model's forward pass with logits that point at one vocabulary token (a fake model)."""
-    reader.load()
-    target = reader._tokenizer.convert_tokens_to_ids(token)
-
-    def forward(inputs):
-        logits = np.where(inputs["input_ids"].numpy() == target, 10.0, -10.0).astype(np.float32)
-        return logits, logits.copy()
-
-    return forward
-
-
-def test_answer_cites_the_sentence_the_reader_points_at(service, monkeypatch):
-    monkeypatch.setattr(service.reader, "_forward", fake_forward_pointing_at(service.reader, "haddad"))
+def test_answer_cites_the_sentence_the_reader_points_at(settings, store):
+    service = build_service(settings, store=store, reader=FakeReader(settings.reader_config(), point_at="haddad"))
     answer = service.answer("  Who   founded the Elm Street chess club?  ")
     assert (answer.question, answer.text) == ("Who founded the Elm Street chess club?", "Haddad")
     assert answer.citation.sentence == "The club was founded by Noor Haddad in 2015."
@@ -72,13 +61,7 @@ def test_warm_up_loads_the_model(service):
 
 def test_reader_is_built_from_settings(settings):
     reader = build_reader(settings.model_copy(update={"max_length": 256, "doc_stride": 64, "max_answer_tokens": 12}))
-    assert (reader.model_name, reader.max_length, reader.doc_stride, reader.max_answer_tokens, reader.dtype) == (
-        settings.reader_model,
-        256,
-        64,
-        12,
-        "float32",
-    )
+    assert reader.config == ReaderConfig(settings.reader_model, max_length=256, doc_stride=64, max_answer_tokens=12)
 
 
 def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
@@ -95,11 +78,11 @@ def test_no_reader_model_configured_is_a_config_error(tmp_path, monkeypatch):
 def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_path, sample_article):
     from pathlib import Path
 
-    from bot.ingest import ingest_paths
-    from bot.store import Store
+    from bot.core.ingest import ingest_paths
+    from bot.store import SQLiteStore
 
     examples = Path(__file__).resolve().parents[1] / "examples" / "articles"
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     assert ingest_paths(store, [sample_article, examples]).failures == []
     service = build_service(Settings(db_path=tmp_path / "qa.db"), store=store)  # the default: the shipped reader
 

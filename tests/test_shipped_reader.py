@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.ingest import ingest_paths
-from bot.service import build_service
+from bot.core.ingest import ingest_paths
+from bot.core.service import build_service
 from bot.settings import SHIPPED_READER_NAME, Settings, shipped_reader_dir
-from bot.store import Store
+from bot.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / SHIPPED_READER_NAME
@@ -39,7 +39,7 @@ def test_shipped_model_is_fp16_under_50_mb_with_a_complete_card():
 def examples_service(tmp_path_factory):
     """The default settings (so the shipped reader) over the example articles from the Quick start."""
     db_path = tmp_path_factory.mktemp("shipped") / "qa.db"
-    store = Store(db_path)
+    store = SQLiteStore(db_path)
     assert ingest_paths(store, [EXAMPLES]).failures == []
     return build_service(Settings(db_path=db_path), store=store)
 

@@ -22,16 +22,16 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from bot.confidence import Calibrator
+from bot.core.confidence import Calibrator
+from bot.core.records import Article, Span
+from bot.core.retrieve import Retriever
+from bot.core.service import AnsweringService
 from bot.errors import ConfigError, StoreError
-from bot.records import Article, Span
-from bot.retrieve import Retriever
-from bot.server import EVENTS_PATH, create_http_server, create_wsgi_app
-from bot.service import AnsweringService
 from bot.settings import Settings
-from bot.slack_app import create_app, question_text
-from bot.slack_state import RateDecision, SlackState
-from bot.store import Store
+from bot.slack.app import create_app, question_text
+from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
+from bot.store import SQLiteStore
+from bot.store.state import RateDecision, SlackState
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "test-signing-secret"
@@ -84,16 +84,44 @@ class StubReader:
         return sorted(spans, key=lambda s: -s.score)[:top_n]
 
 
+class TrackedWork(ThreadPoolExecutor):
+    """The app's worker pool, counting the jobs in flight: `wait_idle()` waits on an event set when none is left,
+    so a test can say "the app did its work and posted nothing" without sleeping for a guessed time."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2, thread_name_prefix="test-slack-work")
+        self._lock, self._pending, self._idle = threading.Lock(), 0, threading.Event()
+        self._idle.set()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    def wait_idle(self, timeout_s: float = 5.0) -> None:
+        assert self._idle.wait(timeout_s), f"the app still had work after {timeout_s} s"
+
+
 @dataclass
 class Slack:
     """One running app: its HTTP server, the fake Web API, the store and the stub reader."""
 
     url: str
     fake: FakeSlackAPI
-    store: Store
+    store: SQLiteStore
     state: SlackState
     reader: StubReader
     settings: Settings
+    work: TrackedWork
     _server: object = field(repr=False)
 
     def post(
@@ -168,7 +196,7 @@ def make_slack(tmp_path, fake_slack):
 
     def start(**overrides) -> Slack:
         db_path = tmp_path / "qa.db"
-        store = Store(db_path)
+        store = SQLiteStore(db_path)
         for article in ARTICLES:
             store.add_article(article)
         reader = StubReader()
@@ -189,12 +217,14 @@ def make_slack(tmp_path, fake_slack):
         )  # the test web pages are on loopback
         settings = Settings(_env_file=None, **{**values, **overrides})
         state = SlackState(db_path)
-        work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-slack-work")
+        work = TrackedWork()
         app = create_app(settings, service, store=state, executor=work)
         server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
-        slack = Slack(f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, server)
+        slack = Slack(
+            f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, work, server
+        )
         running.append((server, thread, work))
         return slack
 
@@ -257,13 +287,13 @@ def test_url_verification_echoes_challenge(slack):
 
 def test_bad_signature_is_401_and_nothing_is_posted(slack):
     status, _, _ = slack.event("event_app_mention_channel.json", signature="v0=" + "0" * 64)
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (status, slack.fake.methods()) == (401, [])
 
 
 def test_stale_timestamp_is_401_even_when_correctly_signed(slack):
     status, _, _ = slack.event("event_app_mention_channel.json", timestamp=int(time.time()) - 400)
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (status, slack.fake.methods()) == (401, [])
 
 
@@ -316,7 +346,7 @@ def test_retried_event_is_answered_once(slack):
         "event_app_mention_channel.json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     )
     slack.fake.wait_for("chat.postMessage")
-    time.sleep(0.5)
+    slack.work.wait_idle()
     assert (first[0], retry[0], retry[1].get("X-Slack-No-Retry")) == (200, 200, "1")
     assert len(slack.fake.bodies("chat.postMessage")) == 1
 
@@ -326,7 +356,7 @@ def test_bot_messages_are_ignored(slack):
     assert slack.event("event_bot_message_classic.json")[0] == 200
     slack.event("event_message_im.json")  # a person's DM afterwards: the only thing answered
     slack.fake.wait_for("chat.postMessage")
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert [b["channel"] for b in slack.fake.bodies("chat.postMessage")] == ["D0001"]
 
 
@@ -392,7 +422,7 @@ def test_an_unsure_answer_is_a_hedge_in_the_thread_with_its_sentence(slack):
 
 def test_reader_failure_becomes_a_visible_apology_with_a_logged_reference(slack, caplog):
     slack.reader.error = RuntimeError("model exploded")
-    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.app"):
         slack.event("event_app_mention_channel.json")
         [reply] = slack.fake.wait_for("chat.postMessage")
     assert reply["thread_ts"] == "1700000000.000100"
@@ -409,7 +439,7 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
         raise StoreError("database is locked")
 
     monkeypatch.setattr(slack.state, "allow_question", broken)
-    with caplog.at_level(logging.ERROR, logger="bot.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.app"):
         slack.command("slash_ask.form.txt")
         [apology] = slack.fake.wait_for("response_url")
     [record] = [r for r in caplog.records if r.message.startswith("slack job failed job=_ask")]
@@ -421,7 +451,7 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
 
 
 def test_missing_credentials_are_config_errors(tmp_path, fake_slack):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     service = AnsweringService(
         store=store, retriever=Retriever(store), reader=StubReader(), calibrator=Calibrator.raw(answer_threshold=0.5)
     )
@@ -462,7 +492,7 @@ def test_question_text_is_not_logged_at_info(slack, caplog):
     with caplog.at_level(logging.INFO):
         slack.event("event_app_mention_channel.json")
         slack.fake.wait_for("chat.postMessage")
-        time.sleep(0.2)
+        slack.work.wait_idle()
     assert any("question kind=mention" in r.getMessage() for r in caplog.records)
     assert not [
         r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "Rosoboronexport?" in r.getMessage()
@@ -601,7 +631,7 @@ def test_ingest_by_a_non_admin_is_refused_and_stores_nothing(slack):
     status, _, body = slack.command("slash_ingest.form.txt", user_id="U0001", text="Title\nSome body text.")
     assert status == 200
     assert json.loads(body)["text"].startswith("Only admins can add articles with /ingest, so nothing was stored.")
-    time.sleep(0.3)
+    slack.work.wait_idle()
     assert (slack.store.article_count(), slack.fake.methods()) == (before, [])
 
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from bot import messages
-from bot.records import Answer, ArticleRef, Citation
-from bot.slack_blocks import (
+from bot.core import messages
+from bot.core.records import Answer, ArticleRef, Citation
+from bot.slack.blocks import (
     answer_message,
     error_message,
     highlighted_quote,
@@ -19,6 +19,7 @@ from bot.slack_blocks import (
     parse_feedback_value,
     title_link,
 )
+from bot.slack.escape import escape_slack, unescape_slack
 
 REF = ArticleRef(
     id=7,
@@ -307,3 +308,13 @@ def test_feedback_values(value, expected):
 def test_every_slack_template_renders(name):
     rendered = messages.render(name, **{field: "x" for field in messages.placeholders(name)})
     assert rendered.strip() and "{" not in rendered
+
+
+def test_escaping_turns_chat_markup_into_plain_text():
+    assert (
+        escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
+    )
+
+
+def test_unescaping_restores_what_the_user_typed():
+    assert unescape_slack(escape_slack("a <b> & c &amp; d")) == "a <b> & c &amp; d"

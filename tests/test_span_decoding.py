@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.reader import SpanCandidate, decode_spans
+from bot.core.reader import SpanCandidate, decode_spans
 
 LOW = -10.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.core.records import Article, ArticleRef, Sentence
 from bot.errors import StoreError
-from bot.records import Article, ArticleRef, Sentence
-from bot.store import Store, StoredOutcome
+from bot.store import SQLiteStore, StoredOutcome
 
 ARTICLE = Article(
     title="Harbor ferry",
@@ -15,12 +15,12 @@ ARTICLE = Article(
 )
 
 
-def table_counts(store: Store) -> dict[str, int]:
+def table_counts(store: SQLiteStore) -> dict[str, int]:
     return {name: store.db[name].count for name in ("articles", "sentences", "passages")}
 
 
 def test_add_article_stores_sentences_and_passages_with_exact_offsets(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     outcome = store.add_article(ARTICLE)
     assert outcome == StoredOutcome("added", 1, "Harbor ferry")
     sentences = list(store.db.query("select idx, char_start, char_end, text from sentences order by idx"))
@@ -34,7 +34,7 @@ def test_add_article_stores_sentences_and_passages_with_exact_offsets(tmp_path):
 
 
 def test_add_article_twice_is_unchanged(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(ARTICLE)
     before = table_counts(store)
     assert store.add_article(ARTICLE) == StoredOutcome("unchanged", 1, "Harbor ferry")
@@ -42,7 +42,7 @@ def test_add_article_twice_is_unchanged(tmp_path):
 
 
 def test_changed_article_with_same_source_is_updated_in_place(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(ARTICLE)
     changed = Article(
         title="Harbor ferry", body="The ferry was built by Seaworthy Yards. It is electric.", source="notes/ferry.txt"
@@ -55,7 +55,7 @@ def test_changed_article_with_same_source_is_updated_in_place(tmp_path):
 
 
 def test_articles_with_the_same_url_are_one_article(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     first = Article(title="Old", body="Old text here.", source="a.json", url="https://example.org/x")
     second = Article(title="New", body="New text here.", source="b.json", url="https://example.org/x")
     assert [store.add_article(first).status, store.add_article(second).status] == ["added", "updated"]
@@ -101,7 +101,7 @@ def test_search_with_raw_fts_syntax_error_raises_store_error(store):
 
 
 def test_search_sql_can_be_shown_without_running_it(tmp_path):
-    sql = Store(tmp_path / "qa.db").search_sql()
+    sql = SQLiteStore(tmp_path / "qa.db").search_sql()
     assert "where passages_fts match :query order by rank limit :limit" in sql  # ranked before any join
     assert sql.endswith("order by hits.rank")
 
@@ -135,18 +135,18 @@ def test_unopenable_database_raises_store_error_naming_the_path(tmp_path):
     folder = tmp_path / "a-folder"
     folder.mkdir()
     with pytest.raises(StoreError, match=f"Cannot open the database {folder}: .*Check the path"):
-        Store(folder)
+        SQLiteStore(folder)
 
 
 def test_reopening_a_database_keeps_its_articles(tmp_path):
-    Store(tmp_path / "qa.db").add_article(ARTICLE)
-    reopened = Store(tmp_path / "qa.db")
+    SQLiteStore(tmp_path / "qa.db").add_article(ARTICLE)
+    reopened = SQLiteStore(tmp_path / "qa.db")
     assert reopened.article_count() == 1
     assert [p.article.title for p in reopened.search('"ferry"', limit=5)] == ["Harbor ferry"]
 
 
 def test_article_edited_to_match_another_article_is_still_updated(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(Article(title="Ferry", body="The ferry is electric.", source="a.txt"))
     store.add_article(Article(title="Bus", body="The bus is diesel.", source="b.txt"))
     # a.txt is overwritten with a copy of b.txt: its old text must not stay searchable
@@ -156,7 +156,7 @@ def test_article_edited_to_match_another_article_is_still_updated(tmp_path):
 
 
 def test_same_content_from_a_new_source_is_unchanged(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     store.add_article(ARTICLE)
     moved = Article(title=ARTICLE.title, body=ARTICLE.body, source="moved/ferry.txt")
     assert store.add_article(moved) == StoredOutcome("unchanged", 1, "Harbor ferry")
@@ -164,7 +164,7 @@ def test_same_content_from_a_new_source_is_unchanged(tmp_path):
 
 
 def test_an_article_that_fails_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     article = Article(title="Half", body="One sentence here. Another one there.", source="half.txt")
 
     def fail_after_sentences(article_id, article, sentences):
@@ -187,7 +187,7 @@ def numbered(n: int) -> list[Article]:
 
 
 def stored_in_a_second_connection(path) -> int:
-    other = Store(path)
+    other = SQLiteStore(path)
     try:
         return other.db["articles"].count
     finally:
@@ -195,7 +195,7 @@ def stored_in_a_second_connection(path) -> int:
 
 
 def test_bulk_commits_every_n_articles_and_the_rest_at_the_end(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     seen_by_others = []
     with store.bulk(every=3):
         for article in numbered(7):
@@ -206,7 +206,7 @@ def test_bulk_commits_every_n_articles_and_the_rest_at_the_end(tmp_path):
 
 
 def test_bulk_keeps_what_was_stored_when_interrupted(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     with pytest.raises(KeyboardInterrupt):
         with store.bulk(every=100):
             for article in numbered(4):
@@ -216,7 +216,7 @@ def test_bulk_keeps_what_was_stored_when_interrupted(tmp_path):
 
 
 def test_a_failing_article_inside_bulk_loses_only_itself(tmp_path, monkeypatch):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     real_insert_parts = store._insert_parts
 
     def fail_on_note_1(article_id, article, sentences):
@@ -234,13 +234,15 @@ def test_a_failing_article_inside_bulk_loses_only_itself(tmp_path, monkeypatch):
                 outcomes.append("failed")
         assert store.add_article(numbered(1)[0]).status == "unchanged"  # sees its own batch
     assert outcomes == ["added", "failed", "added"]
-    titles = [row["title"] for row in Store(tmp_path / "qa.db").db.query("select title from articles order by id")]
+    titles = [
+        row["title"] for row in SQLiteStore(tmp_path / "qa.db").db.query("select title from articles order by id")
+    ]
     assert titles == ["Note 0", "Note 2"]
     assert table_counts(store) == {"articles": 2, "sentences": 4, "passages": 2}
 
 
 def test_passage_counts_count_stemmed_terms_and_stop_early(tmp_path):
-    store = Store(tmp_path / "qa.db")
+    store = SQLiteStore(tmp_path / "qa.db")
     for article in numbered(5):
         store.add_article(article)
     store.add_article(ARTICLE)
@@ -261,6 +263,6 @@ def test_search_of_several_expressions_keeps_each_passage_once_with_its_best_sco
 
 
 def test_search_sql_of_several_expressions_can_be_shown(tmp_path):
-    sql = Store(tmp_path / "qa.db").search_sql(2)
+    sql = SQLiteStore(tmp_path / "qa.db").search_sql(2)
     assert "match :query order by rank limit :limit" in sql and "match :query_1 order by rank limit :limit" in sql
     assert "union all" in sql and sql.endswith("order by hits.rank")

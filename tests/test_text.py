@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from bot.ingest import article_from_text
-from bot.records import Sentence
-from bot.text import escape_slack, group_passages, normalize_whitespace, split_sentences
+from bot.core.records import Sentence
+from bot.core.text import group_passages, normalize_whitespace, split_sentences
+from bot.sources.files import article_from_text
 
 
 def texts(body: str) -> list[str]:
@@ -146,7 +146,7 @@ def test_group_passages_invariants_on_random_lengths():
         for first, last in groups:
             assert first <= last
             assert first == last or sum(counts[first : last + 1]) <= max_words
-        for (first_a, last_a), (first_b, last_b) in zip(groups, groups[1:]):
+        for (first_a, last_a), (first_b, _) in zip(groups, groups[1:]):
             assert first_a < first_b <= last_a + 1  # moves forward, never skips a sentence
 
 
@@ -164,12 +164,6 @@ def test_normalize_whitespace_unifies_newlines_and_keeps_one_blank_line():
     assert (
         normalize_whitespace("  Title \r\n\r\n\r\n\r\nFirst\u00a0line  \t here.\rNext.\n\n\n")
         == "Title\n\nFirst line here.\nNext."
-    )
-
-
-def test_escaping_turns_chat_markup_into_plain_text():
-    assert (
-        escape_slack("<@U123> & <!channel> <http://x|y>") == "&lt;@U123&gt; &amp; &lt;!channel&gt; &lt;http://x|y&gt;"
     )
 
 

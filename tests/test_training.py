@@ -104,7 +104,7 @@ def test_windows_without_the_answer_target_cls(tokenizer):
 
 
 def test_training_windows_are_the_passages_the_bot_reads():
-    from bot.text import group_passages, split_sentences
+    from bot.core.text import group_passages, split_sentences
 
     questions = squad_questions(ARTICLES[:1])
     recipe = Recipe(window_words=30, paragraph_share=0.0, other_window_share=0.0, removed_sentence_share=0.0)

@@ -31,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.compose import cite
-from bot.confidence import (DEFAULT_ANSWER_THRESHOLD, DEFAULT_HEDGE_THRESHOLD, FEATURES, Calibrator, gather_evidence)
+from bot.core.compose import cite
+from bot.core.confidence import (DEFAULT_ANSWER_THRESHOLD, DEFAULT_HEDGE_THRESHOLD, FEATURES, Calibrator, gather_evidence)
 from bot.errors import ConfigError, DatasetError
-from bot.records import Article
-from bot.reader import Reader
-from bot.retrieve import Retriever
-from bot.store import Store
-from bot.text import split_sentences
+from bot.core.records import Article
+from bot.core.reader import Reader
+from bot.core.retrieve import Retriever
+from bot.store.sqlite import SQLiteStore
+from bot.core.text import split_sentences
 from bot.training.data import split_articles
 from bot.training.squad import best_scores, read_squad_json, squad_questions
 
@@ -95,8 +95,8 @@ def _answer_sentences(body: str, start: int, end: int) -> tuple[int, int] | None
     return (sentences[0].char_start, sentences[-1].char_end) if sentences else None
 
 
-def _fill_store(path: Path, articles: Sequence[Article]) -> Store:
-    store = Store(path)
+def _fill_store(path: Path, articles: Sequence[Article]) -> SQLiteStore:
+    store = SQLiteStore(path)
     for article in articles:
         store.add_article(article)
     return store
@@ -129,7 +129,7 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
     total = len(answerable) + len(removed) + len(missing)
     cases: list[CalibrationCase] = []
 
-    def ask(store: Store, question, kind: str) -> None:
+    def ask(store: SQLiteStore, question, kind: str) -> None:
         case = CalibrationCase(question.question, kind, question.article_index,
                                [a.text for a in question.answers])
         _read_case(case, store=store, reader=reader, top_k=top_k)
@@ -182,7 +182,7 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
     return cases
 
 
-def _read_case(case: CalibrationCase, *, store: Store, reader: Reader, top_k: int) -> None:
+def _read_case(case: CalibrationCase, *, store: SQLiteStore, reader: Reader, top_k: int) -> None:
     passages = Retriever(store, top_k=top_k).run(case.question)
     spans = reader.run(case.question, [p.text for p in passages]) if passages else []
     evidence = gather_evidence(case.question, passages, spans,

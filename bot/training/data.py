@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.confidence import content_words
+from bot.core.confidence import content_words
 from bot.errors import ConfigError, TrainingError
 from bot.training.squad import SquadQuestion, squad_questions
 
@@ -151,7 +151,7 @@ class _ArticleText:
 
 
 def _article_text(contexts: Sequence[str], *, window_words: int) -> _ArticleText:
-    from bot.text import group_passages, split_sentences
+    from bot.core.text import group_passages, split_sentences
 
     body, starts, position = [], [], 0
     for context in contexts:

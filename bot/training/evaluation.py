@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bot.errors import ConfigError
-from bot.reader import Reader
+from bot.core.reader import Reader
 from bot.training.squad import SquadQuestion, best_scores, load_squad
 
 __all__ = ["ReaderEvaluation", "CalibrationCase", "ThresholdRow", "Calibration", "evaluate_reader",

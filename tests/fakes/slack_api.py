@@ -193,7 +193,7 @@ def _handler_for(fake: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
                     {"Retry-After": "1"},
                 )
                 return
-            if method != "auth.test" and (token == "xoxb-fail" or method in fake._failures):
+            if (method != "auth.test" and token == "xoxb-fail") or method in fake._failures:
                 error = fake._failures.get(method, "fatal_error")
                 self._json({"ok": False, "error": error})
                 return

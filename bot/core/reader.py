@@ -12,16 +12,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
+from bot.core.reader_config import DTYPES, ReaderConfig
+from bot.core.records import Span
 from bot.errors import ReaderError
-from bot.records import Span
 
-__all__ = ["Reader", "SpanCandidate", "decode_spans"]
+__all__ = ["Reader", "ReaderConfig", "ReaderOptions", "SpanCandidate", "decode_spans", "DTYPES", "MAX_QUESTION_TOKENS"]
 
 logger = logging.getLogger(__name__)
 
+# A question keeps at most its first 64 tokens (the reader and the training data both cut it there).
 MAX_QUESTION_TOKENS = 64
 N_BEST_PER_SIDE = 20
 
@@ -90,53 +93,85 @@ def decode_spans(
     return candidates, null_probability
 
 
+class ReaderOptions(TypedDict, total=False):
+    """`ReaderConfig`'s fields other than the model, as keyword arguments of `Reader(...)`."""
+
+    max_length: int
+    doc_stride: int
+    max_answer_tokens: int
+    dtype: str
+    threads: int | None
+
+
 class Reader:
     """Read passages with an extractive QA model and return answer spans with character offsets.
 
-        reader = Reader("models/minilm-squad-reader")
+        reader = Reader.from_config(ReaderConfig("models/minilm-squad-reader"))
         spans = reader.run("Who founded the club?", ["The club was founded by Ada Park in 2019."])
         spans[0].text  # 'Ada Park'
 
-    :param model: local directory (or Hugging Face id, when online) of an `AutoModelForQuestionAnswering` checkpoint.
-    :param max_length: tokens per window (question + context).
-    :param doc_stride: tokens shared by consecutive windows of a long passage.
-    :param max_answer_tokens: longest answer, in tokens.
-    :param dtype: "float32", "bfloat16" (autocast) or "int8" (dynamic quantisation of linear layers).
-    :param threads: torch CPU threads; None keeps torch's choice.
+    `Reader("models/minilm-squad-reader", max_length=256, dtype="int8")` builds the same `ReaderConfig` from
+    keyword arguments; defaults and checks are `ReaderConfig`'s.
+
+    :param model: a `ReaderConfig`, or the local directory (or Hugging Face id) of an extractive QA checkpoint.
     :param batch_size: windows per forward pass.
+    :param options: the other `ReaderConfig` fields (max_length, doc_stride, max_answer_tokens, dtype, threads).
+    :raises ValueError: when an option is out of range (see `ReaderConfig`).
     """
 
     def __init__(
-        self,
-        model: str | Path,
-        *,
-        max_length: int = 384,
-        doc_stride: int = 128,
-        max_answer_tokens: int = 30,
-        dtype: str = "float32",
-        threads: int | None = None,
-        batch_size: int = 32,
+        self, model: str | Path | ReaderConfig, *, batch_size: int = 32, **options: Unpack[ReaderOptions]
     ) -> None:
-        if doc_stride >= max_length // 2:
-            raise ValueError(f"doc_stride must be under half of max_length, got {doc_stride} and {max_length}")
-        if dtype not in ("float32", "bfloat16", "int8"):
-            raise ValueError(f"dtype must be float32, bfloat16 or int8, got {dtype!r}")
-        self.model_name = str(model)
-        self.max_length, self.doc_stride, self.max_answer_tokens = max_length, doc_stride, max_answer_tokens
-        self.dtype, self.threads, self.batch_size = dtype, threads, batch_size
-        self._model = None
-        self._tokenizer = None
+        if isinstance(model, ReaderConfig):
+            if options:
+                raise TypeError(f"give either a ReaderConfig or options, not both (got {sorted(options)})")
+            self.config = model
+        else:
+            self.config = ReaderConfig(model=str(model), **options)
+        self.batch_size = batch_size
+        self.model: Any = None  # the loaded QA model (or a stand-in with its call signature, in tests)
+        self.tokenizer: Any = None  # its fast tokenizer
+
+    @classmethod
+    def from_config(cls, config: ReaderConfig, *, batch_size: int = 32) -> Reader:
+        """The reader `config` describes (not loaded yet)."""
+        return cls(config, batch_size=batch_size)
+
+    # The configuration, under the names the reader always had
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_length
+
+    @property
+    def doc_stride(self) -> int:
+        return self.config.doc_stride
+
+    @property
+    def max_answer_tokens(self) -> int:
+        return self.config.max_answer_tokens
+
+    @property
+    def dtype(self) -> str:
+        return self.config.dtype
+
+    @property
+    def threads(self) -> int | None:
+        return self.config.threads
 
     @property
     def is_loaded(self) -> bool:
-        return self._model is not None
+        return self.model is not None
 
     def load(self) -> Reader:
         """Load tokenizer and model once (later calls do nothing). Never downloads for a local directory.
 
         :raises ReaderError: when the model cannot be found or is not an extractive QA model.
         """
-        if self._model is not None:
+        if self.model is not None:
             return self
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -168,7 +203,7 @@ class Reader:
         model.eval()
         if self.dtype == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self._tokenizer, self._model = tokenizer, model
+        self.tokenizer, self.model = tokenizer, model
         logger.info(
             "reader loaded model=%s dtype=%s load_ms=%.0f",
             self.model_name,
@@ -180,9 +215,9 @@ class Reader:
     def _trim_question(self, question: str) -> str:
         # A very long question would leave no room for the context; keep its first tokens. The tokenizer also needs
         # more context room per window than doc_stride (else it fails), which short max_lengths make tight.
-        room = self.max_length - self._tokenizer.num_special_tokens_to_add(pair=True) - self.doc_stride - 1
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=True) - self.doc_stride - 1
         limit = max(1, min(MAX_QUESTION_TOKENS, room))
-        encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
         if len(offsets) <= limit:
             return question
@@ -200,7 +235,7 @@ class Reader:
         question = self._trim_question(question.strip())
         if not question or not contexts:
             return []
-        encoded = self._tokenizer(
+        encoded = self.tokenizer(
             [question] * len(contexts),
             list(contexts),
             truncation="only_second",
@@ -236,7 +271,8 @@ class Reader:
                 if key not in best or best[key].score < cand.score:  # overlapping windows see the same span
                     null_logit = float(start_logits[w][0] + end_logits[w][0])
                     best[key] = Span(context_index, char_start, char_end, text, cand.score, cand.logit, null_logit)
-        kept, per_context = [], Counter()
+        kept: list[Span] = []
+        per_context: Counter[int] = Counter()
         for span in sorted(best.values(), key=lambda s: (-s.logit, -s.score)):
             if per_context[span.context_index] < max(top_n, 1):
                 per_context[span.context_index] += 1
@@ -257,7 +293,7 @@ class Reader:
             for first in range(0, total, self.batch_size):
                 batch = {name: tensor[first : first + self.batch_size] for name, tensor in inputs.items()}
                 try:
-                    output = self._model(**batch)
+                    output = self.model(**batch)
                 except RuntimeError as exc:
                     raise ReaderError(f"The reader model failed on a batch: {exc}") from exc
                 starts.append(output.start_logits.float().numpy())

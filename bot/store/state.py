@@ -11,12 +11,13 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
 
 from bot.errors import StoreError
+from bot.store.migrations import migrate
 
 __all__ = ["SlackState", "StoredAnswer", "ReplyLink", "RateDecision"]
 
@@ -27,7 +28,7 @@ EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -80,63 +81,11 @@ class SlackState:
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
             self.db = sqlite_utils.Database(conn)
-            self._ensure_schema()
+            migrate(self.db, path=self.path)  # the slack_ tables are part of the store's schema
         except sqlite3.Error as exc:
             raise StoreError(
                 f"Cannot open the Slack tables in {self.path}: {exc}. Check the path (QABOT_DB_PATH)."
             ) from exc
-
-    def _ensure_schema(self) -> None:
-        db = self.db
-        with db.conn:
-            if "slack_events" not in db.table_names():
-                db["slack_events"].create({"event_id": str, "seen_at": float}, pk="event_id")
-            if "slack_answers" not in db.table_names():
-                db["slack_answers"].create(
-                    {
-                        "id": str,
-                        "question": str,
-                        "answer": str,
-                        "article_id": int,
-                        "score": float,
-                        "text": str,
-                        "blocks": str,
-                        "created_at": str,
-                    },
-                    pk="id",
-                )
-            if "slack_replies" not in db.table_names():
-                db["slack_replies"].create(
-                    {
-                        "channel": str,
-                        "question_ts": str,
-                        "reply_ts": str,
-                        "thread_ts": str,
-                        "answer_id": str,
-                        "updated_at": str,
-                    },
-                    pk=("channel", "question_ts"),
-                )
-                db["slack_replies"].create_index(["channel", "reply_ts"])
-            if "slack_feedback" not in db.table_names():
-                db["slack_feedback"].create(
-                    {
-                        "id": int,
-                        "answer_id": str,
-                        "user": str,
-                        "vote": str,
-                        "question": str,
-                        "answer": str,
-                        "article_id": int,
-                        "channel": str,
-                        "message_ts": str,
-                        "clicked_at": str,
-                    },
-                    pk="id",
-                )
-            if "slack_requests" not in db.table_names():
-                db["slack_requests"].create({"user": str, "at": float})
-                db["slack_requests"].create_index(["user", "at"])
 
     def _write(self, sql: str, params: list | tuple) -> sqlite3.Cursor:
         try:
@@ -247,7 +196,7 @@ class SlackState:
         with self._lock:
             try:
                 with self.db.conn:
-                    self.db["slack_feedback"].insert(row)
+                    self.db.table("slack_feedback").insert(row)
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not store feedback in {self.path}: {exc}") from exc
         return row
@@ -266,6 +215,7 @@ class SlackState:
         with self._lock:
             self._write("delete from slack_requests where user = ? and at <= ?", [user, since])
             row = self._one("select count(*) as n, min(at) as oldest from slack_requests where user = ?", [user])
+            assert row is not None  # an aggregate query always returns one row
             if row["n"] >= per_minute:
                 wait = max(1, int(row["oldest"] + RATE_WINDOW_S - now + 0.999))
                 return RateDecision(False, wait)

@@ -1,34 +1,23 @@
-"""Ingestion: article files (.txt .md .html .json .jsonl), pasted text and web pages → articles in the store.
+"""Article files on disk: `.txt`/`.md` (first line the title), `.html`, `.json`/`.jsonl` records → `Article`s.
 
-A bad input is reported with its path and reason and skipped; everything else still goes in.
+A bad record or file comes out as an `IngestFailure` with its path and a reason a user can act on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import IngestError, StoreError
-from bot.records import Article
-from bot.store import Store, StoredOutcome
-from bot.text import normalize_whitespace
+from bot.core.records import Article
+from bot.core.text import normalize_whitespace
+from bot.errors import IngestError
+from bot.sources.html import article_from_html
 
-__all__ = [
-    "IngestReport",
-    "IngestFailure",
-    "ingest_paths",
-    "ingest_article",
-    "read_articles",
-    "article_from_text",
-    "article_from_html",
-    "SUPPORTED_SUFFIXES",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["IngestFailure", "SUPPORTED_SUFFIXES", "article_from_text", "expand_paths", "read_articles"]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".json", ".jsonl")
 
@@ -39,28 +28,6 @@ class IngestFailure:
 
     path: str
     reason: str
-
-
-@dataclass
-class IngestReport:
-    """Counts of one ingestion run, with every failure."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failures: list[IngestFailure] = field(default_factory=list)
-    outcomes: list[StoredOutcome] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    def record(self, outcome: StoredOutcome) -> None:
-        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
-        self.outcomes.append(outcome)
-
-
-# Parsing -----------------------------------------------------------------------------------------------------
 
 
 def article_from_text(text: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
@@ -78,28 +45,6 @@ def article_from_text(text: str, *, source: str, url: str | None = None, key: st
     if not body:
         raise IngestError(f"no body: only a title line ({title[:60]!r}) was found")
     return Article(title=title, body=body, source=source, url=url, key=key)
-
-
-def article_from_html(html: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
-    """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped)."""
-    import trafilatura
-
-    extracted = trafilatura.extract(
-        html, output_format="json", with_metadata=True, include_comments=False, include_tables=False, url=url
-    )
-    if not extracted:
-        raise IngestError("no readable article text found in the HTML")
-    data = json.loads(extracted)
-    title = (data.get("title") or "").strip()
-    paragraphs = [line.strip() for line in (data.get("text") or "").split("\n") if line.strip()]
-    if paragraphs and title and paragraphs[0] == title:
-        paragraphs = paragraphs[1:]
-    if not title and paragraphs:
-        title = paragraphs[0][:120]
-    body = "\n\n".join(paragraphs)
-    if not body:
-        raise IngestError("no readable article text found in the HTML")
-    return Article(title=title, body=body, source=source, url=url, published_at=data.get("date"), key=key)
 
 
 def _article_from_record(record: object, *, path: str, where: str, key_path: str) -> Article:
@@ -165,8 +110,8 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
         for index, record in enumerate(records):
             yield _distinct_key(
                 _guard(
-                    lambda r=record, i=index: _article_from_record(
-                        r, path=source, where=f"record {i + 1}", key_path=key
+                    functools.partial(
+                        _article_from_record, record, path=source, where=f"record {index + 1}", key_path=key
                     ),
                     source,
                 ),
@@ -178,7 +123,7 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
             if not line.strip():
                 continue
             yield _distinct_key(
-                _guard(lambda ln=line, n=lineno: _jsonl_record(ln, path=source, lineno=n, key_path=key), source), seen
+                _guard(functools.partial(_jsonl_record, line, path=source, lineno=lineno, key_path=key), source), seen
             )
 
 
@@ -207,13 +152,9 @@ def _guard(make: Callable[[], Article], source: str) -> Article | IngestFailure:
         return IngestFailure(source, str(exc))
 
 
-def _database_files(store: Store) -> set[Path]:
-    # The database (and its -wal/-shm/-journal files) may sit in a folder being ingested: it is not an article.
-    db = Path(store.path).resolve()
-    return {db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
-
-
-def _expand(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | IngestFailure]:
+def expand_paths(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | IngestFailure]:
+    """Files to read: each file given, and every file under each folder given (recursively, hidden ones
+    skipped, `skip` left out); a path that does not exist comes out as an `IngestFailure`."""
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
@@ -227,47 +168,3 @@ def _expand(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | Ingest
             yield path
         else:
             yield IngestFailure(str(path), "no such file or folder")
-
-
-# Storing -----------------------------------------------------------------------------------------------------
-
-
-def ingest_article(store: Store, article: Article) -> StoredOutcome:
-    """Store one article (its own transaction); see `Store.add_article` for added/updated/unchanged."""
-    return store.add_article(article)
-
-
-def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = False) -> IngestReport:
-    """Ingest files and folders (recursively); report counts and every failure, never stop at a bad file.
-
-    report = ingest_paths(Store("qa.db"), ["examples/articles/"])
-    print(report.added, report.failures)
-    """
-    from tqdm import tqdm
-
-    report = IngestReport()
-    items = list(_expand((Path(p) for p in paths), skip=_database_files(store)))
-    with store.bulk():
-        for item in tqdm(items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False):
-            if isinstance(item, IngestFailure):
-                report.failures.append(item)
-                continue
-            try:
-                for article in read_articles(item):
-                    if isinstance(article, IngestFailure):
-                        report.failures.append(article)
-                    else:
-                        report.record(ingest_article(store, article))
-            except (IngestError, StoreError) as exc:
-                report.failures.append(IngestFailure(str(item), str(exc)))
-    for failure in report.failures:
-        # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
-        logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
-    logger.info(
-        "ingested added=%d updated=%d unchanged=%d failed=%d",
-        report.added,
-        report.updated,
-        report.unchanged,
-        report.failed,
-    )
-    return report

@@ -1,6 +1,6 @@
 """The benchmark corpus: SQuAD questions, articles recombined from SQuAD contexts, and their databases.
 
-`bot.bench` measures on corpora of 1k to 100k articles; this module makes them. It reads the SQuAD v1.1
+`bot.bench.run` measures on corpora of 1k to 100k articles; this module makes them. It reads the SQuAD v1.1
 training file (`load_squad_corpus`), turns its contexts into articles, real ones first and then perturbed
 mixtures, so a smaller corpus is always a prefix of a larger one (`build_articles`), picks seeded questions whose
 paragraph is stored verbatim (`pick_questions`), and builds each database once through `Store.add_article`,
@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core.records import Article
 from bot.errors import ConfigError
-from bot.records import Article
+from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 from bot.training.squad import read_squad_json
-from bot.store import PASSAGE_MAX_WORDS, Store
 
 __all__ = [
     "BenchQuestion",
@@ -34,6 +34,8 @@ __all__ = [
     "SEED",
     "CORPUS_VERSION",
     "Progress",
+    "fresh_store",
+    "used_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,9 @@ def load_squad_corpus(path: str | Path) -> SquadData:
     path = Path(path)
     data = read_squad_json(path)["data"]
     try:
-        paragraphs, titles, questions = [], [], []
+        paragraphs: list[str] = []
+        titles: list[str] = []
+        questions: list[BenchQuestion] = []
         for article in data:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
@@ -163,13 +167,15 @@ def pick_questions(
     return pool[:n]
 
 
-def _fresh_store(db_path: Path) -> Store:
+def fresh_store(db_path: Path) -> SQLiteStore:
+    """An empty store at `db_path`, replacing any database (and its WAL files) there."""
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    return Store(db_path)
+    return SQLiteStore(db_path)
 
 
-def _used_bytes(store: Store) -> int:
+def used_bytes(store: SQLiteStore) -> int:
+    """Bytes in the database's pages in use (page count less free pages, times the page size)."""
     # Pages in use, so a file that grew and shrank (or holds the naive index built later) is measured fairly.
     pragma = {name: next(store.db.query(f"pragma {name}")) for name in ("page_count", "freelist_count", "page_size")}
     return (pragma["page_count"]["page_count"] - pragma["freelist_count"]["freelist_count"]) * pragma["page_size"][
@@ -177,7 +183,7 @@ def _used_bytes(store: Store) -> int:
     ]
 
 
-def _count(store: Store, table: str) -> int:
+def _count(store: SQLiteStore, table: str) -> int:
     return store.db[table].count
 
 
@@ -206,7 +212,7 @@ def ensure_corpus_db(
             return db_path, {**meta, "built_this_run": False}
     meta_path.unlink(missing_ok=True)
     articles = build_articles(squad, n_articles)
-    store = _fresh_store(db_path)
+    store = fresh_store(db_path)
     started = time.perf_counter()
     with store.bulk():
         for done, (article, _) in enumerate(articles, start=1):
@@ -221,9 +227,9 @@ def ensure_corpus_db(
         "sentences": _count(store, "sentences"),
         "build_s": seconds,
         "build_articles_per_s": n_articles / seconds,
-        "db_mb": _used_bytes(store) / 1e6,
+        "db_mb": used_bytes(store) / 1e6,
     }
-    store.db["articles"].enable_fts(["title", "body"], tokenize="porter")
+    store.db.table("articles").enable_fts(["title", "body"], tokenize="porter")
     store.close()
     logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The article store: one SQLite file (sqlite-utils) with articles, sentences, passages and an FTS5 index."""
+"""The article store in one SQLite file (sqlite-utils): articles, sentences, passages and an FTS5 index."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import sqlite_utils
 
+from bot.core.records import Article, ArticleRef, Passage, Sentence
+from bot.core.text import group_passages, split_sentences
 from bot.errors import StoreError
-from bot.records import Article, ArticleRef, Passage, Sentence
-from bot.text import group_passages, split_sentences
+from bot.store.base import StoredOutcome
+from bot.store.migrations import migrate
 
-__all__ = ["Store", "StoredOutcome", "content_hash"]
+__all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,25 +39,18 @@ def content_hash(article: Article) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class StoredOutcome:
-    """What storing one article did: `added`, `updated` (same url/source, new content) or `unchanged`."""
+class SQLiteStore:
+    """Articles and their passages in SQLite, searchable with BM25 through FTS5 (the `Store` of qa-bot).
 
-    status: Literal["added", "updated", "unchanged"]
-    article_id: int
-    title: str
-
-
-class Store:
-    """Articles and their passages in SQLite, searchable with BM25 through FTS5.
-
-        store = Store("qa.db")
+        store = SQLiteStore("qa.db")
         store.add_article(Article(title="...", body="...", source="notes.txt"))
         passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
 
     One connection is shared by the threads of a server; `lock` serialises its use (SQLite writes are serial anyway).
 
-    :param path: database file; created with its schema when missing. `":memory:"` works for experiments.
+    :param path: database file; created with its schema when missing, upgraded to the latest schema version when
+        older (`bot.store.migrations`). `":memory:"` works for experiments.
+    :raises StoreError: when the file cannot be opened or upgraded.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -75,62 +68,11 @@ class Store:
             self.db.execute("PRAGMA cache_size=-65536")
             self._bulk_every = 0
             self._bulk_pending = 0
-            self._ensure_schema()
+            migrate(self.db, path=self.path)  # create or upgrade the schema (bot.store.migrations)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"Cannot open the database {self.path}: {exc}. Check the path (QABOT_DB_PATH or --db)."
             ) from exc
-
-    def _ensure_schema(self) -> None:
-        db = self.db
-        if "articles" in db.table_names():
-            return
-        with db.conn:
-            db["articles"].create(
-                {
-                    "id": int,
-                    "key": str,
-                    "title": str,
-                    "body": str,
-                    "source": str,
-                    "url": str,
-                    "published_at": str,
-                    "content_hash": str,
-                    "ingested_at": str,
-                },
-                pk="id",
-                not_null={"key", "title", "body", "source", "content_hash"},
-            )
-            db["articles"].create_index(["key"], unique=True)
-            db["articles"].create_index(["content_hash"])
-            db["sentences"].create(
-                {
-                    "id": int,
-                    "article_id": int,
-                    "idx": int,
-                    "char_start": int,
-                    "char_end": int,
-                    "text": str,
-                },
-                pk="id",
-                foreign_keys=[("article_id", "articles", "id")],
-            )
-            db["sentences"].create_index(["article_id", "char_start"])
-            db["passages"].create(
-                {
-                    "id": int,
-                    "article_id": int,
-                    "idx": int,
-                    "char_start": int,
-                    "char_end": int,
-                    "title": str,
-                    "text": str,
-                },
-                pk="id",
-                foreign_keys=[("article_id", "articles", "id")],
-            )
-            db["passages"].create_index(["article_id"])
-        db["passages"].enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
 
     # Writing -------------------------------------------------------------------------------------------------
 
@@ -163,7 +105,7 @@ class Store:
             return outcome
 
     @contextmanager
-    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[Store]:
+    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[SQLiteStore]:
         """Commit `add_article` calls in groups of `every` articles instead of one by one: several times faster
         for an archive. Each article stays all-or-nothing, and what was stored is committed even when the block
         ends with an error or Ctrl-C.
@@ -211,23 +153,23 @@ class Store:
                 "url": article.url,
                 "published_at": article.published_at,
                 "content_hash": digest,
-                "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             with self.db.atomic():  # one transaction: nested sqlite-utils writes become savepoints
                 if existing:
                     article_id = existing["id"]
                     self.db.execute("delete from passages where article_id = ?", [article_id])
                     self.db.execute("delete from sentences where article_id = ?", [article_id])
-                    self.db["articles"].update(article_id, row)
+                    self.db.table("articles").update(article_id, row)
                 else:
-                    article_id = self.db["articles"].insert(row).last_pk
+                    article_id = self.db.table("articles").insert(row).last_pk
                 self._insert_parts(article_id, article, sentences)
         except sqlite3.Error as exc:
             raise StoreError(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
         return StoredOutcome("updated" if existing else "added", article_id, article.title)
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
-        self.db["sentences"].insert_all(
+        self.db.table("sentences").insert_all(
             (
                 {
                     "article_id": article_id,
@@ -253,7 +195,7 @@ class Store:
                     "text": article.body[start:end],
                 }
             )
-        self.db["passages"].insert_all(passages, batch_size=500)
+        self.db.table("passages").insert_all(passages, batch_size=500)
 
     # Reading -------------------------------------------------------------------------------------------------
 
@@ -355,7 +297,7 @@ class Store:
 
     def article_count(self) -> int:
         with self.lock:
-            return self.db["articles"].count
+            return self.db.table("articles").count
 
     def close(self) -> None:
         self.db.close()

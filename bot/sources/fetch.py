@@ -12,9 +12,10 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
+from bot.core.records import Article
 from bot.errors import FetchError, IngestError
-from bot.ingest import article_from_html, article_from_text
-from bot.records import Article
+from bot.sources.files import article_from_text
+from bot.sources.html import article_from_html
 
 __all__ = ["fetch_article", "fetch_page", "FetchedPage", "check_url", "check_public_host", "is_public_address"]
 

@@ -1,17 +1,19 @@
 """Benchmarks on this machine: ingestion, answer latency per corpus size, memory, cold start, a naive baseline.
 
 Corpora are built from the SQuAD v1.1 training contexts so retrieval sees real term statistics; the questions
-come from the same file with their gold answers (`bot.bench_corpus`). Everything is measured through the
+come from the same file with their gold answers (`bot.bench.corpus`). Everything is measured through the
 production classes (`Store.add_article`, `AnsweringService`, `Reader`), so this module sits beside `service` (it
-takes plain arguments and never reads `Settings`). The report is judged and rendered by `bot.bench_report`.
+takes a `ReaderConfig` and plain arguments and never reads `Settings`). Results are the records of
+`bot.bench.report`, which also judges and renders them.
 
-    report = run_benchmarks("train-v1.1.json.gz", model="models/reader", sizes=(1000, 10000))
-    print(render_markdown(report))  # from bot.bench_report
+    report = run_benchmarks("train-v1.1.json.gz", reader=ReaderConfig("models/reader"), sizes=(1000, 10000))
+    print(render_markdown(report))  # from bot.bench.report
 """
 
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import math
 import os
 import platform
@@ -28,27 +30,40 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.confidence import Calibrator
-from bot.bench_corpus import (
+from bot.bench.corpus import (
     SEED,
     BenchQuestion,
     Progress,
-    _fresh_store,
-    _used_bytes,
     build_articles,
     ensure_corpus_db,
+    fresh_store,
     load_squad_corpus,
     pick_questions,
+    used_bytes,
 )
-from bot.bench_report import _evaluate_targets, _label
+from bot.bench.report import (
+    AnsweringRow,
+    BenchReport,
+    ColdStart,
+    CorpusRow,
+    IngestionResult,
+    ReaderOptionsResult,
+    ReadingCost,
+    Summary,
+    VariantResult,
+    WayResult,
+    evaluate_targets,
+    size_label,
+)
+from bot.core.confidence import Calibrator
+from bot.core.reader import DTYPES, Reader, ReaderConfig
+from bot.core.records import Article
+from bot.core.retrieve import Retriever, fts_query
+from bot.core.service import AnsweringService
+from bot.core.text import split_sentences
 from bot.errors import ConfigError
-from bot.reader import Reader
-from bot.records import Article
-from bot.retrieve import Retriever, fts_query
-from bot.service import AnsweringService
+from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 from bot.training.squad import best_scores
-from bot.store import PASSAGE_MAX_WORDS, Store
-from bot.text import split_sentences
 
 __all__ = [
     "run_benchmarks",
@@ -58,6 +73,7 @@ __all__ = [
     "reader_variants",
     "measure_reader_options",
     "measure_reading_cost",
+    "ReaderVariant",
 ]
 
 WARMUP_QUESTIONS = 5
@@ -69,11 +85,11 @@ PROFILE_ARTICLES = 200
 # Measurements ---------------------------------------------------------------------------------------------------
 
 
-def _summary(values: Sequence[float]) -> dict[str, float]:
+def _summary(values: Sequence[float]) -> Summary:
     if not values:
-        return {"median": 0.0, "p95": 0.0, "mean": 0.0}
+        return Summary()
     median, p95 = np.percentile(values, [50, 95])
-    return {"median": float(median), "p95": float(p95), "mean": float(np.mean(values))}
+    return Summary(float(median), float(p95), float(np.mean(values)))
 
 
 class _Tally:
@@ -93,11 +109,21 @@ class _Tally:
         self.f1.append(f1)
         self.in_context.append(float(any(gold in text for gold in question.answers for text in contexts)))
 
-    def report(self) -> dict:
-        result: dict = {name: _summary(values) for name, values in self.times.items() if values}
-        for name, values in (("em", self.em), ("f1", self.f1), ("answer_in_context", self.in_context)):
-            result[name] = 100 * float(np.mean(values)) if values else 0.0
-        return result
+    def result(self) -> WayResult:
+        def percent(values: list[float]) -> float:
+            return 100 * float(np.mean(values)) if values else 0.0
+
+        def times(name: str) -> Summary | None:
+            return _summary(self.times[name]) if self.times[name] else None
+
+        return WayResult(
+            em=percent(self.em),
+            f1=percent(self.f1),
+            answer_in_context=percent(self.in_context),
+            read_ms=times("read_ms") or Summary(),
+            retrieve_ms=times("retrieve_ms"),
+            total_ms=times("total_ms"),
+        )
 
 
 _NAIVE_SQL = (
@@ -106,14 +132,14 @@ _NAIVE_SQL = (
 )
 
 
-def _naive_answer_contexts(store: Store, question: str, top_k: int) -> list[str]:
+def _naive_answer_contexts(store: SQLiteStore, question: str, top_k: int) -> list[str]:
     """The bodies of the top-k articles by article-level BM25 (the `articles_fts` index built for the baseline)."""
     query = fts_query(question)
     return [row["body"] for row in store.db.query(_NAIVE_SQL, {"query": query, "limit": top_k})] if query else []
 
 
 def _naive_answer(
-    store: Store, reader: Reader, question: str, top_k: int
+    store: SQLiteStore, reader: Reader, question: str, top_k: int
 ) -> tuple[str | None, list[str], float, float]:
     """Read the top-k whole articles with the reader's sliding window.
 
@@ -128,26 +154,24 @@ def _naive_answer(
 
 
 def measure_answering(
-    store: Store,
+    store: SQLiteStore,
     reader: Reader,
     questions: Sequence[BenchQuestion],
     *,
     top_k: int,
     warmup: Sequence[BenchQuestion] = (),
-) -> dict:
+) -> tuple[WayResult, WayResult, float]:
     """Our pipeline and the naive baseline on the same questions, interleaved question by question.
 
     The baseline reads through its own connection: sharing one would let its article-level index and whole bodies
     evict our passages from SQLite's page cache, which no real deployment of either approach would suffer.
+
+    :returns: (pipeline, naive, speed-up of the pipeline's median total over the baseline's)
     """
     retriever = Retriever(store, top_k=top_k)
-    service = AnsweringService(
-        store=store,
-        retriever=retriever,
-        reader=reader,
-        calibrator=Calibrator.raw(answer_threshold=0.0, hedge_threshold=0.0),
-    )
-    naive_store = Store(store.path)
+    always = Calibrator.raw(answer_threshold=0.0, hedge_threshold=0.0)  # every question answered, as in SQuAD v1.1
+    service = AnsweringService(store=store, retriever=retriever, reader=reader, calibrator=always)
+    naive_store = SQLiteStore(store.path)
     try:
         for question in warmup:
             service.answer(question.question)
@@ -169,14 +193,14 @@ def measure_answering(
             naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms, total_ms=retrieve_ms + read_ms)
     finally:
         naive_store.close()
-    result = {"questions": len(questions), "pipeline": pipeline.report(), "naive": naive.report()}
-    result["speedup"] = result["naive"]["total_ms"]["median"] / max(result["pipeline"]["total_ms"]["median"], 1e-9)
-    return result
+    ours, theirs = pipeline.result(), naive.result()
+    speedup = (theirs.total_ms or Summary()).median / max((ours.total_ms or Summary()).median, 1e-9)
+    return ours, theirs, speedup
 
 
 def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     """cProfile of storing `articles`: where the time goes, and how many transactions each article commits."""
-    store = _fresh_store(db_path)
+    store = fresh_store(db_path)
     statements: list[str] = []
     store.db.conn.set_trace_callback(statements.append)
     profiler = cProfile.Profile()
@@ -187,7 +211,7 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     profiler.disable()
     store.db.conn.set_trace_callback(None)
     store.close()
-    stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, primitive, own_s, cumulative_s, callers)}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # {(file, line, name): (calls, primitive, own_s, cumulative_s, callers)}
     total = sum(own for _, _, own, _, _ in stats.values()) or 1e-9
 
     def cumulative(file_end: str, name: str) -> float:
@@ -204,7 +228,7 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     return {
         "articles": len(articles),
         "commits_per_article": sum(s.strip().upper() == "COMMIT" for s in statements) / max(len(articles), 1),
-        "split_share": cumulative("bot/text.py", "split_sentences"),
+        "split_share": cumulative("bot/core/text.py", "split_sentences"),
         "sqlite_share": sum(own for (_, _, func), (_, _, own, _, _) in stats.items() if "sqlite3." in func) / total,
         "top": [
             {
@@ -217,17 +241,17 @@ def _profile_ingestion(articles: Sequence[Article], db_path: Path) -> dict:
     }
 
 
-def measure_ingestion(articles: Sequence[Article], workdir: Path) -> dict:
+def measure_ingestion(articles: Sequence[Article], workdir: Path) -> IngestionResult:
     """Articles/s into a fresh database through `Store.add_article`, the time sentence splitting alone takes,
     and a profile of the first `PROFILE_ARTICLES` articles."""
     db_path = workdir / "ingest-probe.db"
-    store = _fresh_store(db_path)
+    store = fresh_store(db_path)
     started = time.perf_counter()
     with store.bulk():  # as `qa-bot ingest` stores a batch
         for article in articles:
             store.add_article(article)
     seconds = time.perf_counter() - started
-    used_mb = _used_bytes(store) / 1e6
+    used_mb = used_bytes(store) / 1e6
     store.close()
     started = time.perf_counter()
     for article in articles:
@@ -236,15 +260,15 @@ def measure_ingestion(articles: Sequence[Article], workdir: Path) -> dict:
     profile = _profile_ingestion(articles[:PROFILE_ARTICLES], db_path)
     for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)
-    return {
-        "articles": len(articles),
-        "seconds": seconds,
-        "articles_per_s": len(articles) / seconds,
-        "db_mb_per_1k_articles": used_mb * 1000 / max(len(articles), 1),
-        "split_s": split_s,
-        "split_articles_per_s": len(articles) / max(split_s, 1e-9),
-        "profile": profile,
-    }
+    return IngestionResult(
+        articles=len(articles),
+        seconds=seconds,
+        articles_per_s=len(articles) / seconds,
+        db_mb_per_1k_articles=used_mb * 1000 / max(len(articles), 1),
+        split_s=split_s,
+        split_articles_per_s=len(articles) / max(split_s, 1e-9),
+        profile=profile,
+    )
 
 
 def _qa_bot_command() -> list[str]:
@@ -275,16 +299,8 @@ class _PeakRss(threading.Thread):
 
 
 def measure_cold_start(
-    db_path: Path,
-    questions: Sequence[BenchQuestion],
-    *,
-    model: str,
-    top_k: int,
-    dtype: str,
-    max_length: int,
-    doc_stride: int,
-    threads: int | None,
-) -> dict:
+    db_path: Path, questions: Sequence[BenchQuestion], *, reader: ReaderConfig, top_k: int, articles: int
+) -> ColdStart:
     """A fresh `qa-bot ask --json` answering questions from stdin: seconds to the first answer, peak RSS.
 
     :raises ConfigError: when `qa-bot ask` fails or answers fewer questions than it was asked.
@@ -292,14 +308,15 @@ def measure_cold_start(
     env = {name: value for name, value in os.environ.items() if not name.startswith("QABOT_")}
     env.update(
         PYTHONUNBUFFERED="1",
-        QABOT_READER_MODEL=model,
+        QABOT_READER_MODEL=reader.model,
         QABOT_TOP_K=str(top_k),
-        QABOT_READER_DTYPE=dtype,
-        QABOT_MAX_LENGTH=str(max_length),
-        QABOT_DOC_STRIDE=str(doc_stride),
+        QABOT_READER_DTYPE=reader.dtype,
+        QABOT_MAX_LENGTH=str(reader.max_length),
+        QABOT_DOC_STRIDE=str(reader.doc_stride),
+        QABOT_MAX_ANSWER_TOKENS=str(reader.max_answer_tokens),
     )
-    if threads:
-        env["QABOT_THREADS"] = str(threads)
+    if reader.threads:
+        env["QABOT_THREADS"] = str(reader.threads)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -310,13 +327,14 @@ def measure_cold_start(
             stdout=subprocess.PIPE,
             stderr=errors,
         )
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         memory = _PeakRss(process.pid)
         memory.start()
         process.stdin.write("".join(q.question.replace("\n", " ") + "\n" for q in questions))
         process.stdin.close()
         first_line = process.stdout.readline()
         first_s = time.perf_counter() - started
-        answered = 1 + sum(1 for _ in process.stdout) if first_line else 0
+        answered = 1 + len(process.stdout.readlines()) if first_line else 0
         process.wait()
         total_s = time.perf_counter() - started
         memory.stopped.set()
@@ -326,93 +344,107 @@ def measure_cold_start(
             raise ConfigError(
                 f"qa-bot ask failed on {db_path} (exit {process.returncode}): {errors.read().strip()[-500:]}"
             )
-    return {"first_answer_s": first_s, "questions": answered, "total_s": total_s, "peak_rss_mb": memory.peak_kb / 1024}
+    return ColdStart(
+        articles=articles,
+        label=size_label(articles),
+        first_answer_s=first_s,
+        questions=answered,
+        total_s=total_s,
+        peak_rss_mb=memory.peak_kb / 1024,
+    )
 
 
 @dataclass(frozen=True)
-class _Variant:
+class ReaderVariant:
+    """A named way of reading: a reader configuration and how many passages it reads."""
+
     name: str
-    dtype: str
-    threads: int
+    reader: ReaderConfig
     top_k: int
-    max_length: int
-    doc_stride: int
 
 
-def reader_variants(*, dtype: str, threads: int, top_k: int, max_length: int, doc_stride: int) -> list[_Variant]:
+def reader_variants(config: ReaderConfig, *, top_k: int) -> list[ReaderVariant]:
     """The configured reader first, then one change at a time (dtype, threads, top_k), then int8 with fewer passages.
 
     No max_length variant: a passage of about 80 words almost always fits one window of under 200 tokens.
+    `config.threads` must be set (the benchmark fills in torch's choice).
     """
-    base = _Variant("configured", dtype, threads, top_k, max_length, doc_stride)
-    variants = [base]
-    for other in ("float32", "bfloat16", "int8"):
-        if other != dtype:
-            variants.append(_Variant(f"dtype={other}", other, threads, top_k, max_length, doc_stride))
+    threads = config.threads or 1
+    variants = [ReaderVariant("configured", config, top_k)]
+    for other in DTYPES:
+        if other != config.dtype:
+            variants.append(ReaderVariant(f"dtype={other}", dataclasses.replace(config, dtype=other), top_k))
     other_threads = 1 if threads != 1 else os.cpu_count() or 1
     if other_threads != threads:
-        variants.append(_Variant(f"threads={other_threads}", dtype, other_threads, top_k, max_length, doc_stride))
+        variants.append(
+            ReaderVariant(f"threads={other_threads}", dataclasses.replace(config, threads=other_threads), top_k)
+        )
     for k in sorted({1, max(1, top_k - 2), top_k + 3} - {top_k}):
-        variants.append(_Variant(f"top_k={k}", dtype, threads, k, max_length, doc_stride))
+        variants.append(ReaderVariant(f"top_k={k}", config, k))
     variants.append(
-        _Variant(f"int8, top_k={max(1, top_k - 2)}", "int8", threads, max(1, top_k - 2), max_length, doc_stride)
+        ReaderVariant(f"int8, top_k={max(1, top_k - 2)}", dataclasses.replace(config, dtype="int8"), max(1, top_k - 2))
     )
     return variants
 
 
 def measure_reader_options(
-    store: Store,
-    model: str,
+    store: SQLiteStore,
     questions: Sequence[BenchQuestion],
-    variants: Sequence[_Variant],
+    variants: Sequence[ReaderVariant],
     *,
     warmup: Sequence[BenchQuestion] = (),
-) -> list[dict]:
+) -> list[VariantResult]:
     """Reading time and quality of each variant on the same retrieved passages, interleaved per question."""
     import torch
 
-    readers = [Reader(model, dtype=v.dtype, max_length=v.max_length, doc_stride=v.doc_stride).load() for v in variants]
+    # threads are set per read below (a process-wide setting), not by each reader
+    readers = [Reader.from_config(dataclasses.replace(v.reader, threads=None)).load() for v in variants]
     retriever = Retriever(store, top_k=max(v.top_k for v in variants))
     tallies = [_Tally() for _ in variants]
     for index, question in enumerate([*warmup, *questions]):
         passages = [p.text for p in retriever.run(question.question)]
         for variant, reader, tally in zip(variants, readers, tallies):
-            torch.set_num_threads(variant.threads)  # a process-wide setting: set it for every read
+            torch.set_num_threads(variant.reader.threads or 1)  # a process-wide setting: set it for every read
             contexts = passages[: variant.top_k]
             started = time.perf_counter()
             spans = reader.run(question.question, contexts) if contexts else []
             read_ms = (time.perf_counter() - started) * 1000
             if index >= len(warmup):
                 tally.add(question, spans[0].text if spans else None, contexts, read_ms=read_ms)
-    torch.set_num_threads(variants[0].threads)
-    return [
-        {
-            "name": v.name,
-            "dtype": v.dtype,
-            "threads": v.threads,
-            "top_k": v.top_k,
-            "max_length": v.max_length,
-            **{key: value for key, value in t.report().items() if key != "answer_in_context"},
-        }
-        for v, t in zip(variants, tallies)
-    ]
+    torch.set_num_threads(variants[0].reader.threads or 1)
+    results = []
+    for variant, tally in zip(variants, tallies):
+        way = tally.result()
+        results.append(
+            VariantResult(
+                name=variant.name,
+                dtype=variant.reader.dtype,
+                threads=variant.reader.threads or 1,
+                top_k=variant.top_k,
+                max_length=variant.reader.max_length,
+                read_ms=way.read_ms,
+                em=way.em,
+                f1=way.f1,
+            )
+        )
+    return results
 
 
 def measure_reading_cost(
-    store: Store,
-    model: str,
+    store: SQLiteStore,
+    reader: ReaderConfig,
     questions: Sequence[BenchQuestion],
     *,
     top_k: int,
-    max_length: int,
-    doc_stride: int,
     read_ms_median: float,
-) -> dict:
+    articles: int,
+) -> ReadingCost:
     """Forward-pass FLOPs per question (from the model shape and the windows read) against a plain matmul's speed,
     for our passages and for the naive baseline's whole articles."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
+    model, max_length, doc_stride = reader.model, reader.max_length, reader.doc_stride
     local = Path(model).is_dir()
     config = AutoConfig.from_pretrained(model, local_files_only=local)
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local)
@@ -455,21 +487,22 @@ def measure_reading_cost(
 
     gflop = median(ours, 2) / 1e9
     achieved = gflop / (read_ms_median / 1000) if read_ms_median > 0 else 0.0
-    return {
-        "hidden_size": hidden,
-        "layers": layers,
-        "intermediate_size": inner,
-        "windows_median": median(ours, 0),
-        "tokens_median": median(ours, 1),
-        "gflop_per_question_median": gflop,
-        "naive_windows_median": median(naive, 0),
-        "naive_tokens_median": median(naive, 1),
-        "naive_gflop_per_question_median": median(naive, 2) / 1e9,
-        "read_ms_median": read_ms_median,
-        "achieved_gflop_per_s": achieved,
-        "matmul_gflop_per_s": matmul_gflops,
-        "efficiency": achieved / matmul_gflops if matmul_gflops else 0.0,
-    }
+    return ReadingCost(
+        articles=articles,
+        hidden_size=hidden,
+        layers=layers,
+        intermediate_size=inner,
+        windows_median=median(ours, 0),
+        tokens_median=median(ours, 1),
+        gflop_per_question_median=gflop,
+        naive_windows_median=median(naive, 0),
+        naive_tokens_median=median(naive, 1),
+        naive_gflop_per_question_median=median(naive, 2) / 1e9,
+        read_ms_median=read_ms_median,
+        achieved_gflop_per_s=achieved,
+        matmul_gflop_per_s=matmul_gflops,
+        efficiency=achieved / matmul_gflops if matmul_gflops else 0.0,
+    )
 
 
 # The whole run --------------------------------------------------------------------------------------------------
@@ -499,27 +532,25 @@ def _machine() -> dict:
 def run_benchmarks(
     squad_path: str | Path,
     *,
-    model: str | None,
+    reader: ReaderConfig | None,
     sizes: Sequence[int] = (1000, 10_000, 100_000),
     n_questions: int = 200,
     top_k: int = 5,
-    dtype: str = "float32",
-    max_length: int = 384,
-    doc_stride: int = 128,
-    threads: int | None = None,
     workdir: str | Path = "bench-data",
     ingest_articles: int = INGEST_ARTICLES,
     command: str = "",
     progress: Progress | None = None,
-) -> dict:
-    """Build (or reuse) the corpora, then measure everything on this machine; returns the report as a dict.
+) -> BenchReport:
+    """Build (or reuse) the corpora, then measure everything on this machine.
+
+        report = run_benchmarks("train-v1.1.json.gz", reader=settings.reader_config(), sizes=(1000, 10000))
 
     :param squad_path: SQuAD v1.1 JSON (optionally .gz) supplying contexts, questions and gold answers.
-    :param model: reader model folder, used for every reading here and in the cold-start subprocess.
+    :param reader: the configured reader, used for every reading here and in the cold-start subprocess; the
+        reader-options table changes one of its fields (or `top_k`) at a time. None: a `ConfigError`.
     :param sizes: corpus sizes in articles; questions come from the smallest, which every larger one contains.
     :param n_questions: measured questions per size (after `WARMUP_QUESTIONS` unmeasured ones).
-    :param top_k, dtype, max_length, doc_stride, threads: the configured reader and retriever; the
-        reader-options table changes one of them at a time.
+    :param top_k: passages the retriever gives the reader.
     :param workdir: where corpus databases are built and kept between runs (ignored by git).
     :param ingest_articles: articles ingested into a fresh database to measure ingestion speed.
     :param command: the command line, recorded in the report.
@@ -528,7 +559,7 @@ def run_benchmarks(
     import torch
 
     say = progress or (lambda message: None)
-    if not model:
+    if reader is None:
         raise ConfigError(
             "No reader model configured. Pass --model DIR or set QABOT_READER_MODEL to a local "
             "extractive-QA model folder."
@@ -538,27 +569,24 @@ def run_benchmarks(
     sizes = sorted(set(sizes))
     squad_path, workdir = Path(squad_path), Path(workdir)
     squad = load_squad_corpus(squad_path)
-    threads = threads or torch.get_num_threads()
+    reader = dataclasses.replace(reader, threads=reader.threads or torch.get_num_threads())
+    threads = reader.threads or 1
     torch.set_num_threads(threads)
-    report: dict = {
-        "command": command,
-        "machine": _machine(),
-        "model": {"path": str(model), "name": Path(str(model)).name},
-        "settings": {
-            "top_k": top_k,
-            "dtype": dtype,
-            "max_length": max_length,
-            "doc_stride": doc_stride,
-            "threads": threads,
-            "passage_max_words": PASSAGE_MAX_WORDS,
-            "questions": n_questions,
-            "warmup_questions": WARMUP_QUESTIONS,
-            "seed": SEED,
-            "answer_threshold": 0.0,
-        },
+    settings = {
+        "top_k": top_k,
+        "dtype": reader.dtype,
+        "max_length": reader.max_length,
+        "doc_stride": reader.doc_stride,
+        "max_answer_tokens": reader.max_answer_tokens,
+        "threads": threads,
+        "passage_max_words": PASSAGE_MAX_WORDS,
+        "questions": n_questions,
+        "warmup_questions": WARMUP_QUESTIONS,
+        "seed": SEED,
+        "answer_threshold": 0.0,
     }
 
-    say(f"building or reusing corpora {', '.join(map(_label, sizes))} in {workdir}")
+    say(f"building or reusing corpora {', '.join(map(size_label, sizes))} in {workdir}")
     corpora = []
     for n in sizes:
         db_path, meta = ensure_corpus_db(squad, n, workdir, squad_path=squad_path, progress=say)
@@ -569,75 +597,76 @@ def run_benchmarks(
     warmup = picked[n_questions:] or questions[:WARMUP_QUESTIONS]
     if not questions:
         raise ConfigError(f"No SQuAD question has its paragraph in the {sizes[0]}-article corpus; use a larger size.")
-    report["corpora"] = [
-        {
-            "articles": n,
-            "label": _label(n),
-            **{key: meta[key] for key in ("passages", "sentences", "db_mb", "build_articles_per_s", "built_this_run")},
-            "db_mb_per_1k_articles": meta["db_mb"] * 1000 / n,
-        }
+    corpus_rows = [
+        CorpusRow(
+            articles=n,
+            label=size_label(n),
+            passages=meta["passages"],
+            sentences=meta["sentences"],
+            db_mb=meta["db_mb"],
+            db_mb_per_1k_articles=meta["db_mb"] * 1000 / n,
+            build_articles_per_s=meta["build_articles_per_s"],
+            built_this_run=meta["built_this_run"],
+        )
         for n, _, meta in corpora
     ]
 
     say(f"ingestion: {ingest_articles} articles into a fresh database")
     probe = [article for article, _ in build_articles(squad, max(ingest_articles, 1))]
-    report["ingestion"] = measure_ingestion(probe, workdir)
+    ingestion = measure_ingestion(probe, workdir)
 
-    reader = Reader(model, dtype=dtype, max_length=max_length, doc_stride=doc_stride, threads=threads).load()
-    report["answering"] = []
+    loaded = Reader.from_config(reader).load()
+    answering = []
     for n, db_path, meta in corpora:
-        say(f"answering at {_label(n)}: {len(questions)} questions, pipeline and naive side by side")
-        store = Store(db_path)
-        row = {
-            "articles": n,
-            "label": _label(n),
-            "passages": meta["passages"],
-            **measure_answering(store, reader, questions, top_k=top_k, warmup=warmup),
-        }
+        say(f"answering at {size_label(n)}: {len(questions)} questions, pipeline and naive side by side")
+        store = SQLiteStore(db_path)
+        pipeline, naive, speedup = measure_answering(store, loaded, questions, top_k=top_k, warmup=warmup)
         store.close()
-        report["answering"].append(row)
+        answering.append(
+            AnsweringRow(
+                articles=n,
+                label=size_label(n),
+                passages=meta["passages"],
+                questions=len(questions),
+                pipeline=pipeline,
+                naive=naive,
+                speedup=speedup,
+            )
+        )
 
     largest_n, largest_db, _ = corpora[-1]
-    say(f"cold start at {_label(largest_n)}: a fresh qa-bot ask")
-    report["cold_start"] = {
-        "articles": largest_n,
-        "label": _label(largest_n),
-        **measure_cold_start(
-            largest_db,
-            questions[:COLD_START_QUESTIONS],
-            model=model,
-            top_k=top_k,
-            dtype=dtype,
-            max_length=max_length,
-            doc_stride=doc_stride,
-            threads=threads,
-        ),
-    }
+    say(f"cold start at {size_label(largest_n)}: a fresh qa-bot ask")
+    cold_start = measure_cold_start(
+        largest_db, questions[:COLD_START_QUESTIONS], reader=reader, top_k=top_k, articles=largest_n
+    )
 
     options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
-    say(f"reader options at {_label(options_n)}")
-    store = Store(options_db)
-    variants = reader_variants(dtype=dtype, threads=threads, top_k=top_k, max_length=max_length, doc_stride=doc_stride)
-    report["reader_options"] = {
-        "articles": options_n,
-        "label": _label(options_n),
-        "questions": len(questions),
-        "variants": measure_reader_options(store, model, questions, variants, warmup=warmup),
-    }
-    configured_read = next(row for row in report["answering"] if row["articles"] == options_n)
-    report["reading_cost"] = {
-        "articles": options_n,
-        **measure_reading_cost(
-            store,
-            model,
-            questions,
-            top_k=top_k,
-            max_length=max_length,
-            doc_stride=doc_stride,
-            read_ms_median=configured_read["pipeline"]["read_ms"]["median"],
-        ),
-    }
+    say(f"reader options at {size_label(options_n)}")
+    store = SQLiteStore(options_db)
+    variants = reader_variants(reader, top_k=top_k)
+    reader_options = ReaderOptionsResult(
+        articles=options_n,
+        label=size_label(options_n),
+        questions=len(questions),
+        variants=measure_reader_options(store, questions, variants, warmup=warmup),
+    )
+    configured = next(row for row in answering if row.articles == options_n)
+    reading_cost = measure_reading_cost(
+        store, reader, questions, top_k=top_k, articles=options_n, read_ms_median=configured.pipeline.read_ms.median
+    )
     store.close()
-    report["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report["targets"] = _evaluate_targets(report)
+    report = BenchReport(
+        command=command,
+        machine=_machine(),
+        model={"path": reader.model, "name": Path(reader.model).name},
+        settings=settings,
+        corpora=corpus_rows,
+        ingestion=ingestion,
+        answering=answering,
+        cold_start=cold_start,
+        reader_options=reader_options,
+        reading_cost=reading_cost,
+        bench_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    report.targets = evaluate_targets(report)
     return report

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.confidence import Calibrator, Evidence, gather_evidence, normalise_answer
-from bot.records import Answer, Citation, Passage, Span
-from bot.store import Store
+from bot.core.confidence import Calibrator, Evidence, gather_evidence, normalise_answer
+from bot.core.records import Answer, Citation, Passage, Span
+from bot.store.base import Store
 
 __all__ = ["compose_answer", "cite"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from bot import messages
-from bot.records import Answer, ArticleRef, Citation
-from bot.text import escape_slack
+from bot.core import messages
+from bot.core.records import Answer, ArticleRef, Citation
+from bot.slack.escape import escape_slack
 
 __all__ = [
     "ACTION_FEEDBACK_UP",

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import sentencex
 
-from bot.records import Sentence
+from bot.core.records import Sentence
 
-__all__ = ["split_sentences", "group_passages", "normalize_whitespace", "escape_slack"]
+__all__ = ["split_sentences", "group_passages", "normalize_whitespace"]
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SPACE_RUN = re.compile(r"[ \t\r\f\v]+")
@@ -78,8 +78,3 @@ def group_passages(sentences: list[Sentence], *, max_words: int = 80, overlap: i
             break
         first = max(last + 1 - overlap, first + 1)
     return groups
-
-
-def escape_slack(text: str) -> str:
-    """Escape `&`, `<`, `>` so quoted text can never become a mention, a channel ping or a link in Slack."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

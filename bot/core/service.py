@@ -10,15 +10,16 @@ from collections.abc import Collection, Sequence
 
 from pathlib import Path
 
-from bot import messages
-from bot.compose import compose_answer
-from bot.confidence import CALIBRATION_FILE_NAME, Calibrator
+from bot.core import messages
+from bot.core.compose import compose_answer
+from bot.core.confidence import CALIBRATION_FILE_NAME, Calibrator
+from bot.core.reader import Reader
+from bot.core.records import Answer
+from bot.core.retrieve import Retriever, query_terms
 from bot.errors import ConfigError
-from bot.reader import Reader
-from bot.records import Answer
-from bot.retrieve import Retriever, query_terms
 from bot.settings import Settings
-from bot.store import Store
+from bot.store.base import Store
+from bot.store.sqlite import SQLiteStore
 
 __all__ = ["AnsweringService", "build_service", "build_reader", "build_calibrator"]
 
@@ -97,19 +98,7 @@ def build_reader(settings: Settings) -> Reader:
 
     :raises ConfigError: when no reader model is configured.
     """
-    if not settings.reader_model:
-        raise ConfigError(
-            "No reader model configured, and this install has no shipped minilm-squad-reader. Set "
-            "QABOT_READER_MODEL to a local extractive-QA model folder or a Hugging Face model id."
-        )
-    return Reader(
-        settings.reader_model,
-        max_length=settings.max_length,
-        doc_stride=settings.doc_stride,
-        max_answer_tokens=settings.max_answer_tokens,
-        dtype=settings.reader_dtype,
-        threads=settings.threads,
-    )
+    return Reader.from_config(settings.reader_config())
 
 
 def build_calibrator(settings: Settings) -> Calibrator:
@@ -151,7 +140,7 @@ def build_service(
     calibrator: Calibrator | None = None,
 ) -> AnsweringService:
     """The one place where settings become a working service; tests pass their own store, reader or calibrator."""
-    store = store or Store(settings.db_path)
+    store = store or SQLiteStore(settings.db_path)
     reader = reader or build_reader(settings)
     calibrator = calibrator or build_calibrator(settings)
     return AnsweringService(

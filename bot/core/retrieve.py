@@ -6,8 +6,8 @@ import logging
 import re
 from collections.abc import Collection, Sequence
 
-from bot.records import Passage
-from bot.store import Store
+from bot.core.records import Passage
+from bot.store.base import Store
 
 __all__ = ["Retriever", "fts_query", "query_terms", "ranked_queries", "STOP_WORDS", "MAX_RANKED", "MAX_QUERY_TERMS"]
 

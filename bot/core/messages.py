@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import string
-from functools import lru_cache
+from functools import cache
 
 from bot.errors import TemplateError
 
@@ -15,7 +15,7 @@ def _prompts_dir():
     return importlib.resources.files("bot.prompts")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> str:
     resource = _prompts_dir() / f"{name}.md"
     if not resource.is_file():

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError
-from bot.records import Passage, Span
+from bot.core.records import Passage, Span
 
 __all__ = [
     "FEATURES",

@@ -1,0 +1,106 @@
+"""The Slack app (Bolt): mentions, DMs, /ask, /ingest, /qa-help, edits, deletes, feedback and share buttons.
+
+Listeners only do Slack I/O. Each one acknowledges at once and hands the slow part (reading, fetching, storing)
+to a small worker pool, so Bolt's own threads stay free to acknowledge the next request within Slack's 3 s.
+Answering goes through `AnsweringService`; wording comes from prompts/ through `slack_blocks`. The listeners live
+in `bot.slack.listeners`, by kind: events, commands, actions.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from slack_bolt import App
+from slack_bolt.error import BoltError
+from slack_bolt.logger import get_bolt_logger
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.core.service import AnsweringService
+from bot.errors import ConfigError
+from bot.settings import Settings
+from bot.slack.listeners import ListenerKit, register_all
+from bot.slack.listeners.shared import question_text
+from bot.store.state import SlackState
+
+__all__ = ["create_app", "question_text", "WORKER_THREADS"]
+
+logger = logging.getLogger(__name__)
+
+WORKER_THREADS = 2  # answers take the CPU (and a lock); a second worker lets a slow /ingest fetch overlap them
+
+
+class _DropTokenSkippedWarning(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN from the environment goes unused when it is also given a client; giving it
+    our own client (base URL, proxies, tests) is deliberate, and the token is the client's, so say nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_BOLT_APP_LOGGER = get_bolt_logger(App)
+if not any(isinstance(f, _DropTokenSkippedWarning) for f in _BOLT_APP_LOGGER.filters):
+    _BOLT_APP_LOGGER.addFilter(_DropTokenSkippedWarning())
+
+
+def create_app(
+    settings: Settings,
+    service: AnsweringService,
+    *,
+    client: WebClient | None = None,
+    store: SlackState | None = None,
+    executor: Executor | None = None,
+) -> App:
+    """The Bolt app with every listener registered; serve it with `bot.slack.server.serve` or dispatch to it in tests.
+
+        service = build_service(settings)
+        app = create_app(settings, service)
+        SlackRequestHandler(app)  # or SocketModeHandler(app, app_token)
+
+    :param settings: Slack credentials (`SLACK_BOT_TOKEN`, `SLACK_SIGNING_SECRET`), `slack_api_url`,
+        `admin_user_ids`, `rate_limit_per_minute`, fetch limits and `db_path` (for the Slack tables).
+    :param service: answers questions; its store also receives `/ingest` articles.
+    :param client: a ready `WebClient` (tests, proxies); default: one for `SLACK_BOT_TOKEN` at `slack_api_url`.
+    :param store: the Slack tables (dedup, replies, feedback, rate limit); default: in `settings.db_path`.
+    :param executor: where the work after each ack runs; default: a pool of `WORKER_THREADS` threads.
+        Pass your own to wait for pending work (`executor.shutdown(wait=True)`) before stopping.
+    :raises ConfigError: when the bot token or the signing secret is missing, or Slack rejects the token.
+    """
+    if client is None:
+        if settings.slack_bot_token is None:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
+                "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
+            )
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url or WebClient.BASE_URL
+        )
+    signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    if not signing_secret and settings.slack_app_token is None:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
+            "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
+        )
+    try:
+        app = App(
+            # identity
+            name="qa-bot",
+            client=client,
+            signing_secret=signing_secret,
+            # Slack's rules: verify every request, check the token once at start (auth.test)
+            request_verification_enabled=True,
+            token_verification_enabled=True,
+            ignoring_self_events_enabled=True,
+            # listeners only acknowledge and enqueue, so a few threads are enough
+            listener_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-bot-slack"),
+        )
+    except (BoltError, SlackApiError, SlackClientError, OSError) as exc:
+        raise ConfigError(
+            f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
+            f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
+        ) from exc
+    work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
+    register_all(app, ListenerKit(settings, service, store or SlackState(settings.db_path), work))
+    return app

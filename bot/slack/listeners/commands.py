@@ -1,0 +1,117 @@
+"""Slash command listeners: /ask (private answer with a share button), /ingest (admins) and /qa-help."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+
+from slack_bolt import Ack, App, Respond
+
+from bot.core import messages
+from bot.core.ingest import ingest_article
+from bot.core.records import Article
+from bot.errors import IngestError
+from bot.slack import blocks as slack_blocks
+from bot.slack.escape import unescape_slack
+from bot.slack.listeners.shared import ListenerKit, question_text
+from bot.sources.fetch import fetch_article
+from bot.sources.files import article_from_text
+
+__all__ = ["CommandListeners"]
+
+logger = logging.getLogger(__name__)
+
+_SLACK_LINK = re.compile(r"^<(https?://[^|>\s]+)(?:\|[^>]*)?>$")
+_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
+
+
+class CommandListeners:
+    """`/ask`, `/ingest` and `/qa-help`: each acknowledges at once; answering and ingesting run on the worker pool."""
+
+    def __init__(self, kit: ListenerKit) -> None:
+        self.kit = kit
+
+    def register(self, app: App) -> None:
+        app.command("/ask")(self.on_ask)
+        app.command("/ingest")(self.on_ingest)
+        app.command("/qa-help")(self.on_help)
+
+    # Slash commands ------------------------------------------------------------------------------------------
+
+    def on_ask(self, ack: Ack, command: dict, respond: Respond) -> None:
+        question = question_text(command.get("text"), bot_user_id=None)
+        if not question:
+            ack(**slack_blocks.notice(messages.render("slack_ask_usage")))
+            return
+        ack()
+        self.kit.later(self._ask, respond, command.get("user_id", ""), question, apology=self.kit.privately(respond))
+
+    def _ask(self, respond: Respond, user: str, question: str) -> None:
+        logger.info("question kind=ask user=%s", user)
+        refusal = self.kit.rate_limited(user)
+        if refusal:
+            self.kit.respond(respond, refusal, response_type="ephemeral")
+            return
+        message, _ = self.kit.answer(question, user=user, shareable=True)
+        self.kit.respond(respond, message, response_type="ephemeral")
+
+    def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:
+        user = command.get("user_id", "")
+        text = unescape_slack(command.get("text") or "").strip()
+        if user not in self.kit.settings.admin_user_ids:
+            logger.info("ingest refused user=%s", user)
+            ack(**slack_blocks.notice(messages.render("slack_ingest_refused")))
+            return
+        if not text:
+            ack(**slack_blocks.notice(messages.render("slack_ingest_usage")))
+            return
+        ack()
+        self.kit.later(self._ingest, respond, user, text, apology=self.kit.privately(respond))
+
+    def _ingest(self, respond: Respond, user: str, text: str) -> None:
+        url = _single_url(text)
+        try:
+            if url:
+                article = fetch_article(
+                    url,
+                    timeout_s=self.kit.settings.fetch_timeout_s,
+                    max_bytes=self.kit.settings.fetch_max_bytes,
+                    allow_private=self.kit.settings.fetch_allow_private,
+                )
+            else:
+                article = _pasted_article(text, user=user)
+            outcome = ingest_article(self.kit.service.store, article)
+        except IngestError as exc:  # FetchError included: the reason is meant for the user
+            logger.info("ingest failed user=%s kind=%s", user, "url" if url else "text")
+            logger.debug("ingest failure reason=%s", exc)  # may quote the pasted text
+            self.kit.respond(
+                respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)), response_type="ephemeral"
+            )
+            return
+        logger.info("ingested user=%s status=%s article_id=%d", user, outcome.status, outcome.article_id)
+        self.kit.respond(
+            respond,
+            slack_blocks.ingest_report_message(
+                title=outcome.title, source=url or article.source, status=outcome.status
+            ),
+            response_type="ephemeral",
+        )
+
+    def on_help(self, ack: Ack) -> None:
+        ack(**slack_blocks.notice(messages.render("help")))
+
+
+def _single_url(text: str) -> str | None:
+    """The URL when `/ingest` was given one link (plain or in Slack's `<url|label>` form), else None."""
+    text = text.strip()
+    linked = _SLACK_LINK.match(text)
+    if linked:
+        return linked.group(1)
+    return text if _URL.match(text) else None
+
+
+def _pasted_article(text: str, *, user: str) -> Article:
+    """Pasted text as an article: first line the title; the same title pasted again by the same admin updates it."""
+    article = article_from_text(text, source=messages.render("slack_ingest_source", user=user))
+    return dataclasses.replace(article, key=f"{article.source}#{article.title}")

@@ -1,0 +1,162 @@
+"""What every listener shares: the settings, the answering service, the Slack tables, the worker pool, and the
+plumbing around them (run later with an apology on failure, answer with a logged reference, rate limits)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.core import messages
+from bot.core.service import AnsweringService
+from bot.settings import Settings
+from bot.slack import blocks as slack_blocks
+from bot.slack.escape import unescape_slack
+from bot.store.state import SlackState, StoredAnswer
+
+__all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
+
+logger = logging.getLogger(__name__)
+
+SLACK_CALL_ERRORS = (SlackApiError, SlackClientError, OSError)
+
+
+def question_text(text: str | None, *, bot_user_id: str | None) -> str:
+    """The question in a message: the bot's `<@U…>` mention removed, Slack escaping undone, spaces collapsed.
+
+    >>> question_text("<@U0BOT> Who is the CEO of Rosoboronexport?", bot_user_id="U0BOT")
+    'Who is the CEO of Rosoboronexport?'
+    """
+    text = text or ""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    return " ".join(unescape_slack(text).split())
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def from_a_person(message: dict, bot_user_id: str | None) -> bool:
+    """False for anything a bot posted: classic `bot_message`s, messages with `bot_id`, and our own."""
+    return bool(message.get("user")) and not message.get("bot_id") and message.get("user") != bot_user_id
+
+
+def slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or exc.response.status_code)
+    return type(exc).__name__
+
+
+class ListenerKit:
+    """The service, the Slack tables and the worker pool every listener uses, with the plumbing around them.
+
+    kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2))
+    kit.later(job, client, event, apology=kit.in_thread(client, event))
+    """
+
+    def __init__(self, settings: Settings, service: AnsweringService, state: SlackState, work: Executor) -> None:
+        self.settings, self.service, self.state, self.work = settings, service, state, work
+        self.reader_lock = threading.Lock()  # one reader run at a time: the model already uses every core
+
+    def later(self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None) -> None:
+        """Run `job` on the worker pool. If it fails, log the traceback with a reference and show the user the
+        apology with that reference through `apology(message)`, so nothing fails silently."""
+
+        def run() -> None:
+            try:
+                job(*args)
+            except Exception:
+                reference = new_id()[:8]
+                logger.exception("slack job failed job=%s reference=%s", job.__name__, reference)
+                if apology is not None:
+                    try:
+                        apology(slack_blocks.error_message(reference))
+                    except Exception:
+                        logger.exception("could not show the apology reference=%s", reference)
+
+        self.work.submit(run)
+
+    def in_thread(self, client: WebClient, event: dict) -> Callable[[dict], object]:
+        return lambda message: client.chat_postMessage(
+            channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"], **message
+        )
+
+    def privately(self, respond: Respond) -> Callable[[dict], object]:
+        return lambda message: self.respond(respond, message, response_type="ephemeral", replace_original=False)
+
+    @contextmanager
+    def eyes(self, client: WebClient, channel: str, ts: str) -> Iterator[None]:
+        """Show :eyes: on the question while working; reaction errors never stop the answer."""
+        added = self.try_call(client.reactions_add, channel=channel, timestamp=ts, name="eyes")
+        try:
+            yield
+        finally:
+            if added:
+                self.try_call(client.reactions_remove, channel=channel, timestamp=ts, name="eyes")
+
+    @staticmethod
+    def try_call(call: Callable[..., object], **kwargs: object) -> bool:
+        try:
+            call(**kwargs)
+            return True
+        except SLACK_CALL_ERRORS as exc:
+            logger.warning("slack call failed method=%s error=%s", getattr(call, "__name__", call), slack_error(exc))
+            return False
+
+    def respond(self, respond: Respond, message: dict, **options: Any) -> None:
+        try:
+            response = respond(**message, **options)
+        except SLACK_CALL_ERRORS as exc:
+            logger.warning("response_url post failed error=%s", slack_error(exc))
+            return
+        status = getattr(response, "status_code", 200)
+        if status != 200:
+            logger.warning("response_url post failed status=%s", status)
+
+    def answer(self, question: str, *, user: str, shareable: bool = False) -> tuple[dict, str | None]:
+        """(message, answer id) for a question; any failure becomes the apology with a logged reference."""
+        answer_id = new_id()
+        try:
+            with self.reader_lock:
+                answer = self.service.answer(question)
+            message = slack_blocks.answer_message(answer, answer_id=answer_id, shareable=shareable)
+            shown = (
+                slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user) if shareable else message
+            )  # what "Share to channel" will post
+            self.state.save_answer(
+                StoredAnswer(
+                    id=answer_id,
+                    question=question,
+                    answer=answer.text,
+                    article_id=answer.citation.article.id if answer.citation else None,
+                    score=answer.score,
+                    text=shown["text"],
+                    blocks=shown["blocks"],
+                )
+            )
+            return message, answer_id
+        except Exception:
+            reference = new_id()[:8]
+            logger.exception("answering failed reference=%s user=%s", reference, user)
+            return slack_blocks.error_message(reference), None
+
+    def rate_limited(self, user: str) -> dict | None:
+        """The polite refusal when `user` asked too often in the last minute, else None (and the question counts)."""
+        limit = self.settings.rate_limit_per_minute
+        decision = self.state.allow_question(user, per_minute=limit)
+        if decision.allowed:
+            return None
+        logger.info("rate limited user=%s limit=%d", user, limit)
+        return slack_blocks.notice(
+            messages.render("slack_rate_limited", limit=limit, retry_after_s=decision.retry_after_s)
+        )

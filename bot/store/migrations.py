@@ -1,0 +1,219 @@
+"""Schema versions of the SQLite file: numbered migrations, applied in order whenever a store opens the file.
+
+The version is SQLite's `PRAGMA user_version`: 0 for a new file and for files made before versions existed,
+then the number of the last migration applied. Migration N takes a database from version N-1 to N.
+
+To change the schema, write a function that takes the `sqlite_utils.Database` and append it to `MIGRATIONS`:
+
+    def add_article_language(db: sqlite_utils.Database) -> None:
+        \"\"\"articles.language, for language-aware sentence splitting (issue 12).\"\"\"
+        db.table("articles").add_column("language", str)
+
+    MIGRATIONS.append(add_article_language)  # becomes version 2
+
+Never edit, remove or reorder a migration that has shipped: databases in the field record only its number.
+A migration runs in one transaction with its version bump, so a failed one leaves the file as it was (DDL that
+commits by itself, like sqlite-utils' `enable_fts`, should check what already exists, as version 1 does).
+`qa-bot db upgrade` applies them explicitly and reports the version before and after.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.errors import StoreError
+
+__all__ = ["MIGRATIONS", "Migration", "latest_version", "migrate", "schema_version", "upgrade"]
+
+logger = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def initial_schema(db: sqlite_utils.Database) -> None:
+    """Version 1, the schema qa-bot shipped before versions: articles, sentences, passages and their FTS5 index
+    (kept in sync by triggers), and the Slack app's `slack_` tables.
+
+    A file made before versions existed already holds some or all of these tables; they are left as they are,
+    so such a file becomes version 1 without any change to its data.
+    """
+    tables = set(db.table_names())
+    if "articles" not in tables:
+        db.table("articles").create(
+            {
+                "id": int,
+                "key": str,
+                "title": str,
+                "body": str,
+                "source": str,
+                "url": str,
+                "published_at": str,
+                "content_hash": str,
+                "ingested_at": str,
+            },
+            pk="id",
+            not_null={"key", "title", "body", "source", "content_hash"},
+        )
+        db.table("articles").create_index(["key"], unique=True)
+        db.table("articles").create_index(["content_hash"])
+    if "sentences" not in tables:
+        db.table("sentences").create(
+            {
+                "id": int,
+                "article_id": int,
+                "idx": int,
+                "char_start": int,
+                "char_end": int,
+                "text": str,
+            },
+            pk="id",
+            foreign_keys=[("article_id", "articles", "id")],
+        )
+        db.table("sentences").create_index(["article_id", "char_start"])
+    if "passages" not in tables:
+        db.table("passages").create(
+            {
+                "id": int,
+                "article_id": int,
+                "idx": int,
+                "char_start": int,
+                "char_end": int,
+                "title": str,
+                "text": str,
+            },
+            pk="id",
+            foreign_keys=[("article_id", "articles", "id")],
+        )
+        db.table("passages").create_index(["article_id"])
+    if "slack_events" not in tables:
+        db.table("slack_events").create({"event_id": str, "seen_at": float}, pk="event_id")
+    if "slack_answers" not in tables:
+        db.table("slack_answers").create(
+            {
+                "id": str,
+                "question": str,
+                "answer": str,
+                "article_id": int,
+                "score": float,
+                "text": str,
+                "blocks": str,
+                "created_at": str,
+            },
+            pk="id",
+        )
+    if "slack_replies" not in tables:
+        db.table("slack_replies").create(
+            {
+                "channel": str,
+                "question_ts": str,
+                "reply_ts": str,
+                "thread_ts": str,
+                "answer_id": str,
+                "updated_at": str,
+            },
+            pk=("channel", "question_ts"),
+        )
+        db.table("slack_replies").create_index(["channel", "reply_ts"])
+    if "slack_feedback" not in tables:
+        db.table("slack_feedback").create(
+            {
+                "id": int,
+                "answer_id": str,
+                "user": str,
+                "vote": str,
+                "question": str,
+                "answer": str,
+                "article_id": int,
+                "channel": str,
+                "message_ts": str,
+                "clicked_at": str,
+            },
+            pk="id",
+        )
+    if "slack_requests" not in tables:
+        db.table("slack_requests").create({"user": str, "at": float})
+        db.table("slack_requests").create_index(["user", "at"])
+    if "passages_fts" not in tables:
+        # enable_fts runs a script, which commits: done last, and only when missing, so a rerun is safe
+        db.table("passages").enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
+
+
+# Version N is MIGRATIONS[N - 1]. Append only.
+MIGRATIONS: list[Migration] = [
+    initial_schema,
+]
+
+
+def latest_version() -> int:
+    """The schema version this qa-bot writes: the number of migrations it knows."""
+    return len(MIGRATIONS)
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """The version recorded in the file (`PRAGMA user_version`)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite_utils.Database, *, path: str = "the database") -> tuple[int, int]:
+    """Apply every migration the file lacks, in order; returns (version before, version after).
+
+        before, after = migrate(sqlite_utils.Database("qa.db"))
+
+    :raises StoreError: when the file comes from a newer qa-bot, or a migration fails (the failed one is undone).
+    """
+    before = schema_version(db)
+    latest = latest_version()
+    if before > latest:
+        raise StoreError(
+            f"{path} has schema version {before}, but this qa-bot knows versions up to {latest}. "
+            "Upgrade qa-bot (pip install -U qa-bot) to open it."
+        )
+    conn = db.conn
+    for version in range(before + 1, latest + 1):
+        migration = MIGRATIONS[version - 1]
+        if conn.in_transaction:
+            conn.commit()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: a second process opening the file waits here
+            if schema_version(db) >= version:  # ... and finds the work done
+                conn.commit()
+                continue
+            migration(db)
+            conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.commit()  # the migration and its version bump commit together
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            raise StoreError(
+                f"Could not upgrade {path} to schema version {version} ({migration.__name__}): "
+                f"{exc}. The file is still at version {schema_version(db)}."
+            ) from exc
+        logger.info("schema migrated db=%s version=%d migration=%s", path, version, migration.__name__)
+    return before, max(before, latest)
+
+
+def upgrade(path: str | Path) -> tuple[int, int]:
+    """Bring an existing database file to the latest schema; returns (version before, version after).
+
+        before, after = upgrade("qa.db")  # (0, 1) for a file made before schema versions
+
+    :raises StoreError: when there is no such file, it cannot be opened, or a migration fails.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"No database at {path}. Run: qa-bot ingest ./articles (it creates one).")
+    try:
+        db = sqlite_utils.Database(sqlite3.connect(str(path)))
+    except sqlite3.Error as exc:
+        raise StoreError(f"Cannot open the database {path}: {exc}.") from exc
+    try:
+        return migrate(db, path=str(path))
+    except sqlite3.DatabaseError as exc:  # not a database at all
+        raise StoreError(f"Cannot read the database {path}: {exc}.") from exc
+    finally:
+        db.close()

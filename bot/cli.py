@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from bot.core import messages
-from bot.core.reader_config import DTYPES
 from bot.core.records import Answer
 from bot.errors import QABotError
 from bot.logs import configure_logging
@@ -67,22 +66,19 @@ def format_answer(answer: Answer) -> str:
             count=len(answer.supporting),
             titles="; ".join(article.title for article in answer.supporting),
         )
-    if answer.conflicting:
-        extra += (
-            "\n"
-            + messages.render("conflicting_intro")
-            + "".join(
-                "\n"
-                + messages.render(
-                    "conflicting",
-                    answer=other.text,
-                    title=other.citation.article.title,
-                    date=_date(other.citation.article),
-                    confidence=messages.percent(other.score),
-                )
-                for other in answer.conflicting
+    conflicting = [(other, other.citation.article) for other in answer.conflicting if other.citation]
+    if conflicting:
+        lines = [messages.render("conflicting_intro")] + [
+            messages.render(
+                "conflicting",
+                answer=other.text,
+                title=article.title,
+                date=_date(article),
+                confidence=messages.percent(other.score),
             )
-        )
+            for other, article in conflicting
+        ]
+        extra += "\n" + "\n".join(lines)
     return messages.render(
         "answer",
         answer=answer.text,
@@ -182,10 +178,10 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
         service = build_service(settings, store=store)
         service.warm_up()
-        context = [text for text in context if text.strip()]
-        preferred = _cited_by(service, context)
+        earlier = [text for text in context if text.strip()]
+        preferred = _cited_by(service, earlier)
         for q in questions:
-            answer = service.answer(q, context=context, prefer_articles=preferred)
+            answer = service.answer(q, context=earlier, prefer_articles=preferred)
             click.echo(json.dumps(answer.to_dict(), ensure_ascii=False) if as_json else format_answer(answer))
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -688,7 +684,7 @@ def eval_reader_command(
     settings = _settings(reader_model=model, reader_dtype=dtype)
     if not settings.reader_model:
         raise click.ClickException("No reader model. Pass --model DIR or set QABOT_READER_MODEL.")
-    common = dict(
+    common: dict[str, Any] = dict(
         model_dir=settings.reader_model,
         max_length=settings.max_length,
         doc_stride=settings.doc_stride,

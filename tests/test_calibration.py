@@ -8,8 +8,8 @@ import random
 import pytest
 
 from bot.core.confidence import FEATURES, Calibrator
-from bot.errors import DatasetError
 from bot.core.reader import Reader
+from bot.errors import DatasetError
 from bot.training.calibration import (
     ANSWER_PRECISION,
     CalibrationCase,

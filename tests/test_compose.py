@@ -8,7 +8,7 @@ import pytest
 
 from bot.core.compose import cite, compose_answer
 from bot.core.confidence import FEATURES, Calibrator
-from bot.core.records import Answer, ArticleRef, Article, Citation, Passage, Span
+from bot.core.records import Answer, Article, ArticleRef, Citation, Passage, Span
 from bot.store import SQLiteStore
 
 ELM_REF = ArticleRef(

@@ -9,9 +9,9 @@ import math
 import pytest
 
 from bot.core.confidence import FEATURES, Calibrator, gather_evidence, normalise_answer, question_kind, type_fit
-from bot.errors import ConfigError
 from bot.core.records import ArticleRef, Passage, Span
 from bot.core.service import build_calibrator
+from bot.errors import ConfigError
 from bot.settings import Settings
 
 

@@ -26,7 +26,7 @@ ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/notes.txt": (
         200,
         {"Content-Type": "text/plain; charset=utf-8"},
-        "Ferry notes\nTickets cost 12 dollars. Boats leave hourly.".encode(),
+        b"Ferry notes\nTickets cost 12 dollars. Boats leave hourly.",
     ),
     "/doc.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not really"),
     "/empty.html": (

@@ -10,13 +10,22 @@ import re
 import pytest
 
 from bot.errors import ConfigError
-from bot.training.data import (Recipe, TrainingExample, build_features, build_window_examples, epoch_batches,
-                               hard_negative_articles, split_articles)
+from bot.training.data import (
+    Recipe,
+    TrainingExample,
+    build_features,
+    build_window_examples,
+    epoch_batches,
+    hard_negative_articles,
+    split_articles,
+)
 from bot.training.loop import TrainingError, default_run_dir, export_checkpoint, train_reader
 from bot.training.squad import DatasetError, load_squad, squad_questions, write_squad_json
 
-FILLER = ("the river town kept a small market by the old bridge and people came there every week to trade "
-          "grain wool and tools while the mill turned slowly beside the water ")
+FILLER = (
+    "the river town kept a small market by the old bridge and people came there every week to trade "
+    "grain wool and tools while the mill turned slowly beside the water "
+)
 
 
 def _article(title: str, n_paragraphs: int) -> dict:
@@ -24,12 +33,23 @@ def _article(title: str, n_paragraphs: int) -> dict:
     for p in range(n_paragraphs):
         name, year = f"{title.lower()}{p}name", str(1900 + p)
         context = f"{FILLER * (p % 3)}The {title} office number {p} was opened by {name} in {year}. {FILLER}"
-        paragraphs.append({"context": context, "qas": [
-            {"id": f"{title}-{p}-who", "question": f"Who opened the {title} office number {p}?",
-             "answers": [{"text": name, "answer_start": context.index(name)}]},
-            {"id": f"{title}-{p}-when", "question": f"When was the {title} office number {p} opened?",
-             "answers": [{"text": year, "answer_start": context.index(year)}]},
-        ]})
+        paragraphs.append(
+            {
+                "context": context,
+                "qas": [
+                    {
+                        "id": f"{title}-{p}-who",
+                        "question": f"Who opened the {title} office number {p}?",
+                        "answers": [{"text": name, "answer_start": context.index(name)}],
+                    },
+                    {
+                        "id": f"{title}-{p}-when",
+                        "question": f"When was the {title} office number {p} opened?",
+                        "answers": [{"text": year, "answer_start": context.index(year)}],
+                    },
+                ],
+            }
+        )
     return {"title": title, "paragraphs": paragraphs}
 
 
@@ -54,8 +74,14 @@ def tiny_base_dir(tmp_path_factory):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=len(vocab), max_position_embeddings=128)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=len(vocab),
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -68,9 +94,19 @@ def tokenizer(tiny_base_dir):
 
 
 def _train(tiny_squad, tiny_base_dir, out_dir, **options):
-    defaults = dict(train_path=tiny_squad, out_dir=out_dir, base_dir=tiny_base_dir, epochs=2, max_length=96,
-                    doc_stride=16, batch_size=4, validation_articles=1, threads=1,
-                    checkpoint_every=2, log_every=1)
+    defaults = dict(
+        train_path=tiny_squad,
+        out_dir=out_dir,
+        base_dir=tiny_base_dir,
+        epochs=2,
+        max_length=96,
+        doc_stride=16,
+        batch_size=4,
+        validation_articles=1,
+        threads=1,
+        checkpoint_every=2,
+        log_every=1,
+    )
     return train_reader(**{**defaults, **options})
 
 
@@ -91,7 +127,7 @@ def test_answer_tokens_map_back_to_the_answer_text(tokenizer):
             continue
         assert features.context_starts[row] <= start <= end < features.lengths[row] - 1
         char_start, char_end = features.offsets[row, start, 0], features.offsets[row, end, 1]
-        assert example.context[char_start:char_end] == example.context[example.answer_start:example.answer_end]
+        assert example.context[char_start:char_end] == example.context[example.answer_start : example.answer_end]
         found.add(int(features.example_index[row]))
     assert found == set(range(len(examples)))  # every answer lies wholly inside at least one window
 
@@ -111,7 +147,9 @@ def test_training_windows_are_the_passages_the_bot_reads():
     windows = {e.context for e in build_window_examples(questions, recipe=recipe, seed=1)}
     body = "\n\n".join(paragraph["context"] for paragraph in ARTICLES[0]["paragraphs"])
     sentences = split_sentences(body)
-    passages = {body[sentences[a].char_start:sentences[b].char_end] for a, b in group_passages(sentences, max_words=30)}
+    passages = {
+        body[sentences[a].char_start : sentences[b].char_end] for a, b in group_passages(sentences, max_words=30)
+    }
     assert windows <= passages and len(windows) == len(questions) // 2  # the who/when pair of a paragraph share one
 
 
@@ -134,8 +172,9 @@ def test_hard_negatives_look_answerable_but_do_not_hold_the_answer(tokenizer):
 
 
 def test_validation_file_tags_each_hard_negative_with_its_kind(tmp_path):
-    path = write_squad_json(tmp_path / "validation.json", hard_negative_articles(ARTICLES[:1], recipe=Recipe(),
-                                                                                 seed=1), version="2.0")
+    path = write_squad_json(
+        tmp_path / "validation.json", hard_negative_articles(ARTICLES[:1], recipe=Recipe(), seed=1), version="2.0"
+    )
     questions = load_squad(path)
     positives = [q for q in questions if not q.is_impossible]
     assert [q.question_id for q in positives] == [q.question_id for q in squad_questions(ARTICLES[:1])]
@@ -184,13 +223,16 @@ def test_training_writes_a_small_fp16_model_validation_set_and_checkpoint(tiny_s
 
     validation = load_squad(out / "validation.json")
     summary = json.loads((out / "checkpoint" / "data.json").read_text())
-    assert {q.article_title for q in validation} == {"Alpha", "Beta", "Gamma", "Delta"} - set(summary["training_titles"])
+    assert {q.article_title for q in validation} == {"Alpha", "Beta", "Gamma", "Delta"} - set(
+        summary["training_titles"]
+    )
     assert len(summary["training_titles"]) == 3
     assert json.loads((out / "training.json").read_text())["steps"] == 3
 
 
-def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tiny_squad, tiny_base_dir,
-                                                                              tmp_path, caplog):
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
+    tiny_squad, tiny_base_dir, tmp_path, caplog
+):
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -247,8 +289,7 @@ def test_runs_live_in_the_user_cache_folder_by_default(monkeypatch, tmp_path):
     assert default_run_dir() == tmp_path / "cache" / "qa-bot" / "runs" / "reader"
 
 
-def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tiny_squad, tiny_base_dir, tmp_path,
-                                                                    monkeypatch):
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tiny_squad, tiny_base_dir, tmp_path, monkeypatch):
     import torch
 
     out = tmp_path / "run"
@@ -261,15 +302,17 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tiny_squad, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(TrainingError, match=r"Could not write the checkpoint .*state.pt \(\[Errno 28\] No space "
-                                            r"left on device\); the previous checkpoint is kept"):
+    with pytest.raises(
+        TrainingError,
+        match=r"Could not write the checkpoint .*state.pt \(\[Errno 28\] No space "
+        r"left on device\); the previous checkpoint is kept",
+    ):
         _train(tiny_squad, tiny_base_dir, out, max_steps=4)
     assert (out / "checkpoint" / "state.pt").read_bytes() == before
     assert not (out / "checkpoint" / "state.tmp").exists()
 
 
-def test_resume_with_fewer_epochs_recomputes_the_schedule_and_ends_there(tiny_squad, tiny_base_dir, tmp_path,
-                                                                        caplog):
+def test_resume_with_fewer_epochs_recomputes_the_schedule_and_ends_there(tiny_squad, tiny_base_dir, tmp_path, caplog):
     first = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=2, max_steps=2)
     with caplog.at_level(logging.INFO, logger="bot.training.loop"):
         shorter = _train(tiny_squad, tiny_base_dir, tmp_path / "run", epochs=0.5)
@@ -296,12 +339,35 @@ def test_train_reader_command_reports_where_the_model_is(tiny_squad, tiny_base_d
     from bot.cli import cli
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train-reader", "--train", str(tiny_squad), "--out", str(out), "--base",
-                                      str(tiny_base_dir), "--max-length", "96", "--doc-stride", "16", "--batch-size",
-                                      "4", "--validation-articles", "1", "--max-steps", "1", "--threads", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train-reader",
+            "--train",
+            str(tiny_squad),
+            "--out",
+            str(out),
+            "--base",
+            str(tiny_base_dir),
+            "--max-length",
+            "96",
+            "--doc-stride",
+            "16",
+            "--batch-size",
+            "4",
+            "--validation-articles",
+            "1",
+            "--max-steps",
+            "1",
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("Trained 1 of ")
-    assert f"model saved in {out}. Evaluate: qa-bot eval-reader {out / 'validation.json'} --model {out}" in result.output
+    assert (
+        f"model saved in {out}. Evaluate: qa-bot eval-reader {out / 'validation.json'} --model {out}" in result.output
+    )
 
 
 def test_train_reader_command_with_a_missing_file_is_one_error_line(tiny_base_dir, tmp_path):
@@ -309,7 +375,19 @@ def test_train_reader_command_with_a_missing_file_is_one_error_line(tiny_base_di
 
     from bot.cli import cli
 
-    result = CliRunner().invoke(cli, ["train-reader", "--train", str(tmp_path / "nope.json"), "--out",
-                                      str(tmp_path / "run"), "--base", str(tiny_base_dir)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train-reader",
+            "--train",
+            str(tmp_path / "nope.json"),
+            "--out",
+            str(tmp_path / "run"),
+            "--base",
+            str(tiny_base_dir),
+        ],
+    )
     assert (result.exit_code, result.output.splitlines()[-1]) == (
-        1, f"Error: No SQuAD file at {tmp_path / 'nope.json'}. Give the path of a SQuAD-format .json or .json.gz file.")
+        1,
+        f"Error: No SQuAD file at {tmp_path / 'nope.json'}. Give the path of a SQuAD-format .json or .json.gz file.",
+    )

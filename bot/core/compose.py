@@ -32,13 +32,14 @@ def cite(store: Store, passage: Passage, span: Span) -> Citation:
     )
 
 
+def _published(answer: Answer) -> str:
+    return (answer.citation.article.published_at or "") if answer.citation else ""
+
+
 def _newest_first(answers: Sequence[Answer]) -> tuple[Answer, ...]:
-    dated = sorted(
-        (a for a in answers if a.citation.article.published_at),
-        reverse=True,
-        key=lambda a: a.citation.article.published_at,
-    )
-    return (*dated, *(a for a in answers if not a.citation.article.published_at))
+    """Dated answers newest first (ISO dates sort as text), undated ones after them in their order."""
+    dated = sorted((a for a in answers if _published(a)), key=_published, reverse=True)
+    return (*dated, *(a for a in answers if not _published(a)))
 
 
 def compose_answer(
@@ -103,7 +104,9 @@ def compose_answer(
         for s in spans
         if normalise_answer(s.text) == key and passages[s.context_index].article.id != article_id
     }
-    conflicting, alternatives, shown = [], [], {article_id}
+    conflicting: list[Answer] = []
+    alternatives: list[Answer] = []
+    shown = {article_id}
     for probability, _, item in trusted[1:]:
         other = item.passage.article.id
         if other in shown or other in supporting or probability < calibrator.hedge_threshold:

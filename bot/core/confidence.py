@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.errors import ConfigError
 from bot.core.records import Passage, Span
+from bot.errors import ConfigError
 
 __all__ = [
     "FEATURES",
@@ -296,7 +296,7 @@ class Calibrator:
             return None
 
     def candidate_score(self, features: Mapping[str, float]) -> float:
-        """How strongly the evidence speaks for a candidate (log-odds of the ranking fit); candidates are compared by it."""
+        """How strongly the evidence speaks for a candidate (log-odds of the ranking fit); candidates compare by it."""
         x = (np.array([features[name] for name in FEATURES]) - np.array(self.means)) / np.array(self.scales)
         return self.bias + float(np.dot(np.array(self.weights), x))
 

@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Sequence
-
 from pathlib import Path
 
 from bot.core import messages

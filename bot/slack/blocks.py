@@ -170,6 +170,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
 
     shown = tentative or answer
     citation = shown.citation
+    assert citation is not None  # both cases above carry one
     answer_text = escape_slack(_one_line(shown.text or ""))
     template, block_id = ("slack_tentative", "tentative") if tentative else ("slack_answer", "answer")
     blocks.append(
@@ -182,7 +183,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
             messages.render(
                 "slack_alternative",
                 answer=escape_slack(_one_line(alt.text or "")),
-                title=title_link(alt.citation.article),
+                title=title_link(alt.citation.article) if alt.citation else "",
                 confidence=messages.percent(alt.score),
             )
             for alt in alternatives
@@ -199,19 +200,17 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
                 block_id="supporting",
             )
         )
-    conflicting = [other for other in answer.conflicting if other.citation and other.text]
+    conflicting = [(other, other.citation.article) for other in answer.conflicting if other.citation and other.text]
     if conflicting:
         lines = [messages.render("slack_conflicting_intro")] + [
             messages.render(
                 "slack_conflicting",
                 answer=escape_slack(_one_line(other.text or "")),
-                title=title_link(other.citation.article),
-                date=f", {escape_slack(other.citation.article.published_at)}"
-                if other.citation.article.published_at
-                else "",
+                title=title_link(article),
+                date=f", {escape_slack(article.published_at)}" if article.published_at else "",
                 confidence=messages.percent(other.score),
             )
-            for other in conflicting
+            for other, article in conflicting
         ]
         blocks.append(_context("\n".join(lines), block_id="conflicting"))
     blocks.append(

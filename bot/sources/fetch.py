@@ -27,6 +27,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain", "text/markdown")
 _CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
+_NO_TIMEOUT_S = 30.0  # connections are always made with the time left; this only satisfies the type
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -99,7 +100,7 @@ def _addresses(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"could not reach {host}: {exc}") from exc
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def check_public_host(url: str) -> str:
@@ -144,19 +145,20 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.address = address
 
     def connect(self) -> None:
-        self.sock = _connect(self.address, self.port, self.timeout)
+        self.sock = _connect(self.address, self.port, self.timeout or _NO_TIMEOUT_S)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a checked address, with SNI and the certificate checked against the original host name."""
 
     def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.context)
         self.address = address
 
     def connect(self) -> None:
-        sock = _connect(self.address, self.port, self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        sock = _connect(self.address, self.port, self.timeout or _NO_TIMEOUT_S)
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
 
 
 class _Deadline:
@@ -260,7 +262,8 @@ def _read_body(response: http.client.HTTPResponse, *, url: str, max_bytes: int, 
         raise FetchError(
             f"{url} is {int(declared):,} bytes, more than the {max_bytes:,}-byte limit (QABOT_FETCH_MAX_BYTES)"
         )
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         sock = deadline.connection.sock if deadline.connection is not None else None
         if sock is not None:

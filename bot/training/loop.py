@@ -16,9 +16,9 @@ import collections
 import gc
 import hashlib
 import json
-import os
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -29,9 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, DatasetError, TrainingError
+from bot.training.data import (
+    Features,
+    Recipe,
+    batch_tensors,
+    build_features,
+    build_window_examples,
+    default_base_dir,
+    epoch_batches,
+    hard_negative_articles,
+    split_articles,
+)
 from bot.training.squad import read_squad_json, squad_questions, write_squad_json
-from bot.training.data import (Features, Recipe, _batch_tensors, build_features, build_window_examples,
-                               default_base_dir, epoch_batches, hard_negative_articles, split_articles)
 
 __all__ = ["TrainingError", "TrainResult", "train_reader", "export_checkpoint", "default_run_dir"]
 
@@ -63,8 +72,7 @@ def _file_digest(paths) -> str:
 
 def _model_digest(model_dir: Path) -> str:
     """A hash of the model folder's config and weights: the same base under another path resumes."""
-    files = [model_dir / "config.json"] + sorted(p for p in model_dir.iterdir()
-                                                  if p.suffix in (".safetensors", ".bin"))
+    files = [model_dir / "config.json"] + sorted(p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin"))
     return _file_digest(files)
 
 
@@ -145,12 +153,23 @@ def _linear_schedule(warmup_steps: int, total_steps: int):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
     return factor
 
 
-def _prepare_data(*, train_path: Path, out_dir: Path, tokenizer, fingerprint: dict, validation_articles: int,
-                  recipe: Recipe, limit_questions: int | None, max_length: int, doc_stride: int,
-                  seed: int) -> tuple[Features, dict]:
+def _prepare_data(
+    *,
+    train_path: Path,
+    out_dir: Path,
+    tokenizer,
+    fingerprint: dict,
+    validation_articles: int,
+    recipe: Recipe,
+    limit_questions: int | None,
+    max_length: int,
+    doc_stride: int,
+    seed: int,
+) -> tuple[Features, dict]:
     """Features for training (cached in the checkpoint folder) and a summary of the data; writes validation.json."""
     cache = out_dir / CHECKPOINT_DIR / "features.npz"
     summary_path = out_dir / CHECKPOINT_DIR / "data.json"
@@ -188,19 +207,41 @@ def _prepare_data(*, train_path: Path, out_dir: Path, tokenizer, fingerprint: di
     (out_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     features.save(cache)
     summary_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    logger.info("features built features=%d examples=%d negatives=%d mean_length=%.1f seconds=%.0f",
-                len(features), summary["examples"], summary["negatives"], summary["mean_length"],
-                time.perf_counter() - started)
+    logger.info(
+        "features built features=%d examples=%d negatives=%d mean_length=%.1f seconds=%.0f",
+        len(features),
+        summary["examples"],
+        summary["negatives"],
+        summary["mean_length"],
+        time.perf_counter() - started,
+    )
     return features, summary
 
 
-def _save_checkpoint(path: Path, *, model, optimizer, scheduler, step: int, epoch: int, order: list[np.ndarray],
-                     fingerprint: dict, recent_loss: float | None, curve: list[dict]) -> None:
+def _save_checkpoint(
+    path: Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    step: int,
+    epoch: int,
+    order: list[np.ndarray],
+    fingerprint: dict,
+    recent_loss: float | None,
+    curve: list[dict],
+) -> None:
     import torch
 
     state = {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "step": step, "epoch": epoch, "fingerprint": fingerprint, "recent_loss": recent_loss, "curve": curve,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "fingerprint": fingerprint,
+        "recent_loss": recent_loss,
+        "curve": curve,
         "order": np.concatenate(order) if order else np.zeros(0, dtype=np.int64),
         "order_sizes": np.array([len(batch) for batch in order or []], dtype=np.int64),
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
@@ -211,8 +252,10 @@ def _save_checkpoint(path: Path, *, model, optimizer, scheduler, step: int, epoc
         temporary.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
     except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError from its zip writer
         temporary.unlink(missing_ok=True)
-        raise TrainingError(f"Could not write the checkpoint {path} ({str(exc).splitlines()[0]}); "
-                            "the previous checkpoint is kept. Free some disk space and run the same command.") from exc
+        raise TrainingError(
+            f"Could not write the checkpoint {path} ({str(exc).splitlines()[0]}); "
+            "the previous checkpoint is kept. Free some disk space and run the same command."
+        ) from exc
     logger.info("checkpoint saved step=%d path=%s", step, path)
 
 
@@ -311,9 +354,14 @@ class TrainOptions:
 
     def data_fingerprint(self) -> dict:
         """What the features depend on (their cache is reused when these match)."""
-        return {"max_length": self.max_length, "doc_stride": self.doc_stride,
-                "validation_articles": self.validation_articles, "recipe": asdict(self.recipe),
-                "limit_questions": self.limit_questions, "seed": self.seed}
+        return {
+            "max_length": self.max_length,
+            "doc_stride": self.doc_stride,
+            "validation_articles": self.validation_articles,
+            "recipe": asdict(self.recipe),
+            "limit_questions": self.limit_questions,
+            "seed": self.seed,
+        }
 
 
 def _evaluate(model, tokenizer, *, out_dir: Path, step: int, questions: int) -> dict:
@@ -324,15 +372,26 @@ def _evaluate(model, tokenizer, *, out_dir: Path, step: int, questions: int) -> 
     _save_final_model(model, tokenizer, scratch)
     report = evaluate_reader(out_dir / VALIDATION_FILE, model_dir=scratch, limit=questions)
     model.train()
-    point = {"step": step, "exact_match": report.exact_match, "f1": report.f1,
-             "has_answer_exact_match": report.has_answer_exact_match, "has_answer_f1": report.has_answer_f1,
-             "no_answer_accuracy": report.no_answer_accuracy,
-             "no_answer_accuracy_by_kind": report.no_answer_accuracy_by_kind, "best_f1": report.best_f1,
-             "best_f1_threshold": report.best_f1_threshold, "questions": report.count}
-    logger.info("held-out step=%d has_answer_em=%.2f has_answer_f1=%.2f no_answer_acc=%s best_f1=%.2f", step,
-                report.has_answer_exact_match or 0.0, report.has_answer_f1 or 0.0,
-                f"{report.no_answer_accuracy:.2f}" if report.no_answer_accuracy is not None else "n/a",
-                report.best_f1 or 0.0)
+    point = {
+        "step": step,
+        "exact_match": report.exact_match,
+        "f1": report.f1,
+        "has_answer_exact_match": report.has_answer_exact_match,
+        "has_answer_f1": report.has_answer_f1,
+        "no_answer_accuracy": report.no_answer_accuracy,
+        "no_answer_accuracy_by_kind": report.no_answer_accuracy_by_kind,
+        "best_f1": report.best_f1,
+        "best_f1_threshold": report.best_f1_threshold,
+        "questions": report.count,
+    }
+    logger.info(
+        "held-out step=%d has_answer_em=%.2f has_answer_f1=%.2f no_answer_acc=%s best_f1=%.2f",
+        step,
+        report.has_answer_exact_match or 0.0,
+        report.has_answer_f1 or 0.0,
+        f"{report.no_answer_accuracy:.2f}" if report.no_answer_accuracy is not None else "n/a",
+        report.best_f1 or 0.0,
+    )
     return point
 
 
@@ -346,9 +405,16 @@ def _has_plateaued(curve: list[dict], patience: int) -> bool:
     return best is not None and sum(point["step"] > best["step"] for point in curve) >= patience
 
 
-def train_reader(*, train_path: str | Path, out_dir: str | Path | None = None, base_dir: str | Path | None = None,
-                 threads: int | None = None, bf16: bool | None = None, options: TrainOptions | None = None,
-                 **overrides) -> TrainResult:
+def train_reader(
+    *,
+    train_path: str | Path,
+    out_dir: str | Path | None = None,
+    base_dir: str | Path | None = None,
+    threads: int | None = None,
+    bf16: bool | None = None,
+    options: TrainOptions | None = None,
+    **overrides,
+) -> TrainResult:
     """Fine-tune `base_dir` for extractive QA; resumes from `out_dir` when it holds a checkpoint.
 
         result = train_reader(train_path="train-v1.1.json.gz", base_dir="models/minilm-squad-reader", epochs=1)
@@ -378,16 +444,25 @@ def train_reader(*, train_path: str | Path, out_dir: str | Path | None = None, b
         raise DatasetError(f"No SQuAD file at {train_path}. Give the path of a SQuAD-format .json or .json.gz file.")
     if not (base_dir / "config.json").is_file():
         raise TrainingError(f"No encoder at {base_dir} (config.json missing). Pass --base with a model folder.")
-    run = _TrainingRun(train_path=train_path, out_dir=out_dir, base_dir=base_dir, options=options, threads=threads,
-                       bf16=bf16)
+    run = _TrainingRun(
+        train_path=train_path, out_dir=out_dir, base_dir=base_dir, options=options, threads=threads, bf16=bf16
+    )
     return run.train()
 
 
 class _TrainingRun:
     """One resumable run: data, model, optimizer and schedule, the loop, checkpoints and the held-out curve."""
 
-    def __init__(self, *, train_path: Path, out_dir: Path, base_dir: Path, options: TrainOptions,
-                 threads: int | None, bf16: bool | None) -> None:
+    def __init__(
+        self,
+        *,
+        train_path: Path,
+        out_dir: Path,
+        base_dir: Path,
+        options: TrainOptions,
+        threads: int | None,
+        bf16: bool | None,
+    ) -> None:
         import torch
 
         self.train_path, self.out_dir, self.base_dir, self.options = train_path, out_dir, base_dir, options
@@ -396,10 +471,18 @@ class _TrainingRun:
         self.use_bf16 = _bf16_supported() if bf16 is None else bf16
         self.checkpoint_path = out_dir / CHECKPOINT_DIR / "state.pt"
         # contents, not paths: the same training file or base model elsewhere resumes, an edited one does not
-        self.data_fingerprint = {"train_sha256": _file_digest([train_path]), "base_sha256": _model_digest(base_dir),
-                                 **options.data_fingerprint()}
-        self.fingerprint = {**self.data_fingerprint, "base_dir": str(base_dir.resolve()),
-                            "batch_size": options.batch_size, "lr": options.lr, "epochs": options.epochs}
+        self.data_fingerprint = {
+            "train_sha256": _file_digest([train_path]),
+            "base_sha256": _model_digest(base_dir),
+            **options.data_fingerprint(),
+        }
+        self.fingerprint = {
+            **self.data_fingerprint,
+            "base_dir": str(base_dir.resolve()),
+            "batch_size": options.batch_size,
+            "lr": options.lr,
+            "epochs": options.epochs,
+        }
         self.step, self.order, self.recent_loss = 0, None, None
         self.curve: list[dict] = []
 
@@ -422,15 +505,22 @@ class _TrainingRun:
         try:
             state = torch.load(self.checkpoint_path, weights_only=False)
         except (OSError, RuntimeError, EOFError) as exc:
-            raise TrainingError(f"Cannot read the checkpoint {self.checkpoint_path}: {str(exc).splitlines()[0]}. "
-                                "Move it away to start afresh.") from exc
+            raise TrainingError(
+                f"Cannot read the checkpoint {self.checkpoint_path}: {str(exc).splitlines()[0]}. "
+                "Move it away to start afresh."
+            ) from exc
         ignored = {"epochs", "base_dir"}  # the schedule may be recomputed; a base model may move
-        changed = sorted(key for key in self.fingerprint
-                         if key not in ignored and state["fingerprint"].get(key) != self.fingerprint[key])
+        changed = sorted(
+            key
+            for key in self.fingerprint
+            if key not in ignored and state["fingerprint"].get(key) != self.fingerprint[key]
+        )
         if changed:
-            raise TrainingError(f"{self.out_dir} holds a checkpoint of another run (different {', '.join(changed)}). "
-                                "Use the same file, base model and options to resume, or another --out to start "
-                                "afresh.")
+            raise TrainingError(
+                f"{self.out_dir} holds a checkpoint of another run (different {', '.join(changed)}). "
+                "Use the same file, base model and options to resume, or another --out to start "
+                "afresh."
+            )
         return state
 
     def _build_model(self):
@@ -444,8 +534,10 @@ class _TrainingRun:
         model.train()
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
-            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-             "weight_decay": WEIGHT_DECAY},
+            {
+                "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+                "weight_decay": WEIGHT_DECAY,
+            },
             {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
         return model, torch.optim.AdamW(groups, lr=self.options.lr)
@@ -476,10 +568,17 @@ class _TrainingRun:
         state = self._read_checkpoint()
         torch.manual_seed(options.seed)
         features, summary = _prepare_data(
-            train_path=self.train_path, out_dir=out_dir, tokenizer=tokenizer, fingerprint=self.data_fingerprint,
-            validation_articles=options.validation_articles, recipe=options.recipe,
-            limit_questions=options.limit_questions, max_length=options.max_length, doc_stride=options.doc_stride,
-            seed=options.seed)
+            train_path=self.train_path,
+            out_dir=out_dir,
+            tokenizer=tokenizer,
+            fingerprint=self.data_fingerprint,
+            validation_articles=options.validation_articles,
+            recipe=options.recipe,
+            limit_questions=options.limit_questions,
+            max_length=options.max_length,
+            doc_stride=options.doc_stride,
+            seed=options.seed,
+        )
         gc.collect()
         gc.freeze()  # millions of long-lived objects from JSON parsing are gone; keep the collector off what is left
         _release_free_memory()
@@ -493,18 +592,38 @@ class _TrainingRun:
             self._restore(state, model, optimizer, scheduler)
             logger.info("resuming step=%d of total_steps=%d from %s", self.step, total_steps, self.checkpoint_path)
             if state["fingerprint"].get("epochs") != options.epochs:
-                logger.info("schedule changed: epochs %s -> %s, the learning rate now reaches zero at step %d",
-                            state["fingerprint"].get("epochs"), options.epochs, total_steps)
+                logger.info(
+                    "schedule changed: epochs %s -> %s, the learning rate now reaches zero at step %d",
+                    state["fingerprint"].get("epochs"),
+                    options.epochs,
+                    total_steps,
+                )
             del state
         stop_at = total_steps if options.max_steps is None else min(options.max_steps, total_steps)
-        logger.info("training features=%d steps_per_epoch=%d total_steps=%d stop_at=%d batch_size=%d bf16=%s "
-                    "threads=%d", len(features), steps_per_epoch, total_steps, stop_at, options.batch_size,
-                    self.use_bf16, torch.get_num_threads())
+        logger.info(
+            "training features=%d steps_per_epoch=%d total_steps=%d stop_at=%d batch_size=%d bf16=%s threads=%d",
+            len(features),
+            steps_per_epoch,
+            total_steps,
+            stop_at,
+            options.batch_size,
+            self.use_bf16,
+            torch.get_num_threads(),
+        )
 
         def checkpoint(epoch: int) -> None:
-            _save_checkpoint(self.checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                             step=self.step, epoch=epoch, order=self.order, fingerprint=self.fingerprint,
-                             recent_loss=self.recent_loss, curve=self.curve)
+            _save_checkpoint(
+                self.checkpoint_path,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                step=self.step,
+                epoch=epoch,
+                order=self.order,
+                fingerprint=self.fingerprint,
+                recent_loss=self.recent_loss,
+                curve=self.curve,
+            )
 
         def evaluate() -> bool:
             """Add a point to the curve, keep the best model; True when the run has plateaued."""
@@ -512,8 +631,9 @@ class _TrainingRun:
                 return False
             model.eval()
             with torch.no_grad():
-                self.curve.append(_evaluate(model, tokenizer, out_dir=out_dir, step=self.step,
-                                            questions=options.eval_questions))
+                self.curve.append(
+                    _evaluate(model, tokenizer, out_dir=out_dir, step=self.step, questions=options.eval_questions)
+                )
             if _best_point(self.curve)["step"] == self.step:
                 _save_final_model(model, tokenizer, out_dir / BEST_DIR)
             return _has_plateaued(self.curve, options.patience)
@@ -526,18 +646,26 @@ class _TrainingRun:
             while self.step < stop_at and not (interrupted or plateaued):
                 epoch, position = divmod(self.step, steps_per_epoch)
                 if self.order is None or position == 0:
-                    self.order = epoch_batches(features.lengths, batch_size=options.batch_size, seed=options.seed,
-                                               epoch=epoch)
+                    self.order = epoch_batches(
+                        features.lengths, batch_size=options.batch_size, seed=options.seed, epoch=epoch
+                    )
                 for indices in self.order[position:]:
                     if self.step >= stop_at:
                         break
-                    value = self._train_step(model, optimizer, scheduler, _batch_tensors(features, indices))
+                    value = self._train_step(model, optimizer, scheduler, batch_tensors(features, indices))
                     self.recent_loss = value if self.recent_loss is None else 0.95 * self.recent_loss + 0.05 * value
                     if self.step % options.log_every == 0 or self.step == stop_at:
                         s_per_step = (time.perf_counter() - run_started) / (self.step - run_start_step)
-                        logger.info("step=%d/%d epoch=%d loss=%.4f lr=%.2e s_per_step=%.2f eta=%s", self.step,
-                                    total_steps, epoch + 1, self.recent_loss, scheduler.get_last_lr()[0],
-                                    s_per_step, _format_eta(s_per_step * (stop_at - self.step)))
+                        logger.info(
+                            "step=%d/%d epoch=%d loss=%.4f lr=%.2e s_per_step=%.2f eta=%s",
+                            self.step,
+                            total_steps,
+                            epoch + 1,
+                            self.recent_loss,
+                            scheduler.get_last_lr()[0],
+                            s_per_step,
+                            _format_eta(s_per_step * (stop_at - self.step)),
+                        )
                     if stop.signal is not None:
                         interrupted = True
                         break
@@ -548,8 +676,9 @@ class _TrainingRun:
                         checkpoint(epoch)
                         last_saved = self.step
                     if plateaued:
-                        logger.info("held-out has-answer F1 has not improved for %d evaluations: stopping",
-                                    options.patience)
+                        logger.info(
+                            "held-out has-answer F1 has not improved for %d evaluations: stopping", options.patience
+                        )
                         break
             if self.step != last_saved or not self.checkpoint_path.is_file():
                 checkpoint(divmod(max(self.step - 1, 0), steps_per_epoch)[0])
@@ -559,18 +688,37 @@ class _TrainingRun:
                 evaluate()
             _save_final_model(model, tokenizer, out_dir)
         best = _best_point(self.curve)
-        result = TrainResult(out_dir=out_dir, steps=self.step, total_steps=total_steps, epochs=options.epochs,
-                             features=len(features), curve=tuple(self.curve),
-                             best_step=best["step"] if best else None, examples=summary["examples"],
-                             negatives=summary["negatives"], validation_questions=summary["validation_questions"],
-                             final_loss=self.recent_loss, seconds=time.perf_counter() - started,
-                             interrupted=interrupted)
-        record = {**asdict(result), "out_dir": str(out_dir), "options": self.fingerprint,
-                  "data": {k: v for k, v in summary.items() if k not in ("fingerprint", "training_titles")}}
+        result = TrainResult(
+            out_dir=out_dir,
+            steps=self.step,
+            total_steps=total_steps,
+            epochs=options.epochs,
+            features=len(features),
+            curve=tuple(self.curve),
+            best_step=best["step"] if best else None,
+            examples=summary["examples"],
+            negatives=summary["negatives"],
+            validation_questions=summary["validation_questions"],
+            final_loss=self.recent_loss,
+            seconds=time.perf_counter() - started,
+            interrupted=interrupted,
+        )
+        record = {
+            **asdict(result),
+            "out_dir": str(out_dir),
+            "options": self.fingerprint,
+            "data": {k: v for k, v in summary.items() if k not in ("fingerprint", "training_titles")},
+        }
         (out_dir / SUMMARY_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        logger.info("training %s steps=%d/%d loss=%s seconds=%.0f out=%s", "interrupted" if interrupted else "done",
-                    self.step, total_steps, f"{self.recent_loss:.4f}" if self.recent_loss is not None else "n/a",
-                    result.seconds, out_dir)
+        logger.info(
+            "training %s steps=%d/%d loss=%s seconds=%.0f out=%s",
+            "interrupted" if interrupted else "done",
+            self.step,
+            total_steps,
+            f"{self.recent_loss:.4f}" if self.recent_loss is not None else "n/a",
+            result.seconds,
+            out_dir,
+        )
         gc.unfreeze()
         return result
 

@@ -97,7 +97,7 @@ def read_squad_json(path: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-        raise DatasetError(f"{path} is not in SQuAD format: expected an object with a \"data\" list of articles.")
+        raise DatasetError(f'{path} is not in SQuAD format: expected an object with a "data" list of articles.')
     return payload
 
 
@@ -125,19 +125,31 @@ def squad_questions(articles: Iterable[Mapping], *, source: str = "SQuAD data") 
                 context = paragraph["context"]
                 for qa in paragraph["qas"]:
                     is_impossible = bool(qa.get("is_impossible", False))
-                    answers = () if is_impossible else tuple(
-                        SquadAnswer(text=answer["text"], answer_start=int(answer["answer_start"]))
-                        for answer in qa.get("answers", [])
+                    answers = (
+                        ()
+                        if is_impossible
+                        else tuple(
+                            SquadAnswer(text=answer["text"], answer_start=int(answer["answer_start"]))
+                            for answer in qa.get("answers", [])
+                        )
                     )
-                    questions.append(SquadQuestion(
-                        article_index=article_index, article_title=title, paragraph_index=paragraph_index,
-                        context=context, question_id=str(qa["id"]), question=qa["question"],
-                        answers=answers, is_impossible=is_impossible or not answers,
-                        kind=qa.get("negative_kind"),
-                    ))
+                    questions.append(
+                        SquadQuestion(
+                            article_index=article_index,
+                            article_title=title,
+                            paragraph_index=paragraph_index,
+                            context=context,
+                            question_id=str(qa["id"]),
+                            question=qa["question"],
+                            answers=answers,
+                            is_impossible=is_impossible or not answers,
+                            kind=qa.get("negative_kind"),
+                        )
+                    )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{source}: article {article_index} ({title!r}) is not in SQuAD format "
-                               f"(missing or bad field {exc}).") from exc
+            raise DatasetError(
+                f"{source}: article {article_index} ({title!r}) is not in SQuAD format (missing or bad field {exc})."
+            ) from exc
     return questions
 
 
@@ -212,5 +224,8 @@ def squad_metrics(predictions: Mapping[str, str], questions: Sequence[SquadQuest
         em, f1 = best_scores(predictions.get(question.question_id, ""), question.gold_texts)
         total_em += em
         total_f1 += f1
-    return {"exact_match": 100.0 * total_em / len(questions), "f1": 100.0 * total_f1 / len(questions),
-            "count": len(questions)}
+    return {
+        "exact_match": 100.0 * total_em / len(questions),
+        "f1": 100.0 * total_f1 / len(questions),
+        "count": len(questions),
+    }

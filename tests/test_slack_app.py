@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -714,9 +715,16 @@ def test_state_rate_limit_is_per_user_over_a_sliding_minute(tmp_path):
 def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
     yaml = pytest.importorskip("yaml")
     manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "manifest.yaml").read_text(encoding="utf-8"))
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention", "message.im"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == [
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+    ]
     assert manifest["oauth_config"]["scopes"]["bot"] == [
         "app_mentions:read",
+        "channels:history",
+        "groups:history",
         "chat:write",
         "commands",
         "im:history",
@@ -727,3 +735,66 @@ def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
     for command in commands:  # Bolt answers 404 for a command without a listener
         status, _, body = slack.command("slash_ask.form.txt", command=command, text="")
         assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)
+
+
+def _channel_message(text: str, *, ts: str, thread_ts: str | None, event_id: str) -> Callable[[dict], None]:
+    """Turn the mention fixture into a plain channel message (a thread reply when `thread_ts` is given)."""
+
+    def edit(payload: dict) -> None:
+        payload["event_id"] = event_id
+        payload["event"].update(type="message", channel_type="channel", text=text, ts=ts, event_ts=ts)
+        payload["event"].pop("blocks")
+        if thread_ts:
+            payload["event"]["thread_ts"] = thread_ts
+
+    return edit
+
+
+def test_a_reply_in_a_thread_the_bot_answered_is_a_follow_up_with_the_earlier_question(slack):
+    slack.reader.answers = {"Mikheev": 0.9, "Moscow": 0.9}
+    slack.event("event_app_mention_channel.json")
+    slack.work.wait_idle()  # answered, and the reply remembered
+    slack.reader.answers = {"Moscow": 0.9}
+    follow_up = _channel_message(
+        "Where is it based?", ts="1700000005.000100", thread_ts="1700000000.000100", event_id="Ev0000000101"
+    )
+    status, _, _ = slack.event("event_app_mention_channel.json", edit=follow_up)
+    _, reply = slack.fake.wait_for("chat.postMessage", 2)
+    assert (status, reply["channel"], reply["thread_ts"]) == (200, "C0001", "1700000000.000100")
+    assert _block(reply, "answer")["text"]["text"] == "*Moscow*\n>The agency is based in *Moscow*."
+    slack.work.wait_idle()  # the follow-up's reply is remembered too
+    context = slack.state.thread_context("C0001", "1700000000.000100")
+    assert context.questions == ("Who is the CEO of Rosoboronexport?", "Where is it based?")
+    assert len(context.article_ids) == 1  # both answers cite "Rosoboronexport leadership"
+
+
+def test_other_channel_chatter_and_threads_the_bot_never_answered_get_nothing(slack):
+    chatter = _channel_message("Where is it based?", ts="1700000006.000100", thread_ts=None, event_id="Ev0000000102")
+    stranger = _channel_message(
+        "Where is it based?", ts="1700000007.000100", thread_ts="1700000003.000100", event_id="Ev0000000103"
+    )
+    for edit in (chatter, stranger):
+        assert slack.event("event_app_mention_channel.json", edit=edit)[0] == 200
+    slack.event("event_message_im.json")  # a DM after them: once it is answered, they were handled
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    slack.work.wait_idle()
+    assert reply["channel"].startswith("D") and len(slack.fake.bodies("chat.postMessage")) == 1
+
+
+def test_a_thread_reply_that_mentions_the_bot_is_answered_once(slack):
+    slack.event("event_app_mention_channel.json")
+    slack.work.wait_idle()
+    text = "<@U0BOT> Who is the CEO of Rosoboronexport?"
+    as_message = _channel_message(text, ts="1700000008.000100", thread_ts="1700000000.000100", event_id="Ev0000000104")
+
+    def as_mention(payload: dict) -> None:
+        payload["event_id"] = "Ev0000000105"
+        payload["event"].update(text=text, ts="1700000008.000100", thread_ts="1700000000.000100")
+
+    slack.event("event_app_mention_channel.json", edit=as_message)  # Slack sends both events for one reply
+    slack.event("event_app_mention_channel.json", edit=as_mention)
+    slack.fake.wait_for("chat.postMessage", 2)
+    slack.event("event_message_im.json")  # the sentinel: answered third, so nothing else came before it
+    third = slack.fake.wait_for("chat.postMessage", 3)[2]
+    slack.work.wait_idle()
+    assert third["channel"].startswith("D") and len(slack.fake.bodies("chat.postMessage")) == 3

@@ -56,6 +56,14 @@ class ReplyLink:
 
 
 @dataclass(frozen=True)
+class ThreadContext:
+    """What a follow-up in a thread is asked against: the thread's earlier questions and the articles cited."""
+
+    questions: tuple[str, ...] = ()
+    article_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class RateDecision:
     """Whether a user may ask now; when not, how many seconds until they may."""
 
@@ -162,6 +170,24 @@ class SlackState:
         with self._lock:
             row = self._one("select * from slack_replies where channel = ? and question_ts = ?", [channel, question_ts])
         return ReplyLink(**{k: row[k] for k in ReplyLink.__dataclass_fields__}) if row else None
+
+    def thread_context(self, channel: str, thread_ts: str, *, before_ts: str | None = None) -> ThreadContext:
+        """The questions the bot answered in a thread (oldest first) and the articles its answers cited.
+
+        Empty when the bot never answered there: such a thread is other people's conversation, not ours.
+        """
+        with self._lock:
+            rows = list(
+                self.db.query(
+                    "select a.question, a.article_id from slack_replies r join slack_answers a on a.id = r.answer_id "
+                    "where r.channel = ? and r.thread_ts = ? and r.question_ts < ? order by r.question_ts",
+                    [channel, thread_ts, before_ts or "9999999999.999999"],
+                )
+            )
+        return ThreadContext(
+            questions=tuple(row["question"] for row in rows),
+            article_ids=frozenset(row["article_id"] for row in rows if row["article_id"] is not None),
+        )
 
     def answer_id_of_reply(self, channel: str, reply_ts: str) -> str | None:
         """Which answer the bot message `reply_ts` shows (for clicks on messages whose buttons carry no id)."""

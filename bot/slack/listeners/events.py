@@ -24,6 +24,12 @@ def is_direct_message(event: dict) -> bool:
     return event.get("channel_type") == "im"
 
 
+def is_channel_thread_reply(event: dict) -> bool:
+    """Bolt matcher: a reply inside a thread of a public or private channel."""
+    thread_ts = event.get("thread_ts")
+    return event.get("channel_type") in ("channel", "group") and bool(thread_ts) and thread_ts != event.get("ts")
+
+
 class EventListeners:
     """Mentions in channels, DMs, edits and deletions of questions; a middleware drops retried deliveries."""
 
@@ -35,6 +41,7 @@ class EventListeners:
         app.event("app_mention")(self.on_mention)
         # Bolt runs the first listener that matches: plain DMs, edits, deletions, then every other message.
         app.event({"type": "message", "subtype": None}, matchers=[is_direct_message])(self.on_direct_message)
+        app.event({"type": "message", "subtype": None}, matchers=[is_channel_thread_reply])(self.on_thread_reply)
         app.event({"type": "message", "subtype": "message_changed"})(self.on_edit)
         app.event({"type": "message", "subtype": "message_deleted"})(self.on_delete)
         app.event("message")(self.on_other_message)
@@ -75,6 +82,18 @@ class EventListeners:
             self._answer_in_thread, client, "dm", event, context.bot_user_id, apology=self.kit.in_thread(client, event)
         )
 
+    def on_thread_reply(self, event: dict, context: BoltContext, client: WebClient) -> None:
+        """A reply in a channel thread: a follow-up when the bot answered in that thread, else not for us. A reply
+        that mentions the bot is left to `on_mention` (Slack sends both events for it)."""
+        bot_user_id = context.bot_user_id
+        if not from_a_person(event, bot_user_id) or (bot_user_id and f"<@{bot_user_id}" in (event.get("text") or "")):
+            return
+        if not self.kit.state.thread_context(event["channel"], event["thread_ts"]).questions:
+            return
+        self.kit.later(
+            self._answer_in_thread, client, "follow-up", event, bot_user_id, apology=self.kit.in_thread(client, event)
+        )
+
     def on_edit(self, event: dict, context: BoltContext, client: WebClient) -> None:
         edited = {**(event.get("message") or {}), "channel": event.get("channel", "")}
         self.kit.later(self._on_edit, client, event, context.bot_user_id, apology=self.kit.in_thread(client, edited))
@@ -99,8 +118,10 @@ class EventListeners:
         if refusal:
             client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, **refusal)
             return
+        # in a thread the bot has answered in, the earlier questions and their articles guide the search
+        thread = self.kit.state.thread_context(channel, thread_ts, before_ts=ts) if thread_ts != ts else None
         with self.kit.eyes(client, channel, ts):
-            message, answer_id = self.kit.answer(question, user=user)
+            message, answer_id = self.kit.answer(question, user=user, thread=thread)
             reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
         self.kit.state.link_reply(
             ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)

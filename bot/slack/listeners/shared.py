@@ -21,7 +21,7 @@ from bot.core.service import AnsweringService
 from bot.settings import Settings
 from bot.slack import blocks as slack_blocks
 from bot.slack.escape import unescape_slack
-from bot.store.state import SlackState, StoredAnswer
+from bot.store.state import SlackState, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
 
@@ -123,12 +123,16 @@ class ListenerKit:
         if status != 200:
             logger.warning("response_url post failed status=%s", status)
 
-    def answer(self, question: str, *, user: str, shareable: bool = False) -> tuple[dict, str | None]:
-        """(message, answer id) for a question; any failure becomes the apology with a logged reference."""
+    def answer(
+        self, question: str, *, user: str, shareable: bool = False, thread: ThreadContext | None = None
+    ) -> tuple[dict, str | None]:
+        """(message, answer id) for a question, a follow-up when `thread` holds earlier questions; any failure
+        becomes the apology with a logged reference."""
         answer_id = new_id()
+        thread = thread or ThreadContext()
         try:
             with self.reader_lock:
-                answer = self.service.answer(question)
+                answer = self.service.answer(question, context=thread.questions, prefer_articles=thread.article_ids)
             message = slack_blocks.answer_message(answer, answer_id=answer_id, shareable=shareable)
             shown = (
                 slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user) if shareable else message
@@ -138,7 +142,7 @@ class ListenerKit:
                     id=answer_id,
                     question=question,
                     answer=answer.text,
-                    article_id=answer.citation.article.id if answer.citation else None,
+                    article_id=next((article.id for article in answer.cited_articles()), None),
                     score=answer.score,
                     text=shown["text"],
                     blocks=shown["blocks"],

@@ -221,8 +221,20 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
     show_default=True,
     help="Where corpus databases are built and reused.",
 )
+@click.option(
+    "--decision",
+    is_flag=True,
+    help="Only time the answer decision, old rule against the calibrated one, at the smallest size.",
+)
 def bench(
-    squad_path: Path, sizes: str, n_questions: int, model: str | None, as_json: bool, out: Path | None, workdir: Path
+    squad_path: Path,
+    sizes: str,
+    n_questions: int,
+    model: str | None,
+    as_json: bool,
+    out: Path | None,
+    workdir: Path,
+    decision: bool,
 ) -> None:
     """Measure ingestion, answer latency, memory, cold start and a naive baseline on this machine.
 
@@ -240,6 +252,11 @@ def bench(
             f"expected whole numbers separated by commas, got {sizes!r}", param_hint="--sizes"
         ) from None
     settings = _settings(reader_model=model)
+    if decision:
+        _bench_decision(
+            settings, squad_path, size=min(size_list), n_questions=n_questions, workdir=workdir, as_json=as_json
+        )
+        return
     command = (
         f"qa-bot bench --squad {squad_path} --sizes {','.join(map(str, size_list))} "
         f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
@@ -263,6 +280,36 @@ def bench(
     if out:
         write_markdown(out, markdown)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else markdown)
+
+
+def _bench_decision(
+    settings: Settings, squad_path: Path, *, size: int, n_questions: int, workdir: Path, as_json: bool
+) -> None:
+    from bot.bench.corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
+    from bot.bench.decision import measure_decision
+    from bot.core.reader import Reader
+    from bot.core.service import build_calibrator
+    from bot.store.sqlite import SQLiteStore
+
+    try:
+        squad = load_squad_corpus(squad_path)
+        db_path, _ = ensure_corpus_db(squad, size, workdir, squad_path=squad_path)
+        questions = [q.question for q in pick_questions(squad, build_articles(squad, size), n_questions)]
+        reader = Reader.from_config(settings.reader_config()).load()
+        store = SQLiteStore(db_path)
+        timing = measure_decision(store, reader, questions, calibrator=build_calibrator(settings), top_k=settings.top_k)
+    except QABotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({**dataclasses.asdict(timing), "added_median_ms": timing.added_median_ms}))
+        return
+    click.echo(
+        f"Answer decision over {timing.questions} questions at {size} articles (same passages and spans):\n"
+        f"| decision | median ms | p95 ms |\n|---|---:|---:|\n"
+        f"| old: best-logit span over a threshold | {timing.old_median_ms:.2f} | {timing.old_p95_ms:.2f} |\n"
+        f"| new: evidence + calibration | {timing.new_median_ms:.2f} | {timing.new_p95_ms:.2f} |\n"
+        f"Added per answer (median): {timing.added_median_ms:+.2f} ms"
+    )
 
 
 @cli.command()

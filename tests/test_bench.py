@@ -280,3 +280,18 @@ def test_write_markdown_replaces_only_the_marked_block(tmp_path):
     assert text == (
         "# Benchmarks\n\n<!-- bench:begin -->\nsecond table\n<!-- bench:end -->\n\n## Analysis\nhand-written\n"
     )
+
+
+def test_the_decision_timing_runs_both_rules_on_the_same_spans(store, tiny_reader_dir):
+    from bot.bench.decision import measure_decision, old_decision
+    from bot.core.confidence import Calibrator
+    from tests.fakes.reader import FakeReader
+
+    reader = FakeReader(tiny_reader_dir, point_at="haddad").load()
+    questions = ["Who founded the chess club?", "Who founded the club in 2015?", "Who repaired the bridge?"]
+    timing = measure_decision(store, reader, questions, calibrator=Calibrator.raw(answer_threshold=0.5))
+    assert timing.questions == 3 and timing.old_median_ms > 0 and timing.new_median_ms > 0
+    passages = store.search('"founded"', limit=5)
+    spans = reader.run(questions[0], [p.text for p in passages])
+    text, citations = old_decision(questions[0], passages, spans, store=store, threshold=0.0)
+    assert text == "Haddad" and citations[0].sentence == "The club was founded by Noor Haddad in 2015."

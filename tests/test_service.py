@@ -86,8 +86,11 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
     assert ingest_paths(store, [sample_article, examples]).failures == []
     service = build_service(Settings(db_path=tmp_path / "qa.db"), store=store)  # the default: the shipped reader
 
-    ceo = service.answer("Who is the CEO of Northwind Rail?")
-    assert (ceo.text, ceo.citation.sentence, ceo.citation.article.source) == (
+    # confident or hedged (the calibrated threshold asks for precision 0.9), the answer and its sentence are shown
+    asked = service.answer("Who is the CEO of Northwind Rail?")
+    ceo = asked if asked.is_answered else asked.tentative
+    assert (asked.outcome != "none", ceo.text, ceo.citation.sentence, ceo.citation.article.source) == (
+        True,
         "Marta Lindqvist",
         "Northwind Rail CEO Marta Lindqvist told reporters at the Baltic Transport Forum in Gdansk that the first four "
         "trains had already passed their safety tests.",
@@ -100,7 +103,13 @@ def test_shipped_reader_answers_from_the_sample_article_and_the_examples(tmp_pat
         prefer_articles={ceo.citation.article.id},
     )
     shown = where if where.is_answered else where.tentative
-    assert "Baltic Transport Forum" in shown.text and shown.citation.article.source == str(sample_article)
+    assert shown.citation.article.source == str(sample_article)
+    assert shown.text in (
+        "Baltic Transport Forum",
+        "Baltic Transport Forum in Gdansk",
+        "the Baltic Transport Forum in Gdansk",
+        "Gdansk",
+    )
 
     founder = service.answer("Who founded the Lakeside Robotics Club?")
     assert (founder.text, founder.citation.sentence, founder.citation.article.title) == (

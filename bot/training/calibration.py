@@ -40,7 +40,7 @@ from bot.core.text import split_sentences
 from bot.errors import ConfigError, DatasetError
 from bot.store.sqlite import SQLiteStore
 from bot.training.data import split_articles
-from bot.training.squad import best_scores, read_squad_json, squad_questions
+from bot.training.squad import SquadQuestion, best_scores, read_squad_json, squad_questions
 
 __all__ = [
     "CalibrationCase",
@@ -60,6 +60,7 @@ HEDGE_PRECISION = 0.5  # hedged replies: still right at least half of the time
 RIGHT_F1 = 0.5  # an answer is right when its token F1 with a gold answer reaches this
 MIN_CASES = 200  # fewer answerable cases than this cannot place a threshold at precision 0.9
 KINDS = ("answerable", "sentence_removed", "article_missing")
+THRESHOLD_GRID = tuple(round(0.01 * step, 2) for step in range(1, 100))
 
 
 @dataclass
@@ -165,7 +166,7 @@ def collect_cases(
         store.close()
         # each question of `removed` gets a store in which only its own answer sentence is gone; questions are
         # grouped so that one store removes one sentence from each of several articles
-        rounds: list[dict[int, object]] = []
+        rounds: list[dict[int, SquadQuestion]] = []
         for question in removed:
             free = next((r for r in rounds if question.article_index not in r), None)
             if free is None:
@@ -175,10 +176,11 @@ def collect_cases(
         for number, chosen in enumerate(rounds):
             bodies, keep = [], []
             for index, (article, starts) in enumerate(stored):
-                question = chosen.get(index)
-                if question is None:
+                removal = chosen.get(index)
+                if removal is None:
                     bodies.append(article)
                     continue
+                question = removal
                 offset = starts[question.paragraph_index]
                 span = _answer_sentences(
                     article.body, offset + question.answers[0].answer_start, offset + question.answers[0].answer_end
@@ -335,7 +337,7 @@ def lowest_threshold(
     *,
     raw: bool = False,
     min_answers: int = 20,
-    grid: Sequence[float] = tuple(round(0.01 * i, 2) for i in range(1, 100)),
+    grid: Sequence[float] = THRESHOLD_GRID,
 ) -> float:
     """The lowest threshold at which the answers given (at least `min_answers` of them, so that a handful of lucky
     answers does not decide) reach `precision`; the highest threshold of the grid when none does."""

@@ -387,7 +387,7 @@ def epoch_batches(lengths: np.ndarray, *, batch_size: int, seed: int, epoch: int
     rng = np.random.default_rng([seed, epoch])
     permutation = rng.permutation(len(lengths))
     chunk = batch_size * SORT_CHUNK_BATCHES
-    batches = []
+    batches: list[np.ndarray] = []
     for first in range(0, len(permutation), chunk):
         part = permutation[first : first + chunk]
         part = part[np.argsort(lengths[part], kind="stable")]

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def __call__(self, signum, frame) -> None:
         if self.signal is not None:
@@ -226,7 +227,7 @@ def _save_checkpoint(
     scheduler,
     step: int,
     epoch: int,
-    order: list[np.ndarray],
+    order: list[np.ndarray] | None,
     fingerprint: dict,
     recent_loss: float | None,
     curve: list[dict],
@@ -483,7 +484,9 @@ class _TrainingRun:
             "lr": options.lr,
             "epochs": options.epochs,
         }
-        self.step, self.order, self.recent_loss = 0, None, None
+        self.step = 0
+        self.order: list[np.ndarray] | None = None
+        self.recent_loss: float | None = None
         self.curve: list[dict] = []
 
     def _load_tokenizer(self):
@@ -634,7 +637,8 @@ class _TrainingRun:
                 self.curve.append(
                     _evaluate(model, tokenizer, out_dir=out_dir, step=self.step, questions=options.eval_questions)
                 )
-            if _best_point(self.curve)["step"] == self.step:
+            best = _best_point(self.curve)
+            if best is not None and best["step"] == self.step:
                 _save_final_model(model, tokenizer, out_dir / BEST_DIR)
             return _has_plateaued(self.curve, options.patience)
 

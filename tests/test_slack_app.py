@@ -220,7 +220,7 @@ def make_slack(tmp_path, fake_slack):
         state = SlackState(db_path)
         work = TrackedWork()
         app = create_app(settings, service, store=state, executor=work)
-        server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
+        server = create_http_server(create_wsgi_app(app, signing_secret=SECRET), host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
         slack = Slack(

@@ -19,10 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.core.ingest import ingest_paths
 from bot.slack.dedupe import SeenDeliveries
-from bot.slack.server import EVENTS_PATH, MAX_BODY_BYTES, create_wsgi_app
+from bot.slack.server import EVENTS_PATH, MAX_BODY_BYTES, check_health, create_wsgi_app
 from bot.store import SQLiteStore
 from bot.store.state import SlackState
 from tests.test_slack_app import (  # noqa: F401
@@ -62,13 +64,13 @@ def test_a_body_over_1_mb_is_refused_with_413_before_it_is_read(slack, caplog):
     assert response.split(b"\r\n", 1)[0].split(b" ")[1] == b"413"
 
 
-def test_a_signed_body_just_over_1_mb_is_refused_by_the_app_too(make_slack):
-    slack = make_slack()
-    body = json.dumps({"type": "event_callback", "pad": "x" * MAX_BODY_BYTES}).encode()
-    status, _, _ = slack.post(body, "application/json")
-    slack.event(SENTINEL)
-    slack.fake.wait_for("chat.postMessage")
-    assert (status, len(slack.fake.bodies("chat.postMessage"))) == (413, 1)
+def test_the_app_refuses_a_declared_length_over_the_limit_without_reading_a_byte():
+    seen = []
+    wsgi = create_wsgi_app(_NeverCalled(), signing_secret=SECRET, max_body_bytes=1000)
+    stream = io.BytesIO(b"z" * 5000)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": EVENTS_PATH, "CONTENT_LENGTH": "5000", "wsgi.input": stream}
+    body = b"".join(wsgi(environ, lambda status, headers: seen.append(status)))
+    assert (seen, body, stream.tell()) == (["413 Content Too Large"], b"413 Content Too Large", 0)
 
 
 def test_a_chunked_body_is_read_no_further_than_the_limit():
@@ -279,3 +281,64 @@ def test_a_replayed_slash_command_is_handled_once(slack):
     slack.work.wait_idle()
     assert (first[0], replay[0], len(slack.fake.bodies("response_url"))) == (200, 200, 2)
     assert all("Mikheev" in a["text"] for a in answers)
+
+
+# Health and a full disk ---------------------------------------------------------------------------------------
+
+
+def test_healthz_is_503_when_free_disk_space_is_below_the_minimum(make_slack):
+    slack = make_slack(min_free_mb=10**12)
+    status, _, body = slack.get("/healthz")
+    assert (status, json.loads(body)["ok"], json.loads(body)["database"]) == (503, False, "ok")
+
+
+def test_health_check_fails_when_the_database_does_not_answer(tmp_path):
+    (tmp_path / "qa.db").write_bytes(b"not a database at all" * 100)
+    assert check_health(tmp_path / "qa.db", min_free_mb=0)[0] is False
+    assert check_health(tmp_path / "missing.db", min_free_mb=0)[0] is False
+
+
+def _fill_up(db) -> None:
+    """Let the file grow by only a few pages from now on: SQLite's stand-in for a full disk."""
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 1}")
+
+
+def test_a_failed_write_while_serving_becomes_the_apology(slack, caplog):
+    _fill_up(slack.state.db)
+    conn = slack.state.db.conn
+    for insert in (  # fill every page left, the tables a question writes to included, a small row at a time
+        "insert into slack_events (event_id, seen_at) values ('x' || ?, 0)",
+        "insert into slack_requests (user, at) values ('x' || ?, 0)",
+        "insert into slack_answers (id, question, score, text, blocks, created_at) "
+        "values ('x' || ?, '', 0, '', '', '')",
+    ):
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            for number in range(100_000):
+                conn.execute(insert, [number])
+                conn.commit()
+        conn.rollback()
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    assert reply["text"].startswith("Sorry, something went wrong while answering (reference ")
+
+
+def test_cli_ingest_on_a_full_disk_ends_with_the_summary_and_one_line_why(tmp_path, monkeypatch):
+    import bot.store.sqlite as sqlite_module
+
+    opened = sqlite_module.SQLiteStore.__init__
+
+    def full_after_opening(self, path):
+        opened(self, path)
+        _fill_up(self.db)
+
+    (tmp_path / "in").mkdir()
+    for number in range(20):
+        words = " ".join(f"word{number}x{i}" for i in range(400))
+        (tmp_path / "in" / f"{number:02d}.txt").write_text(f"Title {number}\n\n{words}.\n", encoding="utf-8")
+    monkeypatch.setattr(sqlite_module.SQLiteStore, "__init__", full_after_opening)
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "in"), "--db", str(tmp_path / "qa.db")])
+    assert (result.exit_code, result.exception.__class__) == (1, SystemExit)
+    assert result.stdout.startswith(f"Ingested into {tmp_path / 'qa.db'}: ")
+    [stopped] = [line for line in result.stderr.splitlines() if line.startswith("Stopped early:")]
+    assert "database or disk is full" in stopped and "Traceback" not in result.output

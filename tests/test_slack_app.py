@@ -30,7 +30,7 @@ from bot.core.service import AnsweringService
 from bot.errors import ConfigError, StoreError
 from bot.settings import Settings
 from bot.slack.app import create_app, question_text
-from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
+from bot.slack.server import EVENTS_PATH, check_health, create_http_server, create_wsgi_app
 from bot.store import SQLiteStore
 from bot.store.state import RateDecision, SlackState
 from tests.fakes.slack_api import FakeSlackAPI
@@ -221,7 +221,12 @@ def make_slack(tmp_path, fake_slack):
         state = SlackState(db_path)
         work, fetches = TrackedWork(), TrackedWork()
         app = create_app(settings, service, store=state, executor=work, fetch_executor=fetches)
-        server = create_http_server(create_wsgi_app(app, signing_secret=SECRET), host="127.0.0.1", port=0, threads=4)
+        wsgi = create_wsgi_app(
+            app,
+            signing_secret=SECRET,
+            health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+        )
+        server = create_http_server(wsgi, host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
         slack = Slack(
@@ -285,7 +290,8 @@ def _block(body: dict, block_id: str) -> dict:
 
 def test_healthz_answers_200(slack):
     status, _, body = slack.get("/healthz")
-    assert (status, json.loads(body)) == (200, {"ok": True})
+    details = json.loads(body)
+    assert (status, details["ok"], details["database"], details["disk_free_mb"] >= 100) == (200, True, "ok", True)
 
 
 def test_unknown_path_is_404(slack):

@@ -7,8 +7,12 @@ import hmac
 import io
 import json
 import logging
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import quote
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -30,6 +34,7 @@ __all__ = [
     "HEALTH_PATH",
     "MAX_BODY_BYTES",
     "is_signed_by_slack",
+    "check_health",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,10 +47,43 @@ MAX_BODY_BYTES = 1024 * 1024
 _PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
 
 
+def check_health(db_path: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
+    """Whether the bot can work: the database answers a read (on a connection of its own, so a busy store does
+    not make it wait) and its disk has at least `min_free_mb` MB free. Returns (healthy, details for /healthz).
+
+        ok, details = check_health("qa.db", min_free_mb=100)  # (True, {"database": "ok", "disk_free_mb": 5120})
+    """
+    path = Path(db_path).resolve()
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=1)
+        try:
+            conn.execute("select count(*) from (select 1 from articles limit 1)").fetchone()
+        finally:
+            conn.close()
+        database = "ok"
+    except sqlite3.Error as exc:
+        logger.warning("health check failed db=%s error=%s", path, exc)
+        database = "unavailable"
+    try:
+        free_mb = shutil.disk_usage(path.parent).free // (1024 * 1024)
+    except OSError:
+        free_mb = 0
+    details = {"database": database, "disk_free_mb": free_mb, "min_free_mb": min_free_mb}
+    healthy = database == "ok" and free_mb >= min_free_mb
+    if not healthy and database == "ok":
+        logger.warning("health check failed disk_free_mb=%d min_free_mb=%d", free_mb, min_free_mb)
+    return healthy, details
+
+
 def create_wsgi_app(
-    app: App, *, signing_secret: str | None = None, max_body_bytes: int = MAX_BODY_BYTES
+    app: App,
+    *,
+    signing_secret: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    health: Callable[[], tuple[bool, dict]] | None = None,
 ) -> Callable[[dict, Callable], Iterable[bytes]]:
-    """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200.
+    """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200 when
+    `health()` says so (503 otherwise, with its details; always 200 without `health`).
 
     In front of Bolt it refuses what is not Slack, cheaply and without logging what was sent: a body over
     `max_body_bytes` gets 413 before it is read (by its Content-Length, or as soon as a chunked body passes the
@@ -65,8 +103,10 @@ def create_wsgi_app(
 
     def wsgi(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            body = json.dumps({"ok": True}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            healthy, details = health() if health is not None else (True, {})
+            body = json.dumps({"ok": healthy, **details}).encode()
+            status = "200 OK" if healthy else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != EVENTS_PATH:
             return slack(environ, start_response)  # Bolt's 404
@@ -220,7 +260,12 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
         SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
         return
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    server = create_http_server(create_wsgi_app(app, signing_secret=secret), host=host, port=port)
+    wsgi = create_wsgi_app(
+        app,
+        signing_secret=secret,
+        health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+    )
+    server = create_http_server(wsgi, host=host, port=port)
     logger.info("serving mode=http host=%s port=%s events_path=%s", host, server.effective_port, EVENTS_PATH)
     try:
         server.run()

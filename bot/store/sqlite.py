@@ -15,9 +15,9 @@ import sqlite_utils
 
 from bot.core.records import Article, ArticleRef, Passage, Sentence
 from bot.core.text import group_passages, split_sentences
-from bot.errors import StoreError
+from bot.errors import DiskFullError, StoreError
 from bot.store.base import StoredOutcome
-from bot.store.connect import connect
+from bot.store.connect import connect, is_disk_full
 from bot.store.migrations import migrate
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
@@ -90,7 +90,7 @@ class SQLiteStore:
                 if self._bulk_every and not self.db.conn.in_transaction:
                     lost, self._bulk_pending = self._bulk_pending, 0
                     self.db.execute("BEGIN IMMEDIATE")
-                    raise StoreError(
+                    raise type(exc)(
                         f"{exc} SQLite also undid the {lost} article(s) stored before it in this batch; "
                         f"ingest the same files again to store them."
                     ) from exc
@@ -133,7 +133,12 @@ class SQLiteStore:
             with self.lock:
                 self._bulk_every = 0
                 if self.db.conn.in_transaction:
-                    self.db.execute("COMMIT")
+                    try:
+                        self.db.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        self.db.conn.rollback()
+                        error = DiskFullError if is_disk_full(exc) else StoreError
+                        raise error(f"Could not commit the last articles to {self.path}: {exc}") from exc
 
     @contextmanager
     def _write_transaction(self) -> Iterator[None]:
@@ -160,7 +165,8 @@ class SQLiteStore:
             with self._write_transaction():
                 outcome = self._store_article(article, digest, key)
         except sqlite3.Error as exc:
-            raise StoreError(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
+            error = DiskFullError if is_disk_full(exc) else StoreError
+            raise error(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
         return outcome
 
     def _store_article(self, article: Article, digest: str, key: str) -> StoredOutcome:

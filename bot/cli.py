@@ -142,7 +142,9 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
             failed=report.failed,
         )
     )
-    if report.failed:
+    if report.stopped:
+        click.echo(messages.render("ingest_stopped", reason=report.stopped), err=True)
+    if report.failed or report.stopped:
         sys.exit(1)
 
 

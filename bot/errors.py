@@ -4,6 +4,7 @@ __all__ = [
     "QABotError",
     "ConfigError",
     "StoreError",
+    "DiskFullError",
     "IngestError",
     "ReaderError",
     "TemplateError",
@@ -29,6 +30,10 @@ class TemplateError(QABotError):
 # Storage and ingestion
 class StoreError(QABotError):
     """The SQLite database could not be opened, read or written."""
+
+
+class DiskFullError(StoreError):
+    """The database could not grow: the disk (or the file's size limit) is full. Nothing after it can be stored."""
 
 
 class IngestError(QABotError):

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Slack user ids allowed to /ingest, comma-separated."
     )
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
+    max_pending: int = Field(
+        default=100, gt=0, description="Questions that may wait for the reader; past that the bot says it is busy."
+    )
+    min_free_mb: int = Field(
+        default=100, ge=0, description="/healthz fails (503) when the database's disk has less free space (MB)."
+    )
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_bytes: int = Field(default=5_000_000, gt=0)
     fetch_allow_private: bool = Field(

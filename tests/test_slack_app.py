@@ -30,7 +30,7 @@ from bot.core.service import AnsweringService
 from bot.errors import ConfigError, StoreError
 from bot.settings import Settings
 from bot.slack.app import create_app, question_text
-from bot.slack.server import EVENTS_PATH, create_http_server, create_wsgi_app
+from bot.slack.server import EVENTS_PATH, check_health, create_http_server, create_wsgi_app
 from bot.store import SQLiteStore
 from bot.store.state import RateDecision, SlackState
 from tests.fakes.slack_api import FakeSlackAPI
@@ -124,6 +124,7 @@ class Slack:
     settings: Settings
     work: TrackedWork
     _server: object = field(repr=False)
+    fetches: TrackedWork | None = None  # the /ingest pool
 
     def post(
         self,
@@ -218,20 +219,35 @@ def make_slack(tmp_path, fake_slack):
         )  # the test web pages are on loopback
         settings = Settings(_env_file=None, **{**values, **overrides})
         state = SlackState(db_path)
-        work = TrackedWork()
-        app = create_app(settings, service, store=state, executor=work)
-        server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0, threads=4)
+        work, fetches = TrackedWork(), TrackedWork()
+        app = create_app(settings, service, store=state, executor=work, fetch_executor=fetches)
+        wsgi = create_wsgi_app(
+            app,
+            signing_secret=SECRET,
+            health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+        )
+        server = create_http_server(wsgi, host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
         thread.start()
         slack = Slack(
-            f"http://127.0.0.1:{server.effective_port}", fake_slack, store, state, reader, settings, work, server
+            f"http://127.0.0.1:{server.effective_port}",
+            fake_slack,
+            store,
+            state,
+            reader,
+            settings,
+            work,
+            server,
+            fetches,
         )
         running.append((server, thread, work))
+        running.append((None, None, fetches))
         return slack
 
     yield start
     for server, thread, work in running:
-        _stop_waitress(server, thread)
+        if server is not None:
+            _stop_waitress(server, thread)
         work.shutdown(wait=True)  # finish work started by the test while the fake Web API still answers
 
 
@@ -274,7 +290,8 @@ def _block(body: dict, block_id: str) -> dict:
 
 def test_healthz_answers_200(slack):
     status, _, body = slack.get("/healthz")
-    assert (status, json.loads(body)) == (200, {"ok": True})
+    details = json.loads(body)
+    assert (status, details["ok"], details["database"], details["disk_free_mb"] >= 100) == (200, True, "ok", True)
 
 
 def test_unknown_path_is_404(slack):
@@ -732,8 +749,8 @@ def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
     ]
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
     assert commands == ["/ask", "/ingest", "/qa-help"]
-    for command in commands:  # Bolt answers 404 for a command without a listener
-        status, _, body = slack.command("slash_ask.form.txt", command=command, text="")
+    for command in commands:  # Bolt answers 404 for a command without a listener; each use has its own trigger
+        status, _, body = slack.command("slash_ask.form.txt", command=command, text="", trigger_id=f"t{command}")
         assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)
 
 

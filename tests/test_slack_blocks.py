@@ -318,3 +318,44 @@ def test_escaping_turns_chat_markup_into_plain_text():
 
 def test_unescaping_restores_what_the_user_typed():
     assert unescape_slack(escape_slack("a <b> & c &amp; d")) == "a <b> & c &amp; d"
+
+
+# Slack's size limits -------------------------------------------------------------------------------------------
+
+
+def _texts(message: dict) -> list[tuple[str, str]]:
+    """(block type, text) for every text a message's blocks hold."""
+    found = []
+    for block in message["blocks"]:
+        if block["type"] == "section":
+            found.append(("section", block["text"]["text"]))
+        elif block["type"] == "context":
+            found.extend(("context", element["text"]) for element in block["elements"])
+    return found
+
+
+def test_long_titles_questions_and_lists_are_cut_to_slack_limits_with_the_whole_text_in_the_fallback():
+    huge = ArticleRef(id=9, title="Mikheev & co " * 400, source="feed " * 600, url="https://example.com/x")
+    long_question = "Who is " + "really " * 700 + "the CEO?"
+    answered = Answer(
+        question=long_question,
+        text="Alexander Mikheev",
+        score=0.9,
+        citation=_citation(huge, "Alexander Mikheev is the CEO. " * 20, "Alexander Mikheev"),
+        supporting=tuple(ArticleRef(id=i, title="x" * 300, source="s") for i in range(30)),
+    )
+    unanswered = Answer(question=long_question, text=None, score=0.1, searched=tuple("t" * 200 for _ in range(40)))
+    for message in (
+        answer_message(answered, answer_id="a1"),
+        answer_message(answered, answer_id="a1", shareable=True, asked_by="U1"),
+        answer_message(unanswered, answer_id="a2"),
+        notice("x" * 10_000),
+    ):
+        texts = _texts(message)
+        limits = {"section": 3000, "context": 2000}
+        assert [(kind, len(text) <= limits[kind]) for kind, text in texts] == [(kind, True) for kind, _ in texts]
+        assert any(text.endswith("…") for _, text in texts)
+        assert len(message["blocks"]) <= 50 and len(message["text"]) <= 12_000
+        assert not re.search(r"&[a-z]*…|<[^>]*…", json.dumps(message, ensure_ascii=False))  # no half escape or link
+    assert unescape_slack(answer_message(unanswered, answer_id="a2")["text"]).count("really") == 700
+    assert escape_slack(" ".join(huge.title.split())) in answer_message(answered, answer_id="a1")["text"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.records import Article
-from bot.errors import IngestError, StoreError
+from bot.errors import DiskFullError, IngestError, StoreError
 from bot.sources.files import IngestFailure, expand_paths, read_articles
 from bot.store.base import Store, StoredOutcome
 
@@ -30,6 +30,7 @@ class IngestReport:
     unchanged: int = 0
     failures: list[IngestFailure] = field(default_factory=list)
     outcomes: list[StoredOutcome] = field(default_factory=list)
+    stopped: str | None = None  # why the run ended early (a full disk), else None
 
     @property
     def failed(self) -> int:
@@ -64,19 +65,27 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
 
     report = IngestReport()
     items = list(expand_paths((Path(p) for p in paths), skip=_database_files(store)))
-    with store.bulk():
-        for item in tqdm(items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False):
-            if isinstance(item, IngestFailure):
-                report.failures.append(item)
-                continue
-            try:
-                for article in read_articles(item):
-                    if isinstance(article, IngestFailure):
-                        report.failures.append(article)
-                    else:
-                        report.record(ingest_article(store, article))
-            except (IngestError, StoreError) as exc:
-                report.failures.append(IngestFailure(str(item), str(exc)))
+    try:
+        with store.bulk():
+            for item in tqdm(
+                items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False
+            ):
+                if isinstance(item, IngestFailure):
+                    report.failures.append(item)
+                    continue
+                try:
+                    for article in read_articles(item):
+                        if isinstance(article, IngestFailure):
+                            report.failures.append(article)
+                        else:
+                            report.record(ingest_article(store, article))
+                except DiskFullError:
+                    raise  # every later file would fail the same way
+                except (IngestError, StoreError) as exc:
+                    report.failures.append(IngestFailure(str(item), str(exc)))
+    except DiskFullError as exc:
+        report.stopped = str(exc)
+        logger.warning("ingest stopped reason=%s", exc)
     for failure in report.failures:
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)

@@ -21,15 +21,17 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.core.service import AnsweringService
 from bot.errors import ConfigError
 from bot.settings import Settings
+from bot.slack.dedupe import SeenDeliveries
 from bot.slack.listeners import ListenerKit, register_all
 from bot.slack.listeners.shared import question_text
 from bot.store.state import SlackState
 
-__all__ = ["create_app", "question_text", "WORKER_THREADS"]
+__all__ = ["create_app", "question_text", "WORKER_THREADS", "FETCH_THREADS"]
 
 logger = logging.getLogger(__name__)
 
-WORKER_THREADS = 2  # answers take the CPU (and a lock); a second worker lets a slow /ingest fetch overlap them
+WORKER_THREADS = 2  # answers take the CPU (and a lock); a second worker lets clicks and posts overlap a reading
+FETCH_THREADS = 2  # /ingest fetches wait on other servers: their own pool, so a slow link never delays an answer
 
 
 class _DropTokenSkippedWarning(logging.Filter):
@@ -52,6 +54,7 @@ def create_app(
     client: WebClient | None = None,
     store: SlackState | None = None,
     executor: Executor | None = None,
+    fetch_executor: Executor | None = None,
 ) -> App:
     """The Bolt app with every listener registered; serve it with `bot.slack.server.serve` or dispatch to it in tests.
 
@@ -66,6 +69,7 @@ def create_app(
     :param store: the Slack tables (dedup, replies, feedback, rate limit); default: in `settings.db_path`.
     :param executor: where the work after each ack runs; default: a pool of `WORKER_THREADS` threads.
         Pass your own to wait for pending work (`executor.shutdown(wait=True)`) before stopping.
+    :param fetch_executor: where `/ingest` fetches and stores; default: a pool of `FETCH_THREADS` threads.
     :raises ConfigError: when the bot token or the signing secret is missing, or Slack rejects the token.
     """
     if client is None:
@@ -102,5 +106,7 @@ def create_app(
             f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
         ) from exc
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
-    register_all(app, ListenerKit(settings, service, store or SlackState(settings.db_path), work))
+    fetches = fetch_executor or ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="qa-bot-fetch")
+    state = store or SlackState(settings.db_path)
+    register_all(app, ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state)))
     return app

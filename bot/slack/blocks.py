@@ -26,6 +26,7 @@ __all__ = [
     "ingest_failure_message",
     "highlighted_quote",
     "title_link",
+    "fit_mrkdwn",
     "feedback_value",
     "parse_feedback_value",
     "VOTES",
@@ -37,7 +38,13 @@ ACTION_SHARE = "share_answer"
 VOTES = {"up": ":+1:", "down": ":-1:"}
 
 MAX_QUOTE_CHARS = 1500  # a section's text may hold 3000 characters; escaping can make the quote longer
-MAX_FALLBACK_CHARS = 3000
+# Slack's limits (api.slack.com/reference/block-kit): a message over them is rejected whole, so the user would
+# get an apology instead of the answer. Text past them is cut with "…"; the fallback `text` keeps it all (Slack
+# truncates that field only past 40,000 characters).
+MAX_SECTION_CHARS = 3000
+MAX_CONTEXT_CHARS = 2000
+MAX_BLOCKS = 50
+MAX_FALLBACK_CHARS = 12000
 ELLIPSIS = "…"
 
 
@@ -45,15 +52,33 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def fit_mrkdwn(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters with "…" at the end, never inside a `<link|label>` or an `&amp;`
+    escape (half of one would show as garbage or break the markup).
+
+    >>> fit_mrkdwn("see <https://example.com/a|the page> &amp; more", 12)
+    'see …'
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(ELLIPSIS)]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    amp = cut.rfind("&")
+    if amp >= 0 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + ELLIPSIS
+
+
 def _section(text: str, *, block_id: str | None = None) -> dict:
-    block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    block = {"type": "section", "text": {"type": "mrkdwn", "text": fit_mrkdwn(text, MAX_SECTION_CHARS)}}
     if block_id:
         block["block_id"] = block_id
     return block
 
 
 def _context(text: str, *, block_id: str | None = None) -> dict:
-    block = {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+    block = {"type": "context", "elements": [{"type": "mrkdwn", "text": fit_mrkdwn(text, MAX_CONTEXT_CHARS)}]}
     if block_id:
         block["block_id"] = block_id
     return block
@@ -72,7 +97,12 @@ def _button(template: str, *, action_id: str, value: str, style: str | None = No
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_FALLBACK_CHARS else text[: MAX_FALLBACK_CHARS - 1] + ELLIPSIS
+    return fit_mrkdwn(text, MAX_FALLBACK_CHARS)
+
+
+def _message(text: str, blocks: list[dict]) -> dict:
+    """A message within Slack's limits: the fallback text capped, at most `MAX_BLOCKS` blocks."""
+    return {"text": _clip(text), "blocks": blocks[:MAX_BLOCKS]}
 
 
 # Pieces -------------------------------------------------------------------------------------------------------
@@ -166,7 +196,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
     if tentative is None and (not answer.is_answered or answer.citation is None):
         text = _no_answer_text(answer)
         blocks.append(_section(text, block_id="no_answer"))
-        return {"text": _clip(text), "blocks": blocks}
+        return _message(text, blocks)
 
     shown = tentative or answer
     citation = shown.citation
@@ -242,7 +272,7 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
         title=escape_slack(_one_line(citation.article.title)),
         confidence=messages.percent(shown.score),
     )
-    return {"text": _clip(fallback), "blocks": blocks}
+    return _message(fallback, blocks)
 
 
 def _source_line(citation: Citation, score: float) -> str:
@@ -273,12 +303,12 @@ def error_message(reference: str) -> dict:
 def notice(text: str) -> dict:
     """A short message from plain text (usage, refusals, help): the whole text is escaped, no markup survives."""
     escaped = escape_slack(text)
-    return {"text": _clip(escaped), "blocks": [_section(escaped)]}
+    return _message(escaped, [_section(escaped)])
 
 
 def mrkdwn_notice(text: str) -> dict:
     """A short message whose mrkdwn is ours (values already escaped by the caller)."""
-    return {"text": _clip(text), "blocks": [_section(text)]}
+    return _message(text, [_section(text)])
 
 
 def ingest_report_message(*, title: str, source: str, status: str) -> dict:

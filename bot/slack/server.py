@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
 import logging
+import shutil
+import sqlite3
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import quote
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -17,37 +25,167 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import create_app
 
-__all__ = ["serve", "connect_to_slack", "create_wsgi_app", "create_http_server", "EVENTS_PATH", "HEALTH_PATH"]
+__all__ = [
+    "serve",
+    "connect_to_slack",
+    "create_wsgi_app",
+    "create_http_server",
+    "EVENTS_PATH",
+    "HEALTH_PATH",
+    "MAX_BODY_BYTES",
+    "is_signed_by_slack",
+    "check_health",
+]
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 HTTP_THREADS = 8
+# Slack's largest payloads (a modal's view state, a long message) are tens of KB; anything past 1 MB is not Slack.
+MAX_BODY_BYTES = 1024 * 1024
+_PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
 
 
-def create_wsgi_app(app: App) -> Callable[[dict, Callable], Iterable[bytes]]:
-    """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200.
+def check_health(db_path: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
+    """Whether the bot can work: the database answers a read (on a connection of its own, so a busy store does
+    not make it wait) and its disk has at least `min_free_mb` MB free. Returns (healthy, details for /healthz).
 
-    server = create_http_server(create_wsgi_app(app), host="127.0.0.1", port=0)
+        ok, details = check_health("qa.db", min_free_mb=100)  # (True, {"database": "ok", "disk_free_mb": 5120})
+    """
+    path = Path(db_path).resolve()
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=1)
+        try:
+            conn.execute("select count(*) from (select 1 from articles limit 1)").fetchone()
+        finally:
+            conn.close()
+        database = "ok"
+    except sqlite3.Error as exc:
+        logger.warning("health check failed db=%s error=%s", path, exc)
+        database = "unavailable"
+    try:
+        free_mb = shutil.disk_usage(path.parent).free // (1024 * 1024)
+    except OSError:
+        free_mb = 0
+    details = {"database": database, "disk_free_mb": free_mb, "min_free_mb": min_free_mb}
+    healthy = database == "ok" and free_mb >= min_free_mb
+    if not healthy and database == "ok":
+        logger.warning("health check failed disk_free_mb=%d min_free_mb=%d", free_mb, min_free_mb)
+    return healthy, details
+
+
+def create_wsgi_app(
+    app: App,
+    *,
+    signing_secret: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    health: Callable[[], tuple[bool, dict]] | None = None,
+) -> Callable[[dict, Callable], Iterable[bytes]]:
+    """The WSGI application `serve` runs: `POST /slack/events` goes to Bolt, `GET /healthz` answers 200 when
+    `health()` says so (503 otherwise, with its details; always 200 without `health`).
+
+    In front of Bolt it refuses what is not Slack, cheaply and without logging what was sent: a body over
+    `max_body_bytes` gets 413 before it is read (by its Content-Length, or as soon as a chunked body passes the
+    limit); with `signing_secret`, a request whose signature does not verify gets 401 before Bolt parses it; a
+    signed body Bolt cannot parse gets 400. Log lines name the status, the reason and the size, never the body
+    or header values.
+
+        server = create_http_server(create_wsgi_app(app, signing_secret=secret), host="127.0.0.1", port=0)
     """
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
 
+    def refuse(start_response: Callable, status: str, reason: str, size: int | None) -> list[bytes]:
+        logger.info("refused request status=%s reason=%s bytes=%s", status.split()[0], reason, size)
+        body = status.encode()
+        start_response(status, [*_PLAIN, ("Content-Length", str(len(body)))])
+        return [body]
+
     def wsgi(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            body = json.dumps({"ok": True}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            healthy, details = health() if health is not None else (True, {})
+            body = json.dumps({"ok": healthy, **details}).encode()
+            status = "200 OK" if healthy else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        return slack(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != EVENTS_PATH:
+            return slack(environ, start_response)  # Bolt's 404
+        declared = _content_length(environ)
+        if declared is not None and declared > max_body_bytes:
+            return refuse(start_response, "413 Content Too Large", "too_large", declared)
+        raw = _read_body(environ, declared, limit=max_body_bytes)
+        if raw is None:
+            return refuse(start_response, "413 Content Too Large", "too_large", None)
+        if signing_secret and not is_signed_by_slack(
+            raw,
+            timestamp=environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
+            signature=environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+            secret=signing_secret,
+        ):
+            return refuse(start_response, "401 Unauthorized", "bad_signature", len(raw))
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
+        try:
+            return slack(environ, start_response)
+        except Exception as exc:  # a signed body Bolt cannot parse (not JSON, not a form): Slack's bug, not ours
+            error = type(exc).__name__
+            logger.warning("refused request status=400 reason=malformed error=%s bytes=%d", error, len(raw))
+            body = b"400 Bad Request"
+            start_response("400 Bad Request", [*_PLAIN, ("Content-Length", str(len(body)))])
+            return [body]
 
     return wsgi
+
+
+def is_signed_by_slack(
+    body: bytes, *, timestamp: str, signature: str, secret: str, now: float | None = None, max_age_s: int = 300
+) -> bool:
+    """Whether `body` carries Slack's signature: HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret,
+    the timestamp within `max_age_s` of now. Works on the raw bytes, so a body that is not UTF-8 is simply
+    unsigned (slack_sdk's verifier decodes it first and raises).
+
+    >>> is_signed_by_slack(b"{}", timestamp="1", signature="v0=00", secret="s", now=1.0)
+    False
+    """
+    now = time.time() if now is None else now
+    try:
+        if abs(now - int(timestamp)) > max_age_s:
+            return False
+    except ValueError:
+        return False
+    expected = "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+def _content_length(environ: dict) -> int | None:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _read_body(environ: dict, declared: int | None, *, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than `limit` (read no further than limit + 1 bytes)."""
+    stream = environ["wsgi.input"]
+    if declared is not None:
+        return stream.read(declared) if declared else b""
+    chunks, size = [], 0
+    while size <= limit:  # no length given (chunked): read in pieces, stop past the limit
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
 
 
 def create_http_server(wsgi_app: Callable, *, host: str, port: int, threads: int = HTTP_THREADS):
     """A waitress server for the WSGI app, bound but not yet running (`.run()`); port 0 picks a free port."""
     from waitress.server import create_server
 
-    return create_server(wsgi_app, host=host, port=port, threads=threads, ident="qa-bot")
+    # waitress itself refuses larger bodies (413) before buffering them, chunked ones included
+    return create_server(
+        wsgi_app, host=host, port=port, threads=threads, ident="qa-bot", max_request_body_size=MAX_BODY_BYTES
+    )
 
 
 def connect_to_slack(settings: Settings) -> WebClient:
@@ -121,7 +259,13 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
         logger.info("serving mode=socket")
         SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
         return
-    server = create_http_server(create_wsgi_app(app), host=host, port=port)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    wsgi = create_wsgi_app(
+        app,
+        signing_secret=secret,
+        health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+    )
+    server = create_http_server(wsgi, host=host, port=port)
     logger.info("serving mode=http host=%s port=%s events_path=%s", host, server.effective_port, EVENTS_PATH)
     try:
         server.run()

@@ -27,6 +27,7 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.errors import StoreError
+from bot.store.connect import connect
 
 __all__ = ["MIGRATIONS", "Migration", "latest_version", "migrate", "schema_version", "upgrade"]
 
@@ -208,7 +209,7 @@ def upgrade(path: str | Path) -> tuple[int, int]:
     if not path.is_file():
         raise StoreError(f"No database at {path}. Run: qa-bot ingest ./articles (it creates one).")
     try:
-        db = sqlite_utils.Database(sqlite3.connect(str(path)))
+        db = sqlite_utils.Database(connect(path))
     except sqlite3.Error as exc:
         raise StoreError(f"Cannot open the database {path}: {exc}.") from exc
     try:

@@ -15,8 +15,9 @@ import sqlite_utils
 
 from bot.core.records import Article, ArticleRef, Passage, Sentence
 from bot.core.text import group_passages, split_sentences
-from bot.errors import StoreError
+from bot.errors import DiskFullError, StoreError
 from bot.store.base import StoredOutcome
+from bot.store.connect import connect, is_disk_full
 from bot.store.migrations import migrate
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
@@ -57,9 +58,7 @@ class SQLiteStore:
         self.path = str(path)
         self.lock = threading.RLock()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False))
+            self.db = sqlite_utils.Database(connect(self.path))  # 0600, busy_timeout: a second ingest waits
             if self.path != ":memory:":
                 self.db.enable_wal()
                 # With WAL, NORMAL never corrupts the file; a power cut may only undo the last commits.
@@ -90,8 +89,8 @@ class SQLiteStore:
             except StoreError as exc:
                 if self._bulk_every and not self.db.conn.in_transaction:
                     lost, self._bulk_pending = self._bulk_pending, 0
-                    self.db.execute("BEGIN")
-                    raise StoreError(
+                    self.db.execute("BEGIN IMMEDIATE")
+                    raise type(exc)(
                         f"{exc} SQLite also undid the {lost} article(s) stored before it in this batch; "
                         f"ingest the same files again to store them."
                     ) from exc
@@ -100,7 +99,7 @@ class SQLiteStore:
                 self._bulk_pending += 1
                 if self._bulk_pending >= self._bulk_every:
                     self.db.execute("COMMIT")
-                    self.db.execute("BEGIN")
+                    self.db.execute("BEGIN IMMEDIATE")
                     self._bulk_pending = 0
             return outcome
 
@@ -121,7 +120,10 @@ class SQLiteStore:
             if not nested:
                 self._bulk_every, self._bulk_pending = every, 0
                 if not self.db.conn.in_transaction:
-                    self.db.execute("BEGIN")
+                    # IMMEDIATE: take the write lock now (waiting busy_timeout for another writer). A deferred
+                    # BEGIN would read first and then fail at once with "database is locked" when another
+                    # writer committed in between (SQLite cannot upgrade a stale read snapshot).
+                    self.db.execute("BEGIN IMMEDIATE")
         if nested:  # already inside a bulk block: join it
             yield self
             return
@@ -131,41 +133,71 @@ class SQLiteStore:
             with self.lock:
                 self._bulk_every = 0
                 if self.db.conn.in_transaction:
-                    self.db.execute("COMMIT")
+                    try:
+                        self.db.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        self.db.conn.rollback()
+                        error = DiskFullError if is_disk_full(exc) else StoreError
+                        raise error(f"Could not commit the last articles to {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """One write transaction that holds the write lock from its first statement (BEGIN IMMEDIATE, waiting
+        busy_timeout for another writer); inside a bulk block, a savepoint of the block's transaction.
+
+        A deferred BEGIN would read the schema first and then fail at once with "database is locked" whenever
+        another connection (the Slack tables, a second ingest) committed in between."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _add_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
         try:
-            existing = next(self.db.query("select id, content_hash from articles where key = ?", [key]), None)
-            # Unchanged: same content under this key or, for a new key, anywhere (a moved file). An article edited
-            # to equal another one is still updated, so its old text cannot linger.
-            if existing is None:
-                same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
-            else:
-                same = existing if existing["content_hash"] == digest else None
-            if same:
-                return StoredOutcome("unchanged", same["id"], article.title)
-            sentences = split_sentences(article.body)
-            row = {
-                "key": key,
-                "title": article.title,
-                "body": article.body,
-                "source": article.source,
-                "url": article.url,
-                "published_at": article.published_at,
-                "content_hash": digest,
-                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            with self.db.atomic():  # one transaction: nested sqlite-utils writes become savepoints
-                if existing:
-                    article_id = existing["id"]
-                    self.db.execute("delete from passages where article_id = ?", [article_id])
-                    self.db.execute("delete from sentences where article_id = ?", [article_id])
-                    self.db.table("articles").update(article_id, row)
-                else:
-                    article_id = self.db.table("articles").insert(row).last_pk
-                self._insert_parts(article_id, article, sentences)
+            with self._write_transaction():
+                outcome = self._store_article(article, digest, key)
         except sqlite3.Error as exc:
-            raise StoreError(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
+            error = DiskFullError if is_disk_full(exc) else StoreError
+            raise error(f"Could not store {article.source!r} in {self.path}: {exc}") from exc
+        return outcome
+
+    def _store_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
+        existing = next(self.db.query("select id, content_hash from articles where key = ?", [key]), None)
+        # Unchanged: same content under this key or, for a new key, anywhere (a moved file). An article edited
+        # to equal another one is still updated, so its old text cannot linger.
+        if existing is None:
+            same = next(self.db.query("select id from articles where content_hash = ? limit 1", [digest]), None)
+        else:
+            same = existing if existing["content_hash"] == digest else None
+        if same:
+            return StoredOutcome("unchanged", same["id"], article.title)
+        sentences = split_sentences(article.body)
+        row = {
+            "key": key,
+            "title": article.title,
+            "body": article.body,
+            "source": article.source,
+            "url": article.url,
+            "published_at": article.published_at,
+            "content_hash": digest,
+            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if existing:
+            article_id = existing["id"]
+            self.db.execute("delete from passages where article_id = ?", [article_id])
+            self.db.execute("delete from sentences where article_id = ?", [article_id])
+            self.db.table("articles").update(article_id, row)
+        else:
+            article_id = self.db.table("articles").insert(row).last_pk
+        self._insert_parts(article_id, article, sentences)
         return StoredOutcome("updated" if existing else "added", article_id, article.title)
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:

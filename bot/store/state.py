@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.errors import StoreError
+from bot.store.connect import connect
 from bot.store.migrations import migrate
 
 __all__ = ["SlackState", "StoredAnswer", "ReplyLink", "RateDecision"]
@@ -87,8 +88,7 @@ class SlackState:
         self.path = str(path)
         self._lock = threading.Lock()
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-            self.db = sqlite_utils.Database(conn)
+            self.db = sqlite_utils.Database(connect(self.path))
             migrate(self.db, path=self.path)  # the slack_ tables are part of the store's schema
         except sqlite3.Error as exc:
             raise StoreError(
@@ -120,6 +120,17 @@ class SlackState:
             if cursor.rowcount:
                 self._write("delete from slack_events where seen_at < ?", [now - EVENT_MEMORY_S])
             return cursor.rowcount == 1
+
+    def recent_event_ids(self, limit: int) -> list[str]:
+        """The ids `first_sighting` recorded most recently (newest first), to remember them across a restart."""
+        with self._lock:
+            try:
+                rows = self.db.execute(
+                    "select event_id from slack_events order by seen_at desc limit ?", [limit]
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not read Slack state from {self.path}: {exc}") from exc
+        return [row[0] for row in rows]
 
     # Answers and replies -------------------------------------------------------------------------------------
 

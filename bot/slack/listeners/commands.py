@@ -45,7 +45,9 @@ class CommandListeners:
             ack(**slack_blocks.notice(messages.render("slack_ask_usage")))
             return
         ack()
-        self.kit.later(self._ask, respond, command.get("user_id", ""), question, apology=self.kit.privately(respond))
+        self.kit.question_later(
+            self._ask, respond, command.get("user_id", ""), question, apology=self.kit.privately(respond)
+        )
 
     def _ask(self, respond: Respond, user: str, question: str) -> None:
         logger.info("question kind=ask user=%s", user)
@@ -67,7 +69,7 @@ class CommandListeners:
             ack(**slack_blocks.notice(messages.render("slack_ingest_usage")))
             return
         ack()
-        self.kit.later(self._ingest, respond, user, text, apology=self.kit.privately(respond))
+        self.kit.later(self._ingest, respond, user, text, apology=self.kit.privately(respond), pool=self.kit.fetches)
 
     def _ingest(self, respond: Respond, user: str, text: str) -> None:
         url = _single_url(text)

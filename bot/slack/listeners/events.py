@@ -30,6 +30,20 @@ def is_channel_thread_reply(event: dict) -> bool:
     return event.get("channel_type") in ("channel", "group") and bool(thread_ts) and thread_ts != event.get("ts")
 
 
+def delivery_key(body: dict) -> str | None:
+    """What identifies one delivery for deduplication: an event's `event_id`, a slash command's team, user and
+    trigger id; None for anything else (buttons, url_verification).
+
+    >>> delivery_key({"command": "/ask", "team_id": "T1", "user_id": "U1", "trigger_id": "13.4"})
+    'command:T1:U1:13.4'
+    """
+    if body.get("type") == "event_callback":
+        return body.get("event_id") or None
+    if body.get("command") and body.get("trigger_id"):
+        return f"command:{body.get('team_id', '')}:{body.get('user_id', '')}:{body['trigger_id']}"
+    return None
+
+
 class EventListeners:
     """Mentions in channels, DMs, edits and deletions of questions; a middleware drops retried deliveries."""
 
@@ -37,7 +51,7 @@ class EventListeners:
         self.kit = kit
 
     def register(self, app: App) -> None:
-        app.use(self.skip_repeated_events)
+        app.use(self.skip_repeated_deliveries)
         app.event("app_mention")(self.on_mention)
         # Bolt runs the first listener that matches: plain DMs, edits, deletions, then every other message.
         app.event({"type": "message", "subtype": None}, matchers=[is_direct_message])(self.on_direct_message)
@@ -47,14 +61,21 @@ class EventListeners:
         app.event("message")(self.on_other_message)
         app.error(self.on_error)
 
-    def skip_repeated_events(self, body: dict, request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        """Global middleware: an Events API delivery whose `event_id` was seen before is acknowledged, not run."""
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not self.kit.state.first_sighting(event_id):
+    def skip_repeated_deliveries(
+        self, body: dict, request: BoltRequest, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        """Global middleware: an Events API delivery whose `event_id` was seen before, or a slash command with a
+        (team, user, trigger_id) seen before (a replay), is acknowledged, not run. Memory answers, never SQLite,
+        so the ack cannot wait on the database's lock."""
+        key = delivery_key(body)
+        if key and not self.kit.seen.first_sighting(key):
             retries = request.headers.get("x-slack-retry-num") or []
             retry = retries[0] if retries else None
-            logger.info("ignored repeated event event_id=%s retry_num=%s", event_id, retry)
-            return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
+            if body.get("type") == "event_callback":
+                logger.info("ignored repeated event event_id=%s retry_num=%s", body.get("event_id"), retry)
+                return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
+            logger.info("ignored repeated command command=%s user=%s", body.get("command"), body.get("user_id"))
+            return BoltResponse(status=200, body="")
         return next()
 
     def on_error(self, error: Exception, body: dict) -> None:
@@ -66,7 +87,7 @@ class EventListeners:
         channel = event.get("channel", "")
         if event.get("bot_id") or channel.startswith("D"):  # DMs are answered by on_message
             return
-        self.kit.later(
+        self.kit.question_later(
             self._answer_in_thread,
             client,
             "mention",
@@ -78,7 +99,7 @@ class EventListeners:
     def on_direct_message(self, event: dict, context: BoltContext, client: WebClient) -> None:
         if not from_a_person(event, context.bot_user_id):
             return
-        self.kit.later(
+        self.kit.question_later(
             self._answer_in_thread, client, "dm", event, context.bot_user_id, apology=self.kit.in_thread(client, event)
         )
 
@@ -90,13 +111,15 @@ class EventListeners:
             return
         if not self.kit.state.thread_context(event["channel"], event["thread_ts"]).questions:
             return
-        self.kit.later(
+        self.kit.question_later(
             self._answer_in_thread, client, "follow-up", event, bot_user_id, apology=self.kit.in_thread(client, event)
         )
 
     def on_edit(self, event: dict, context: BoltContext, client: WebClient) -> None:
         edited = {**(event.get("message") or {}), "channel": event.get("channel", "")}
-        self.kit.later(self._on_edit, client, event, context.bot_user_id, apology=self.kit.in_thread(client, edited))
+        self.kit.question_later(
+            self._on_edit, client, event, context.bot_user_id, apology=self.kit.in_thread(client, edited)
+        )
 
     def on_delete(self, event: dict, client: WebClient) -> None:
         self.kit.later(self._on_delete, client, event)

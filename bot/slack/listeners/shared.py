@@ -3,6 +3,7 @@ plumbing around them (run later with an apology on failure, answer with a logged
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -20,6 +21,7 @@ from bot.core import messages
 from bot.core.service import AnsweringService
 from bot.settings import Settings
 from bot.slack import blocks as slack_blocks
+from bot.slack.dedupe import SeenDeliveries
 from bot.slack.escape import unescape_slack
 from bot.store.state import SlackState, StoredAnswer, ThreadContext
 
@@ -58,19 +60,42 @@ def slack_error(exc: Exception) -> str:
 
 
 class ListenerKit:
-    """The service, the Slack tables and the worker pool every listener uses, with the plumbing around them.
+    """The service, the Slack tables and the worker pools every listener uses, with the plumbing around them.
 
     kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2))
     kit.later(job, client, event, apology=kit.in_thread(client, event))
+
+    :param work: answers and clicks run here.
+    :param fetches: `/ingest` runs here, so a slow link never holds up an answer; default: `work`.
+    :param seen: delivery ids already handled (retries, replays); default: remembered in `state`.
     """
 
-    def __init__(self, settings: Settings, service: AnsweringService, state: SlackState, work: Executor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: AnsweringService,
+        state: SlackState,
+        work: Executor,
+        *,
+        fetches: Executor | None = None,
+        seen: SeenDeliveries | None = None,
+    ) -> None:
         self.settings, self.service, self.state, self.work = settings, service, state, work
+        self.fetches = fetches or work
+        self.seen = seen or SeenDeliveries(state)
         self.reader_lock = threading.Lock()  # one reader run at a time: the model already uses every core
+        self._questions_lock = threading.Lock()
+        self.pending_questions = 0  # accepted and not yet answered: queued for a worker or waiting for the reader
 
-    def later(self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None) -> None:
-        """Run `job` on the worker pool. If it fails, log the traceback with a reference and show the user the
-        apology with that reference through `apology(message)`, so nothing fails silently."""
+    def later(
+        self,
+        job: Callable[..., None],
+        *args: object,
+        apology: Callable[[dict], object] | None = None,
+        pool: Executor | None = None,
+    ) -> None:
+        """Run `job` on the worker pool (or `pool`). If it fails, log the traceback with a reference and show the
+        user the apology with that reference through `apology(message)`, so nothing fails silently."""
 
         def run() -> None:
             try:
@@ -84,7 +109,36 @@ class ListenerKit:
                     except Exception:
                         logger.exception("could not show the apology reference=%s", reference)
 
-        self.work.submit(run)
+        (pool or self.work).submit(run)
+
+    def question_later(
+        self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None
+    ) -> None:
+        """`later` for a question: at most `max_pending` questions wait for the reader; past that the user is
+        told, through `apology`, that the bot is busy, and nothing is queued."""
+        limit = self.settings.max_pending
+        with self._questions_lock:
+            busy = self.pending_questions >= limit
+            if not busy:
+                self.pending_questions += 1
+        if busy:
+            logger.warning("busy, question refused pending=%d", limit)
+            if apology is not None:
+                try:
+                    apology(slack_blocks.notice(messages.render("slack_busy")))
+                except Exception:
+                    logger.exception("could not tell the user the bot is busy")
+            return
+
+        @functools.wraps(job)
+        def counted(*job_args: object) -> None:
+            try:
+                job(*job_args)
+            finally:
+                with self._questions_lock:
+                    self.pending_questions -= 1
+
+        self.later(counted, *args, apology=apology)
 
     def in_thread(self, client: WebClient, event: dict) -> Callable[[dict], object]:
         return lambda message: client.chat_postMessage(

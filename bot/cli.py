@@ -29,6 +29,10 @@ db_option = click.option(
 
 
 def _settings(**overrides: object) -> Settings:
+    # `qa-bot --db x.db ask ...`: a subcommand without its own --db takes the one given before it.
+    if "db_path" in overrides and overrides["db_path"] is None:
+        context = click.get_current_context(silent=True)
+        overrides["db_path"] = context.find_root().params.get("db_path") if context else None
     try:
         return load_settings(**overrides)
     except QABotError as exc:
@@ -102,8 +106,9 @@ def _cited_by(service, context: list[str]) -> set[int]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@db_option
 @click.version_option(package_name="qa-bot")
-def cli(verbose: int) -> None:
+def cli(verbose: int, db_path: Path | None) -> None:
     """Answer questions from stored articles, with the exact sentence and source.
 
     Example: qa-bot ingest examples/articles/ && qa-bot ask "Who founded the Lakeside Robotics Club?"
@@ -118,7 +123,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
     """Add article files or folders (.txt .md .html .json .jsonl) to the database.
 
     Re-ingesting unchanged content changes nothing; a changed article with the same url or path is updated.
-    Bad files are reported and skipped; the exit status is 1 if any failed.
+    Bad files are reported and left out; the exit status is 1 if any failed. Inside a folder, hidden files and
+    files of other types are listed as skipped and do not fail the run (safe for cron).
 
     Example: qa-bot ingest examples/articles/ notes/extra.md
     """
@@ -130,6 +136,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
         report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty())
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
+    for skip in report.skips:
+        click.echo(messages.render("ingest_skip", path=skip.path, reason=skip.reason), err=True)
     for failure in report.failures:
         click.echo(messages.render("ingest_failure", path=failure.path, reason=failure.reason), err=True)
     click.echo(
@@ -139,6 +147,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
             added=report.added,
             updated=report.updated,
             unchanged=report.unchanged,
+            skipped=report.skipped,
             failed=report.failed,
         )
     )

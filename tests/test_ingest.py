@@ -73,8 +73,12 @@ def test_ingest_test_articles_adds_all_three(empty_store, articles_dir):
         ("no-body.json", b'{"title": "A headline"}', 'record 1: no body (expected a non-empty "body" or "text")'),
         ("no-title.json", b'{"body": "Some text."}', 'record 1: missing "title"'),
         ("not-object.json", b'["just a string"]', "record 1: expected a JSON object with title and body, got str"),
-        ("slides.pdf", b"%PDF-1.4", "unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl"),
-        ("README", b"hello", "unsupported file type (none); use one of .txt .md .html .htm .json .jsonl"),
+        (
+            "slides.pdf",
+            b"%PDF-1.4",
+            "unsupported file type .pdf; use one of .txt .md .markdown .html .htm .json .jsonl",
+        ),
+        ("README", b"hello", "unsupported file type (none); use one of .txt .md .markdown .html .htm .json .jsonl"),
         ("nav-only.html", b"<html><body><nav></nav></body></html>", "no readable article text found in the HTML"),
     ],
 )

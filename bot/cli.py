@@ -10,33 +10,17 @@ from typing import Any
 
 import click
 
+from bot.cli_common import db_option, settings_for
+from bot.cli_library import articles
 from bot.core import messages
 from bot.core.records import Answer
 from bot.errors import QABotError
 from bot.logs import configure_logging
-from bot.settings import Settings, load_settings
 from bot.training.data import Recipe
 
 __all__ = ["cli", "main", "format_answer"]
 
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite database file (default: QABOT_DB_PATH, else ./qa-bot.db).",
-)
-
-
-def _settings(**overrides: object) -> Settings:
-    # `qa-bot --db x.db ask ...`: a subcommand without its own --db takes the one given before it.
-    if "db_path" in overrides and overrides["db_path"] is None:
-        context = click.get_current_context(silent=True)
-        overrides["db_path"] = context.find_root().params.get("db_path") if context else None
-    try:
-        return load_settings(**overrides)
-    except QABotError as exc:
-        raise click.ClickException(str(exc)) from exc
+_settings = settings_for  # the shared helpers live in bot.cli_common, for the command groups in other files
 
 
 def _date(article) -> str:
@@ -337,6 +321,9 @@ def db_upgrade(db_path: Path | None) -> None:
         click.echo(messages.render("db_up_to_date", db_path=settings.db_path, version=after))
     else:
         click.echo(messages.render("db_upgraded", db_path=settings.db_path, before=before, after=after))
+
+
+cli.add_command(articles)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ MILL = {
     "url": "https://news.example.org/mill",
     "published_at": "2024-03-10",
     "source": "Springfield Weekly",
+    "author": "Ana Lind",
 }
 ADDED = ["2024-04-01T09:00:00+00:00", "2024-05-01T09:00:00+00:00", "2024-06-01T09:00:00+00:00"]
 
@@ -75,6 +76,7 @@ def test_list_json_is_one_array(runner, library):
             "source": "lib/b-bridge.md",
             "url": None,
             "published_at": None,
+            "author": None,
             "added": ADDED[1],
             "passages": 1,
         },
@@ -84,6 +86,7 @@ def test_list_json_is_one_array(runner, library):
             "source": "Springfield Weekly",
             "url": "https://news.example.org/mill",
             "published_at": "2024-03-10",
+            "author": "Ana Lind",
             "added": ADDED[2],
             "passages": 1,
         },
@@ -117,6 +120,7 @@ def test_show_by_url_prints_metadata_and_opening_lines(runner, library):
         "source: Springfield Weekly\n"
         "url: https://news.example.org/mill\n"
         "published: 2024-03-10\n"
+        "author: Ana Lind\n"
         f"added: {ADDED[2]}\n"
         "passages: 1\n"
         "\n"

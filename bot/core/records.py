@@ -16,6 +16,7 @@ class ArticleRef:
     source: str
     url: str | None = None
     published_at: str | None = None
+    author: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -24,6 +25,7 @@ class ArticleRef:
             "source": self.source,
             "url": self.url,
             "published_at": self.published_at,
+            "author": self.author,
         }
 
 
@@ -37,6 +39,7 @@ class Article:
     url: str | None = None
     published_at: str | None = None
     key: str | None = None  # identity for updates; defaults to url, then source
+    author: str | None = None
 
     @property
     def identity(self) -> str:

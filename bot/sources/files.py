@@ -84,6 +84,7 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
         raise IngestError(f'{where}: no body (expected a non-empty "body" or "text")')
     url = record.get("url") or None
     published = record.get("published_at")
+    author = record.get("author")
     source = record.get("source") or path
     return Article(
         title=normalize_whitespace(title),
@@ -91,6 +92,7 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
         source=str(source),
         url=str(url) if url else None,
         published_at=str(published) if published else None,
+        author=str(author) if author else None,
         key=None if url else f"{key_path}#{normalize_whitespace(title)}",
     )
 

@@ -29,6 +29,7 @@ class ArticleRow:
     source: str
     url: str | None
     published_at: str | None
+    author: str | None
     added: str | None
     passages: int
 
@@ -52,7 +53,7 @@ class LibraryStats:
 
 
 _ROW_SQL = (
-    "select a.id, a.title, a.source, a.url, a.published_at, a.ingested_at as added,\n"
+    "select a.id, a.title, a.source, a.url, a.published_at, a.author, a.ingested_at as added,\n"
     "  (select count(*) from passages p where p.article_id = a.id) as passages\n"
     "from articles a"
 )

@@ -143,9 +143,16 @@ def initial_schema(db: sqlite_utils.Database) -> None:
         db.table("passages").enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
 
 
+def add_article_author(db: sqlite_utils.Database) -> None:
+    """Version 2: `articles.author`, kept from a page's metadata (issue 12). Existing rows get NULL."""
+    if "author" not in db.table("articles").columns_dict:
+        db.execute("alter table articles add column author text")
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
+    add_article_author,
 ]
 
 

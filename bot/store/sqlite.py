@@ -33,7 +33,10 @@ _BM25_WEIGHTS = "0.5, 1.0"
 def content_hash(article: Article) -> str:
     """Fingerprint of what a reader would see; re-ingesting the same content is a no-op."""
     digest = hashlib.sha256()
-    for part in (article.title, article.body, article.url or "", article.published_at or ""):
+    parts = [article.title, article.body, article.url or "", article.published_at or ""]
+    if article.author:  # only when known, so the fingerprints of articles stored before authors stay the same
+        parts.append(f"author:{article.author}")
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
@@ -152,6 +155,7 @@ class SQLiteStore:
                 "source": article.source,
                 "url": article.url,
                 "published_at": article.published_at,
+                "author": article.author,
                 "content_hash": digest,
                 "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
@@ -220,7 +224,7 @@ class SQLiteStore:
             hits = f"  select rowid, min(rank) as rank from (\n{merged}  ) group by rowid order by rank limit :limit\n"
         return (
             "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url, a.published_at,\n"
-            "  hits.rank\n"
+            "  a.author, hits.rank\n"
             "from (\n"
             f"{hits}"
             ") as hits\n"
@@ -249,7 +253,9 @@ class SQLiteStore:
         return [
             Passage(
                 id=row["id"],
-                article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"], row["published_at"]),
+                article=ArticleRef(
+                    row["article_id"], row["title"], row["source"], row["url"], row["published_at"], row["author"]
+                ),
                 char_start=row["char_start"],
                 char_end=row["char_end"],
                 text=row["text"],

@@ -73,7 +73,7 @@ def format_answer(answer: Answer) -> str:
         sentence=cite.sentence,
         title=cite.article.title,
         source=cite.article.url or cite.article.source,
-        date=_date(cite.article),
+        date=_date(cite.article) + (messages.render("page", page=cite.page) if cite.page is not None else ""),
         confidence=messages.percent(answer.score),
         alternatives=extra,
     )

@@ -77,13 +77,14 @@ def test_ingest_uses_qabot_db_path(runner, articles_dir, monkeypatch, tmp_path):
 
 def test_ingest_with_bad_files_reports_each_one_and_exits_1(runner, articles_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
-    (tmp_path / "slides.pdf").write_bytes(b"%PDF")
-    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir), "empty.txt", "slides.pdf", "nope.md"])
+    (tmp_path / "slides.key").write_bytes(b"%PDF")
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir), "empty.txt", "slides.key", "nope.md"])
     assert result.exit_code == 1
     assert result.stdout == "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 skipped, 3 failed.\n"
     assert result.stderr == (
         "failed empty.txt: empty file\n"
-        "failed slides.pdf: unsupported file type .pdf; use one of .txt .md .markdown .html .htm .json .jsonl\n"
+        "failed slides.key: unsupported file type .key; use one of "
+        ".txt .md .markdown .html .htm .json .jsonl .pdf .docx\n"
         "failed nope.md: no such file or folder\n"
     )
 
@@ -169,6 +170,7 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "answer": "Haddad",
         "score": data["score"],
         "sentence": "The club was founded by Noor Haddad in 2015.",
+        "page": None,
         "article": {
             "id": 1,
             "title": "Elm Street Chess Club wins regional title",

@@ -74,11 +74,15 @@ def test_ingest_test_articles_adds_all_three(empty_store, articles_dir):
         ("no-title.json", b'{"body": "Some text."}', 'record 1: missing "title"'),
         ("not-object.json", b'["just a string"]', "record 1: expected a JSON object with title and body, got str"),
         (
-            "slides.pdf",
-            b"%PDF-1.4",
-            "unsupported file type .pdf; use one of .txt .md .markdown .html .htm .json .jsonl",
+            "slides.key",
+            b"PK",
+            "unsupported file type .key; use one of .txt .md .markdown .html .htm .json .jsonl .pdf .docx",
         ),
-        ("README", b"hello", "unsupported file type (none); use one of .txt .md .markdown .html .htm .json .jsonl"),
+        (
+            "README",
+            b"hello",
+            "unsupported file type (none); use one of .txt .md .markdown .html .htm .json .jsonl .pdf .docx",
+        ),
         ("nav-only.html", b"<html><body><nav></nav></body></html>", "no readable article text found in the HTML"),
     ],
 )

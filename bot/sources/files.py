@@ -30,7 +30,7 @@ __all__ = [
     "suffix_of",
 ]
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".pdf", ".docx")
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 _HTML_SUFFIXES = (".html", ".htm")
 
@@ -119,11 +119,23 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
     suffix = suffix_of(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise IngestError(f"unsupported file type {suffix or '(none)'}; use one of {' '.join(SUPPORTED_SUFFIXES)}")
+    source = str(path)
+    key = str(path.resolve())  # one identity however the path was spelled, so an edited file is updated in place
+    if suffix in (".pdf", ".docx"):  # binary formats: their libraries read the file
+        if path.stat().st_size == 0:
+            raise IngestError("empty file")
+        if suffix == ".pdf":
+            from bot.sources.pdf import article_from_pdf
+
+            yield article_from_pdf(path, source=source, key=key)
+        else:
+            from bot.sources.docx import article_from_docx
+
+            yield article_from_docx(path, source=source, key=key)
+        return
     text = _decode(path)
     if not text.strip():
         raise IngestError("empty file")
-    source = str(path)
-    key = str(path.resolve())  # one identity however the path was spelled, so an edited file is updated in place
     if suffix in _TEXT_SUFFIXES:
         yield article_from_text(text, source=source, key=key)
     elif suffix in _HTML_SUFFIXES:

@@ -97,8 +97,8 @@ def _ld_author(objects: list[dict]) -> str | None:
     for item in objects:
         author = item.get("author")
         people = author if isinstance(author, list) else [author]
-        names = [p.get("name") if isinstance(p, dict) else p for p in people]
-        names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+        found = [p.get("name") if isinstance(p, dict) else p for p in people]
+        names = [n.strip() for n in found if isinstance(n, str) and n.strip()]
         if names:
             return ", ".join(names)
     return None

@@ -72,7 +72,8 @@ class Library:
     def articles_sql(self, *, since: str | None = None, source: str | None = None) -> tuple[str, list[object]]:
         """The `articles` query and its parameters: oldest id first, a per-article passage count (no GROUP BY
         over every passage, so the first row comes at once even for 100k articles)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if since:
             where.append("a.ingested_at >= ?")
             params.append(since)

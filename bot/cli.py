@@ -10,29 +10,18 @@ from typing import Any
 
 import click
 
+from bot.cli_common import db_option, settings_for
+from bot.cli_library import articles
 from bot.core import messages
 from bot.core.records import Answer
 from bot.errors import QABotError
 from bot.logs import configure_logging
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.training.data import Recipe
 
 __all__ = ["cli", "main", "format_answer"]
 
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite database file (default: QABOT_DB_PATH, else ./qa-bot.db).",
-)
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except QABotError as exc:
-        raise click.ClickException(str(exc)) from exc
+_settings = settings_for  # the shared helpers live in bot.cli_common, for the command groups in other files
 
 
 def _date(article) -> str:
@@ -85,7 +74,7 @@ def format_answer(answer: Answer) -> str:
         sentence=cite.sentence,
         title=cite.article.title,
         source=cite.article.url or cite.article.source,
-        date=_date(cite.article),
+        date=_date(cite.article) + (messages.render("page", page=cite.page) if cite.page is not None else ""),
         confidence=messages.percent(answer.score),
         alternatives=extra,
     )
@@ -102,8 +91,9 @@ def _cited_by(service, context: list[str]) -> set[int]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@db_option
 @click.version_option(package_name="qa-bot")
-def cli(verbose: int) -> None:
+def cli(verbose: int, db_path: Path | None) -> None:
     """Answer questions from stored articles, with the exact sentence and source.
 
     Example: qa-bot ingest examples/articles/ && qa-bot ask "Who founded the Lakeside Robotics Club?"
@@ -118,7 +108,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
     """Add article files or folders (.txt .md .html .json .jsonl) to the database.
 
     Re-ingesting unchanged content changes nothing; a changed article with the same url or path is updated.
-    Bad files are reported and skipped; the exit status is 1 if any failed.
+    Bad files are reported and left out; the exit status is 1 if any failed. Inside a folder, hidden files and
+    files of other types are listed as skipped and do not fail the run (safe for cron).
 
     Example: qa-bot ingest examples/articles/ notes/extra.md
     """
@@ -130,6 +121,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
         report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty())
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
+    for skip in report.skips:
+        click.echo(messages.render("ingest_skip", path=skip.path, reason=skip.reason), err=True)
     for failure in report.failures:
         click.echo(messages.render("ingest_failure", path=failure.path, reason=failure.reason), err=True)
     click.echo(
@@ -139,6 +132,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
             added=report.added,
             updated=report.updated,
             unchanged=report.unchanged,
+            skipped=report.skipped,
             failed=report.failed,
         )
     )
@@ -377,6 +371,9 @@ def db_upgrade(db_path: Path | None) -> None:
         click.echo(messages.render("db_up_to_date", db_path=settings.db_path, version=after))
     else:
         click.echo(messages.render("db_upgraded", db_path=settings.db_path, before=before, after=after))
+
+
+cli.add_command(articles)
 
 
 def main() -> None:

@@ -54,33 +54,89 @@ def test_ingest_prints_the_counts_line(runner, articles_dir):
     result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
-        "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 failed.\n",
+        "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed.\n",
         "",
     )
 
 
 def test_ingest_twice_reports_unchanged(runner, articles_dir, indexed):
     result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir)])
-    assert (result.exit_code, result.stdout) == (0, "Ingested into qa.db: 0 added, 0 updated, 3 unchanged, 0 failed.\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "Ingested into qa.db: 0 added, 0 updated, 3 unchanged, 0 skipped, 0 failed.\n",
+    )
 
 
 def test_ingest_uses_qabot_db_path(runner, articles_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("QABOT_DB_PATH", str(tmp_path / "env.db"))
     result = runner.invoke(cli, ["ingest", str(articles_dir / "riverton-bridge.md")])
-    assert result.stdout == f"Ingested into {tmp_path / 'env.db'}: 1 added, 0 updated, 0 unchanged, 0 failed.\n"
+    assert (
+        result.stdout == f"Ingested into {tmp_path / 'env.db'}: 1 added, 0 updated, 0 unchanged, 0 skipped, 0 failed.\n"
+    )
 
 
 def test_ingest_with_bad_files_reports_each_one_and_exits_1(runner, articles_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
-    (tmp_path / "slides.pdf").write_bytes(b"%PDF")
-    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir), "empty.txt", "slides.pdf", "nope.md"])
+    (tmp_path / "slides.key").write_bytes(b"%PDF")
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", str(articles_dir), "empty.txt", "slides.key", "nope.md"])
     assert result.exit_code == 1
-    assert result.stdout == "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 3 failed.\n"
+    assert result.stdout == "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 0 skipped, 3 failed.\n"
     assert result.stderr == (
-        "skipped empty.txt: empty file\n"
-        "skipped slides.pdf: unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl\n"
-        "skipped nope.md: no such file or folder\n"
+        "failed empty.txt: empty file\n"
+        "failed slides.key: unsupported file type .key; use one of "
+        ".txt .md .markdown .html .htm .json .jsonl .pdf .docx\n"
+        "failed nope.md: no such file or folder\n"
     )
+
+
+def test_ingest_of_a_folder_with_stray_files_lists_them_as_skipped_and_exits_0(runner, tmp_path):
+    folder = tmp_path / "library"
+    (folder / ".git").mkdir(parents=True)
+    (folder / ".git" / "config").write_text("[core]\n", encoding="utf-8")
+    (folder / ".notes.txt").write_text("Hidden\n\nNot for the bot.", encoding="utf-8")
+    (folder / "README").write_text("hello", encoding="utf-8")
+    (folder / "budget.xlsx").write_bytes(b"PK")
+    (folder / "FERRY.TXT").write_text("Ferry starts\n\nThe ferry carries 150 passengers.", encoding="utf-8")
+    (folder / "bridge.markdown").write_text("# Bridge reopens\n\nThe bridge reopened on Monday.", encoding="utf-8")
+    (folder / "mill.HTM").write_text(
+        "<html><head><title>Mill repairs</title></head><body><article><p>The old mill was repaired by the county "
+        "over the summer, and it opens to visitors in May.</p></article></body></html>",
+        encoding="utf-8",
+    )
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", "library"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        "Ingested into qa.db: 3 added, 0 updated, 0 unchanged, 4 skipped, 0 failed.\n",
+        "skipped library/.git/: hidden folder\n"
+        "skipped library/.notes.txt: hidden file\n"
+        "skipped library/README: unsupported file type (none)\n"
+        "skipped library/budget.xlsx: unsupported file type .xlsx\n",
+    )
+
+
+def test_ingest_of_a_folder_exits_1_when_a_supported_file_fails(runner, tmp_path):
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "notes.xlsx").write_bytes(b"PK")
+    (tmp_path / "library" / "empty.md").write_text("", encoding="utf-8")
+    result = runner.invoke(cli, ["ingest", "--db", "qa.db", "library"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "Ingested into qa.db: 0 added, 0 updated, 0 unchanged, 1 skipped, 1 failed.\n",
+        "skipped library/notes.xlsx: unsupported file type .xlsx\nfailed library/empty.md: empty file\n",
+    )
+
+
+def test_db_may_come_before_the_subcommand(runner, articles_dir):
+    result = runner.invoke(cli, ["--db", "first.db", "ingest", str(articles_dir)])
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "Ingested into first.db: 3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed.\n",
+    )
+
+
+def test_db_after_the_subcommand_wins_over_the_one_before(runner, articles_dir):
+    result = runner.invoke(cli, ["--db", "first.db", "ingest", "--db", "second.db", str(articles_dir)])
+    assert result.stdout == "Ingested into second.db: 3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed.\n"
 
 
 def test_ingest_needs_a_path(runner):
@@ -114,12 +170,14 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
         "answer": "Haddad",
         "score": data["score"],
         "sentence": "The club was founded by Noor Haddad in 2015.",
+        "page": None,
         "article": {
             "id": 1,
             "title": "Elm Street Chess Club wins regional title",
             "source": "Springfield Weekly",
             "url": "https://news.example.org/elm-street-chess",
             "published_at": "2024-03-10",
+            "author": None,
         },
         "answer_in_sentence": [29, 35],
         "alternatives": [],

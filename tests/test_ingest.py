@@ -73,8 +73,16 @@ def test_ingest_test_articles_adds_all_three(empty_store, articles_dir):
         ("no-body.json", b'{"title": "A headline"}', 'record 1: no body (expected a non-empty "body" or "text")'),
         ("no-title.json", b'{"body": "Some text."}', 'record 1: missing "title"'),
         ("not-object.json", b'["just a string"]', "record 1: expected a JSON object with title and body, got str"),
-        ("slides.pdf", b"%PDF-1.4", "unsupported file type .pdf; use one of .txt .md .html .htm .json .jsonl"),
-        ("README", b"hello", "unsupported file type (none); use one of .txt .md .html .htm .json .jsonl"),
+        (
+            "slides.key",
+            b"PK",
+            "unsupported file type .key; use one of .txt .md .markdown .html .htm .json .jsonl .pdf .docx",
+        ),
+        (
+            "README",
+            b"hello",
+            "unsupported file type (none); use one of .txt .md .markdown .html .htm .json .jsonl .pdf .docx",
+        ),
         ("nav-only.html", b"<html><body><nav></nav></body></html>", "no readable article text found in the HTML"),
     ],
 )
@@ -273,3 +281,75 @@ def test_jsonl_records_sharing_a_title_are_separate_articles(empty_store, tmp_pa
         "The canteen reopens on Monday.",
         "The lifts are serviced on Friday.",
     ]
+
+
+ARTICLE_BODY = PAGE[PAGE.index("<article>") : PAGE.index("</article>") + len("</article>")]
+
+
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        (
+            '<link rel="canonical" href="https://crier.example/seed-bank">'
+            '<meta property="og:url" content="https://crier.example/og">'
+            '<meta property="article:published_time" content="2024-04-02T08:00:00Z">'
+            '<meta name="author" content="Jo Reyes">',
+            ("https://crier.example/seed-bank", "2024-04-02", "Jo Reyes"),
+        ),
+        ('<meta property="og:url" content="https://crier.example/og">', ("https://crier.example/og", None, None)),
+        (
+            '<script type="application/ld+json">{"@context": "https://schema.org", "@graph": [{"@type": "WebSite"}, '
+            '{"@type": "NewsArticle", "url": "https://crier.example/ld", "datePublished": "2024-04-05T10:00:00+02:00",'
+            ' "author": [{"@type": "Person", "name": "Ana Lind"}, {"@type": "Person", "name": "Bo Chen"}]}]}</script>',
+            ("https://crier.example/ld", "2024-04-05", "Ana Lind, Bo Chen"),
+        ),
+        ("", (None, None, None)),
+    ],
+    ids=["canonical-and-meta", "og-url", "json-ld", "nothing"],
+)
+def test_html_file_keeps_its_canonical_url_date_and_author(empty_store, tmp_path, head, expected):
+    path = tmp_path / "page.htm"
+    path.write_text(f"<html><head><title>Seed bank</title>{head}</head><body>{ARTICLE_BODY}</body></html>")
+    assert ingest_paths(empty_store, [path]).added == 1
+    row = next(empty_store.db.query("select url, published_at, author, source from articles"))
+    assert row == dict(zip(("url", "published_at", "author"), expected, strict=True)) | {"source": str(path)}
+
+
+def test_html_time_element_gives_the_date(tmp_path):
+    page = f'<html><body><time datetime="2024-04-03">3 April</time>{ARTICLE_BODY}</body></html>'
+    assert article_from_html(page, source="saved.html").published_at == "2024-04-03"
+
+
+def test_a_given_url_wins_over_the_canonical_link():
+    page = f'<html><head><link rel="canonical" href="https://crier.example/c"></head><body>{ARTICLE_BODY}</body></html>'
+    assert (
+        article_from_html(page, source="slack", url="https://crier.example/asked").url == "https://crier.example/asked"
+    )
+
+
+def test_ask_json_shows_the_author(tmp_path, monkeypatch, tiny_reader_dir):
+    from click.testing import CliRunner
+
+    import bot.core.service
+    from bot.cli import cli
+    from tests.fakes.reader import FakeReader
+
+    (tmp_path / "chess.html").write_text(
+        '<html><head><title>Chess club</title><meta name="author" content="Jo Reyes"></head><body><article>'
+        "<h1>Elm Street chess club</h1><p>The Elm Street chess club was founded by Noor Haddad in 2015, in the "
+        "back room of the Boston library.</p><p>It meets every Monday and welcomes players of any age.</p>"
+        "</article></body></html>"
+    )
+    monkeypatch.setenv("QABOT_READER_MODEL", str(tiny_reader_dir))
+    monkeypatch.setattr(
+        bot.core.service, "build_reader", lambda settings: FakeReader(settings.reader_config(), point_at="haddad")
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", "qa.db", "ingest", "chess.html"]).exit_code == 0
+    result = runner.invoke(cli, ["--db", "qa.db", "ask", "--json", "Who founded the Elm Street chess club?"])
+    data = json.loads(result.stdout)
+    assert (data["answer"], data["article"]["title"], data["article"]["author"]) == (
+        "Haddad",
+        "Elm Street chess club",
+        "Jo Reyes",
+    )

@@ -53,6 +53,9 @@ V1_SLACK_SQL = [
     'CREATE TABLE "slack_requests" (\n   "user" TEXT,\n   "at" REAL\n)',
     'CREATE INDEX "idx_slack_requests_user_at"\n    ON "slack_requests" ("user", "at")',
 ]
+# Version 2 adds articles.author, version 3 sentences.page (ALTER TABLE appends each to the table's SQL).
+V2_SQL = [V1_SQL[0].removesuffix("\n)") + "\n, author text)", *V1_SQL[1:]]
+V3_SQL = [V2_SQL[0], V2_SQL[1], V2_SQL[2], V2_SQL[3].removesuffix("\n)") + "\n, page integer)", *V2_SQL[4:]]
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -94,33 +97,54 @@ def legacy_db(tmp_path):
     return path
 
 
-def test_a_new_database_gets_the_latest_version_and_the_v1_schema(tmp_path):
+def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
-    assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS)
+    assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == 3
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V1_SQL + V1_SLACK_SQL)  # migration 1: the schema as it was
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V3_SQL + V1_SLACK_SQL)
 
 
-def test_a_database_from_before_versions_opens_as_version_1_with_its_data(legacy_db):
+def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
     store = SQLiteStore(legacy_db)
-    assert schema_version(store.db) == 1
+    assert schema_version(store.db) == 3
     assert store.article_count() == 1
-    assert [(p.article.title, p.text) for p in store.search('"ortiz"', limit=5)] == [("Riverton bridge", BODY)]
+    assert [(p.article.title, p.article.author, p.text) for p in store.search('"ortiz"', limit=5)] == [
+        ("Riverton bridge", None, BODY)
+    ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V1_SQL + V1_SLACK_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V3_SQL + V1_SLACK_SQL)
+
+
+def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):
+    conn = sqlite3.connect(legacy_db)
+    conn.execute("PRAGMA user_version = 1")  # as qa-bot 0.1 left it after migration 1
+    conn.close()
+    db = sqlite_utils.Database(legacy_db)
+    rows_before = {name: list(db[name].rows) for name in ("articles", "sentences", "passages")}
+    db.close()
+    assert upgrade(legacy_db) == (1, 3)
+    db = sqlite_utils.Database(legacy_db)
+    assert list(db["articles"].rows) == [{**row, "author": None} for row in rows_before["articles"]]
+    assert list(db["sentences"].rows) == [{**row, "page": None} for row in rows_before["sentences"]]
+    assert list(db["passages"].rows) == rows_before["passages"]
+    db.close()
+    store = SQLiteStore(legacy_db)
+    store.add_article(Article(title="Mill museum", body="The mill opened as a museum.", source="m.txt", author="Jo"))
+    assert [(p.article.title, p.article.author) for p in store.search('"museum"', limit=5)] == [("Mill museum", "Jo")]
+    store.close()
 
 
 def test_the_slack_tables_open_a_legacy_database_too(legacy_db):
     state = SlackState(legacy_db)
     assert state.first_sighting("Ev1") is True
-    assert schema_version(state.db) == 1
+    assert schema_version(state.db) == 3
     state.close()
 
 
 def test_upgrade_reports_the_version_before_and_after(legacy_db):
-    assert upgrade(legacy_db) == (0, 1)
-    assert upgrade(legacy_db) == (1, 1)
+    assert upgrade(legacy_db) == (0, 3)
+    assert upgrade(legacy_db) == (3, 3)
 
 
 def test_upgrade_of_a_missing_file_says_how_to_make_one(tmp_path):
@@ -150,7 +174,7 @@ def test_an_appended_migration_reaches_existing_databases(tmp_path, monkeypatch)
     path = tmp_path / "qa.db"
     SQLiteStore(path).add_article(Article(title="Riverton bridge", body=BODY, source="notes.txt"))
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_language])
-    assert upgrade(path) == (1, 2)
+    assert upgrade(path) == (3, 4)
     store = SQLiteStore(path)
     assert "language" in store.db["articles"].columns_dict
     assert store.article_count() == 1
@@ -166,20 +190,20 @@ def test_a_failed_migration_leaves_the_file_at_its_version(tmp_path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, broken])
     with pytest.raises(
         StoreError,
-        match=r"Could not upgrade .* to schema version 2 \(broken\): .*no such table.* "
-        r"The file is still at version 1\.",
+        match=r"Could not upgrade .* to schema version 4 \(broken\): .*no such table.* "
+        r"The file is still at version 3\.",
     ):
         upgrade(path)
     db = sqlite_utils.Database(path)
-    assert (schema_version(db), "language" in db["articles"].columns_dict) == (1, False)
+    assert (schema_version(db), "language" in db["articles"].columns_dict) == (3, False)
 
 
 def test_cli_db_upgrade_prints_the_versions(legacy_db):
     runner = CliRunner()
     first = runner.invoke(cli, ["db", "upgrade", "--db", str(legacy_db)])
     again = runner.invoke(cli, ["db", "upgrade", "--db", str(legacy_db)])
-    assert (first.exit_code, first.stdout) == (0, f"Upgraded {legacy_db} from schema version 0 to 1.\n")
-    assert (again.exit_code, again.stdout) == (0, f"{legacy_db} is at schema version 1, the latest; nothing to do.\n")
+    assert (first.exit_code, first.stdout) == (0, f"Upgraded {legacy_db} from schema version 0 to 3.\n")
+    assert (again.exit_code, again.stdout) == (0, f"{legacy_db} is at schema version 3, the latest; nothing to do.\n")
 
 
 def test_cli_db_upgrade_of_a_missing_file_is_one_error_line(tmp_path):

@@ -122,7 +122,11 @@ def modules_after_cli(*args: str, cwd: Path) -> set[str]:
     return set(json.loads(line.removeprefix("MODULES=")))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["ingest", "--help"], ["ask", "--help"], ["db", "upgrade"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["ingest", "--help"], ["ask", "--help"], ["db", "upgrade"], ["articles", "--help"]],
+    ids=" ".join,
+)
 def test_cheap_commands_never_import_torch_or_transformers(args, tmp_path):
     assert modules_after_cli(*args, cwd=tmp_path) & HEAVY == set()
 
@@ -131,3 +135,12 @@ def test_ingest_never_imports_torch_or_transformers(tmp_path, articles_dir):
     loaded = modules_after_cli("ingest", "--db", str(tmp_path / "qa.db"), str(articles_dir), cwd=tmp_path)
     assert "bot.core.ingest" in loaded
     assert loaded & HEAVY == set()
+
+
+def test_articles_commands_never_import_torch_or_transformers(tmp_path, articles_dir):
+    db = str(tmp_path / "qa.db")
+    modules_after_cli("ingest", "--db", db, str(articles_dir), cwd=tmp_path)
+    for args in (["list"], ["list", "--json"], ["show", "1"], ["stats"], ["delete", "1", "--yes"]):
+        loaded = modules_after_cli("--db", db, "articles", *args, cwd=tmp_path)
+        assert "bot.store.library" in loaded
+        assert loaded & HEAVY == set(), args

@@ -29,6 +29,7 @@ def cite(store: Store, passage: Passage, span: Span) -> Citation:
         sentence_start=first_start,
         answer_start=answer_start - first_start,
         answer_end=answer_end - first_start,
+        page=sentences[0].page if sentences else None,
     )
 
 

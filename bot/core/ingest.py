@@ -13,28 +13,36 @@ from pathlib import Path
 
 from bot.core.records import Article
 from bot.errors import DiskFullError, IngestError, StoreError
-from bot.sources.files import IngestFailure, expand_paths, read_articles
+from bot.sources.files import IngestFailure, IngestSkip, expand_paths, read_articles
 from bot.store.base import Store, StoredOutcome
 
-__all__ = ["IngestReport", "IngestFailure", "ingest_paths", "ingest_article"]
+__all__ = ["IngestReport", "IngestFailure", "IngestSkip", "ingest_paths", "ingest_article"]
+
+# More files than this get a progress bar (when the shell asks for one).
+PROGRESS_MIN_FILES = 50
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class IngestReport:
-    """Counts of one ingestion run, with every failure."""
+    """Counts of one ingestion run, with every failure and every file skipped on purpose."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     failures: list[IngestFailure] = field(default_factory=list)
+    skips: list[IngestSkip] = field(default_factory=list)
     outcomes: list[StoredOutcome] = field(default_factory=list)
     stopped: str | None = None  # why the run ended early (a full disk), else None
 
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skips)
 
     def record(self, outcome: StoredOutcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
@@ -58,6 +66,8 @@ def ingest_article(store: Store, article: Article) -> StoredOutcome:
 def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = False) -> IngestReport:
     """Ingest files and folders (recursively); report counts and every failure, never stop at a bad file.
 
+    Hidden files and files of other types inside a folder are `skips`, not failures (see `expand_paths`).
+
     report = ingest_paths(SQLiteStore("qa.db"), ["examples/articles/"])
     print(report.added, report.failures)
     """
@@ -68,8 +78,15 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
     try:
         with store.bulk():
             for item in tqdm(
-                items, desc="ingesting", unit="file", disable=not progress or len(items) < 20, leave=False
+                items,
+                desc="ingesting",
+                unit="file",
+                disable=not progress or len(items) <= PROGRESS_MIN_FILES,
+                leave=False,
             ):
+                if isinstance(item, IngestSkip):
+                    report.skips.append(item)
+                    continue
                 if isinstance(item, IngestFailure):
                     report.failures.append(item)
                     continue
@@ -90,10 +107,11 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
     logger.info(
-        "ingested added=%d updated=%d unchanged=%d failed=%d",
+        "ingested added=%d updated=%d unchanged=%d skipped=%d failed=%d",
         report.added,
         report.updated,
         report.unchanged,
+        report.skipped,
         report.failed,
     )
     return report

@@ -16,6 +16,7 @@ class ArticleRef:
     source: str
     url: str | None = None
     published_at: str | None = None
+    author: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -24,6 +25,7 @@ class ArticleRef:
             "source": self.source,
             "url": self.url,
             "published_at": self.published_at,
+            "author": self.author,
         }
 
 
@@ -37,6 +39,10 @@ class Article:
     url: str | None = None
     published_at: str | None = None
     key: str | None = None  # identity for updates; defaults to url, then source
+    author: str | None = None
+    # Paged documents (PDF): body offset where each page starts, page 1 at 0. Sentences keep their page and
+    # passages never span two pages.
+    page_starts: tuple[int, ...] = ()
 
     @property
     def identity(self) -> str:
@@ -51,6 +57,7 @@ class Sentence:
     char_start: int
     char_end: int
     text: str
+    page: int | None = None  # 1-based page of a paged document (PDF); None otherwise
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Citation:
     sentence_start: int  # offset of the sentence in the article body
     answer_start: int  # offset of the answer inside `sentence`
     answer_end: int
+    page: int | None = None  # the sentence's page in a paged document (PDF)
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,7 @@ class Answer:
             "answer": self.text,
             "score": round(self.score, 4),
             "sentence": citation.sentence if citation else None,
+            "page": citation.page if citation else None,
             "article": citation.article.to_dict() if citation else None,
             "answer_in_sentence": [citation.answer_start, citation.answer_end] if citation else None,
             "alternatives": [alt.to_dict() for alt in self.alternatives],

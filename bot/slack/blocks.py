@@ -278,6 +278,8 @@ def answer_message(answer: Answer, *, answer_id: str, shareable: bool = False, a
 def _source_line(citation: Citation, score: float) -> str:
     article = citation.article
     date = f", {escape_slack(article.published_at)}" if article.published_at else ""
+    if citation.page is not None:
+        date += messages.render("page", page=citation.page)
     return messages.render(
         "slack_answer_source",
         title=title_link(article),

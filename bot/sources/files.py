@@ -1,6 +1,8 @@
 """Article files on disk: `.txt`/`.md` (first line the title), `.html`, `.json`/`.jsonl` records → `Article`s.
 
-A bad record or file comes out as an `IngestFailure` with its path and a reason a user can act on.
+A bad record or file comes out as an `IngestFailure` with its path and a reason a user can act on. Inside a folder,
+hidden files and files of other types come out as `IngestSkip`s: listed, but not failures (a cron job over a folder
+holding a stray README must not fail).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +20,19 @@ from bot.core.text import normalize_whitespace
 from bot.errors import IngestError
 from bot.sources.html import article_from_html
 
-__all__ = ["IngestFailure", "SUPPORTED_SUFFIXES", "article_from_text", "expand_paths", "read_articles"]
+__all__ = [
+    "IngestFailure",
+    "IngestSkip",
+    "SUPPORTED_SUFFIXES",
+    "article_from_text",
+    "expand_paths",
+    "read_articles",
+    "suffix_of",
+]
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".json", ".jsonl")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".pdf", ".docx")
+_TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+_HTML_SUFFIXES = (".html", ".htm")
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,19 @@ class IngestFailure:
 
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class IngestSkip:
+    """A file inside a folder that was left out on purpose (hidden, or not an article type), and why."""
+
+    path: str
+    reason: str
+
+
+def suffix_of(path: Path) -> str:
+    """The file type as qa-bot matches it: the last suffix, lower-cased (`REPORT.MD` → `.md`)."""
+    return path.suffix.lower()
 
 
 def article_from_text(text: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
@@ -58,6 +84,7 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
         raise IngestError(f'{where}: no body (expected a non-empty "body" or "text")')
     url = record.get("url") or None
     published = record.get("published_at")
+    author = record.get("author")
     source = record.get("source") or path
     return Article(
         title=normalize_whitespace(title),
@@ -65,6 +92,7 @@ def _article_from_record(record: object, *, path: str, where: str, key_path: str
         source=str(source),
         url=str(url) if url else None,
         published_at=str(published) if published else None,
+        author=str(author) if author else None,
         key=None if url else f"{key_path}#{normalize_whitespace(title)}",
     )
 
@@ -88,17 +116,29 @@ def read_articles(path: Path) -> Iterator[Article | IngestFailure]:
 
     :raises IngestError: when the whole file is unusable (unreadable, not UTF-8, empty, malformed JSON).
     """
-    suffix = path.suffix.lower()
+    suffix = suffix_of(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise IngestError(f"unsupported file type {suffix or '(none)'}; use one of {' '.join(SUPPORTED_SUFFIXES)}")
+    source = str(path)
+    key = str(path.resolve())  # one identity however the path was spelled, so an edited file is updated in place
+    if suffix in (".pdf", ".docx"):  # binary formats: their libraries read the file
+        if path.stat().st_size == 0:
+            raise IngestError("empty file")
+        if suffix == ".pdf":
+            from bot.sources.pdf import article_from_pdf
+
+            yield article_from_pdf(path, source=source, key=key)
+        else:
+            from bot.sources.docx import article_from_docx
+
+            yield article_from_docx(path, source=source, key=key)
+        return
     text = _decode(path)
     if not text.strip():
         raise IngestError("empty file")
-    source = str(path)
-    key = str(path.resolve())  # one identity however the path was spelled, so an edited file is updated in place
-    if suffix in (".txt", ".md"):
+    if suffix in _TEXT_SUFFIXES:
         yield article_from_text(text, source=source, key=key)
-    elif suffix in (".html", ".htm"):
+    elif suffix in _HTML_SUFFIXES:
         yield article_from_html(text, source=source, key=key)
     elif suffix == ".json":
         try:
@@ -152,19 +192,40 @@ def _guard(make: Callable[[], Article], source: str) -> Article | IngestFailure:
         return IngestFailure(source, str(exc))
 
 
-def expand_paths(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | IngestFailure]:
-    """Files to read: each file given, and every file under each folder given (recursively, hidden ones
-    skipped, `skip` left out); a path that does not exist comes out as an `IngestFailure`."""
+def expand_paths(paths: Iterable[Path], *, skip: set[Path]) -> Iterator[Path | IngestFailure | IngestSkip]:
+    """Files to read: each file given, and every article file under each folder given (recursively).
+
+    Inside a folder, a hidden file or folder (its name starts with ".") and a file of an unsupported type come out
+    as an `IngestSkip` (a hidden folder once, not every file in it); `skip` is left out silently (the database
+    itself). A file named explicitly is always read, so an unsupported one fails there; a path that does not
+    exist comes out as an `IngestFailure`.
+    """
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if (
-                    child.is_file()
-                    and not any(part.startswith(".") for part in child.relative_to(path).parts)
-                    and child.resolve() not in skip
-                ):
-                    yield child
+            yield from _folder_entries(path, skip=skip)
         elif path.exists():
             yield path
         else:
             yield IngestFailure(str(path), "no such file or folder")
+
+
+def _folder_entries(folder: Path, *, skip: set[Path]) -> Iterator[Path | IngestSkip]:
+    found: list[tuple[Path, IngestSkip | None]] = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        for name in [d for d in dirs if d.startswith(".")]:
+            dirs.remove(name)  # not descended into: a .git folder holds thousands of files
+            found.append((here / name, IngestSkip(str(here / name) + os.sep, "hidden folder")))
+        for name in files:
+            child = here / name
+            if child.resolve() in skip or not child.is_file():
+                continue
+            if name.startswith("."):
+                found.append((child, IngestSkip(str(child), "hidden file")))
+            elif suffix_of(child) not in SUPPORTED_SUFFIXES:
+                kind = suffix_of(child) or "(none)"
+                found.append((child, IngestSkip(str(child), f"unsupported file type {kind}")))
+            else:
+                found.append((child, None))
+    for child, skipped in sorted(found, key=lambda entry: entry[0]):
+        yield skipped or child

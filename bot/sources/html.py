@@ -6,12 +6,17 @@ import json
 
 from bot.core.records import Article
 from bot.errors import IngestError
+from bot.sources.html_meta import page_meta
 
 __all__ = ["article_from_html"]
 
 
 def article_from_html(html: str, *, source: str, url: str | None = None, key: str | None = None) -> Article:
-    """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped)."""
+    """A web page: title and readable text extracted with trafilatura (menus, footers and ads dropped).
+
+    Without `url`, the page's canonical link (or og:url) is its url; its publication date and author come from
+    its metadata (see `page_meta`), else from what trafilatura finds.
+    """
     import trafilatura
 
     extracted = trafilatura.extract(
@@ -29,4 +34,13 @@ def article_from_html(html: str, *, source: str, url: str | None = None, key: st
     body = "\n\n".join(paragraphs)
     if not body:
         raise IngestError("no readable article text found in the HTML")
-    return Article(title=title, body=body, source=source, url=url, published_at=data.get("date"), key=key)
+    meta = page_meta(html)
+    return Article(
+        title=title,
+        body=body,
+        source=source,
+        url=url or meta.url,
+        published_at=meta.published_at or data.get("date"),
+        author=meta.author or data.get("author") or None,
+        key=key,
+    )

@@ -144,9 +144,23 @@ def initial_schema(db: sqlite_utils.Database) -> None:
         db.table("passages").enable_fts(["title", "text"], create_triggers=True, tokenize="porter")
 
 
+def add_article_author(db: sqlite_utils.Database) -> None:
+    """Version 2: `articles.author`, kept from a page's metadata (issue 12). Existing rows get NULL."""
+    if "author" not in db.table("articles").columns_dict:
+        db.execute("alter table articles add column author text")
+
+
+def add_sentence_page(db: sqlite_utils.Database) -> None:
+    """Version 3: `sentences.page`, the page of a PDF a sentence stands on (issue 12). Existing rows get NULL."""
+    if "page" not in db.table("sentences").columns_dict:
+        db.execute("alter table sentences add column page integer")
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
+    add_article_author,
+    add_sentence_page,
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -34,10 +36,34 @@ _BM25_WEIGHTS = "0.5, 1.0"
 def content_hash(article: Article) -> str:
     """Fingerprint of what a reader would see; re-ingesting the same content is a no-op."""
     digest = hashlib.sha256()
-    for part in (article.title, article.body, article.url or "", article.published_at or ""):
+    parts = [article.title, article.body, article.url or "", article.published_at or ""]
+    if article.author:  # only when known, so the fingerprints of articles stored before authors stay the same
+        parts.append(f"author:{article.author}")
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def _with_pages(sentences: list[Sentence], page_starts: tuple[int, ...]) -> list[Sentence]:
+    """Each sentence with the page it starts on, for a paged document; unchanged otherwise."""
+    if not page_starts:
+        return sentences
+    return [dataclasses.replace(s, page=bisect.bisect_right(page_starts, s.char_start)) for s in sentences]
+
+
+def _page_groups(sentences: list[Sentence]) -> list[tuple[int, int]]:
+    """`group_passages` within each page: a passage never spans two pages, so its citation has one page."""
+    groups: list[tuple[int, int]] = []
+    first = 0
+    while first < len(sentences):
+        last = first
+        while last + 1 < len(sentences) and sentences[last + 1].page == sentences[first].page:
+            last += 1
+        run = sentences[first : last + 1]
+        groups += [(first + a, first + b) for a, b in group_passages(run, max_words=PASSAGE_MAX_WORDS)]
+        first = last + 1
+    return groups
 
 
 class SQLiteStore:
@@ -179,7 +205,7 @@ class SQLiteStore:
             same = existing if existing["content_hash"] == digest else None
         if same:
             return StoredOutcome("unchanged", same["id"], article.title)
-        sentences = split_sentences(article.body)
+        sentences = _with_pages(split_sentences(article.body), article.page_starts)
         row = {
             "key": key,
             "title": article.title,
@@ -187,6 +213,7 @@ class SQLiteStore:
             "source": article.source,
             "url": article.url,
             "published_at": article.published_at,
+            "author": article.author,
             "content_hash": digest,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -209,13 +236,14 @@ class SQLiteStore:
                     "char_start": s.char_start,
                     "char_end": s.char_end,
                     "text": s.text,
+                    "page": s.page,
                 }
                 for s in sentences
             ),
             batch_size=500,
         )
         passages = []
-        for idx, (first, last) in enumerate(group_passages(sentences, max_words=PASSAGE_MAX_WORDS)):
+        for idx, (first, last) in enumerate(_page_groups(sentences)):
             start, end = sentences[first].char_start, sentences[last].char_end
             passages.append(
                 {
@@ -252,7 +280,7 @@ class SQLiteStore:
             hits = f"  select rowid, min(rank) as rank from (\n{merged}  ) group by rowid order by rank limit :limit\n"
         return (
             "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url, a.published_at,\n"
-            "  hits.rank\n"
+            "  a.author, hits.rank\n"
             "from (\n"
             f"{hits}"
             ") as hits\n"
@@ -281,7 +309,9 @@ class SQLiteStore:
         return [
             Passage(
                 id=row["id"],
-                article=ArticleRef(row["article_id"], row["title"], row["source"], row["url"], row["published_at"]),
+                article=ArticleRef(
+                    row["article_id"], row["title"], row["source"], row["url"], row["published_at"], row["author"]
+                ),
                 char_start=row["char_start"],
                 char_end=row["char_end"],
                 text=row["text"],
@@ -313,12 +343,12 @@ class SQLiteStore:
         with self.lock:
             rows = list(
                 self.db.query(
-                    "select idx, char_start, char_end, text from sentences where article_id = ? "
+                    "select idx, char_start, char_end, text, page from sentences where article_id = ? "
                     "and char_end > ? and char_start < ? order by char_start",
                     [article_id, char_start, max(char_end, char_start + 1)],
                 )
             )
-        return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"]) for r in rows]
+        return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"], r["page"]) for r in rows]
 
     def article_body(self, article_id: int) -> str:
         with self.lock:

@@ -80,11 +80,11 @@ def format_answer(answer: Answer) -> str:
     )
 
 
-def _cited_by(service, context: list[str]) -> set[int]:
+def _cited_by(service, context: list[str], collections=None) -> set[int]:
     """Articles the earlier questions of a conversation were answered from (as Slack remembers a thread's)."""
     cited: set[int] = set()
     for index, earlier in enumerate(context):
-        answer = service.answer(earlier, context=context[:index], prefer_articles=cited)
+        answer = service.answer(earlier, context=context[:index], prefer_articles=cited, collections=collections)
         cited.update(article.id for article in answer.cited_articles()[:1])
     return cited
 
@@ -101,26 +101,47 @@ def cli(verbose: int, db_path: Path | None) -> None:
     configure_logging(["WARNING", "INFO", "DEBUG"][min(verbose, 2)])
 
 
+def _collection_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from bot.core.access import check_collection_name
+
+    try:
+        return check_collection_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--collection",
+    default="general",
+    show_default=True,
+    callback=_collection_name,
+    help="Collection the articles go into (who may read them: QABOT_ACCESS_FILE); an article already stored in "
+    "another collection is moved.",
+)
 @db_option
-def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
+def ingest(paths: tuple[Path, ...], collection: str, db_path: Path | None) -> None:
     """Add article files or folders (.txt .md .html .json .jsonl) to the database.
 
     Re-ingesting unchanged content changes nothing; a changed article with the same url or path is updated.
     Bad files are reported and left out; the exit status is 1 if any failed. Inside a folder, hidden files and
     files of other types are listed as skipped and do not fail the run (safe for cron).
 
-    Example: qa-bot ingest examples/articles/ notes/extra.md
+    Example: qa-bot ingest --collection legal memos/ && qa-bot ingest examples/articles/ notes/extra.md
     """
     from bot.core.ingest import ingest_paths
     from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
     try:
-        report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty())
+        report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty(), collection=collection)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
+    for outcome in report.moved:
+        click.echo(
+            messages.render("ingest_moved", title=outcome.title, before=outcome.moved_from, after=outcome.collection)
+        )
     for skip in report.skips:
         click.echo(messages.render("ingest_skip", path=skip.path, reason=skip.reason), err=True)
     for failure in report.failures:
@@ -152,16 +173,41 @@ def ingest(paths: tuple[Path, ...], db_path: Path | None) -> None:
     help='An earlier question of the conversation (repeatable): a follow-up such as "Where did he '
     'speak?" is searched with its words, and articles answering it are preferred.',
 )
+@click.option(
+    "--channel",
+    default=None,
+    help="Answer as in this Slack channel (its id): only the collections QABOT_ACCESS_FILE allows there.",
+)
+@click.option(
+    "--user",
+    default=None,
+    help="Answer as in this user's DM with the bot (U123 or T123:U123): only the collections the access file "
+    "lets them read. Without --channel or --user every article is read (local admin use).",
+)
 @db_option
-def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: Path | None) -> None:
+def ask(
+    question: str | None,
+    as_json: bool,
+    context: tuple[str, ...],
+    channel: str | None,
+    user: str | None,
+    db_path: Path | None,
+) -> None:
     """Answer a question from the stored articles. Without QUESTION, answer each line of stdin.
 
-    Example: qa-bot ask --context "Who is the CEO of Rosoboronexport?" "Where did he speak to reporters?"
+    Example: qa-bot ask --channel C0LEGAL1 --context "Who is the CEO of Rosoboronexport?" "Where did he speak?"
     """
+    from bot.core.access import load_access_policy, parse_user_ref
     from bot.core.service import build_service
     from bot.store.sqlite import SQLiteStore
 
     settings = _settings(db_path=db_path)
+    asker = None
+    if user is not None:
+        try:
+            asker = parse_user_ref(user)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--user") from None
     questions = [question] if question is not None else [line for line in sys.stdin.read().splitlines()]
     questions = [q.strip() for q in questions if q.strip()]
     if not questions:
@@ -172,12 +218,19 @@ def ask(question: str | None, as_json: bool, context: tuple[str, ...], db_path: 
         store = SQLiteStore(settings.db_path)
         if store.article_count() == 0:
             raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
+        # checked even when not applied, so a bad access file never goes unnoticed
+        policy = load_access_policy(settings.access_file, store)
+        collections = None
+        if policy is not None and channel is not None:
+            collections = policy.for_channel(channel)
+        elif policy is not None and asker is not None:
+            collections = policy.for_dm(asker.user, team=asker.team)
         service = build_service(settings, store=store)
         service.warm_up()
         earlier = [text for text in context if text.strip()]
-        preferred = _cited_by(service, earlier)
+        preferred = _cited_by(service, earlier, collections)
         for q in questions:
-            answer = service.answer(q, context=earlier, prefer_articles=preferred)
+            answer = service.answer(q, context=earlier, prefer_articles=preferred, collections=collections)
             click.echo(json.dumps(answer.to_dict(), ensure_ascii=False) if as_json else format_answer(answer))
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,6 +6,7 @@ import difflib
 import importlib.resources
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -107,7 +108,15 @@ class Settings(BaseSettings):
     )
     slack_api_url: str | None = Field(default=None, description="Override of https://slack.com/api/ (tests, proxies).")
     admin_user_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Slack user ids allowed to /ingest, comma-separated."
+        default_factory=list,
+        description="Slack users allowed to /ingest, comma-separated: U123, or T123:U123 with several workspaces.",
+    )
+    team_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Slack workspaces (team ids) the bot serves, comma-separated (default: the bot token's own).",
+    )
+    access_file: Path | None = Field(
+        default=None, description="YAML file saying which channels and DMs may read which collection."
     )
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
     max_pending: int = Field(
@@ -125,11 +134,28 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_file: Path | None = Field(default=None, description="Also log to this file, rotated at 10 MB (5 kept).")
 
-    @field_validator("admin_user_ids", mode="before")
+    @field_validator("admin_user_ids", "team_ids", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("admin_user_ids")
+    @classmethod
+    def _user_refs(cls, value: list[str]) -> list[str]:
+        from bot.core.access import parse_user_ref
+
+        for entry in value:
+            parse_user_ref(entry)  # ValueError names the entry and the two accepted forms
+        return value
+
+    @field_validator("team_ids")
+    @classmethod
+    def _team_ids(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.match(r"^[TE][A-Z0-9]{2,}$", entry):
+                raise ValueError(f"{entry!r} is not a Slack team id (T0123ABC)")
         return value
 
     @field_validator("doc_stride")

@@ -178,6 +178,7 @@ def test_ask_json_prints_one_object_with_the_documented_keys(runner, indexed, re
             "url": "https://news.example.org/elm-street-chess",
             "published_at": "2024-03-10",
             "author": None,
+            "collection": "general",
         },
         "answer_in_sentence": [29, 35],
         "alternatives": [],

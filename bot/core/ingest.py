@@ -6,11 +6,13 @@ reported with its path and reason and skipped; everything else still goes in.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.access import DEFAULT_COLLECTION
 from bot.core.records import Article
 from bot.errors import DiskFullError, IngestError, StoreError
 from bot.sources.files import IngestFailure, IngestSkip, expand_paths, read_articles
@@ -44,6 +46,11 @@ class IngestReport:
     def skipped(self) -> int:
         return len(self.skips)
 
+    @property
+    def moved(self) -> list[StoredOutcome]:
+        """The articles this run moved from another collection."""
+        return [outcome for outcome in self.outcomes if outcome.moved_from is not None]
+
     def record(self, outcome: StoredOutcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         self.outcomes.append(outcome)
@@ -63,10 +70,13 @@ def ingest_article(store: Store, article: Article) -> StoredOutcome:
     return store.add_article(article)
 
 
-def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = False) -> IngestReport:
+def ingest_paths(
+    store: Store, paths: Iterable[str | Path], *, progress: bool = False, collection: str = DEFAULT_COLLECTION
+) -> IngestReport:
     """Ingest files and folders (recursively); report counts and every failure, never stop at a bad file.
 
     Hidden files and files of other types inside a folder are `skips`, not failures (see `expand_paths`).
+    Every article goes into `collection`; one already stored in another collection is moved (`report.moved`).
 
     report = ingest_paths(SQLiteStore("qa.db"), ["examples/articles/"])
     print(report.added, report.failures)
@@ -95,6 +105,7 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
                         if isinstance(article, IngestFailure):
                             report.failures.append(article)
                         else:
+                            article = dataclasses.replace(article, collection=collection)
                             report.record(ingest_article(store, article))
                 except DiskFullError:
                     raise  # every later file would fail the same way
@@ -107,11 +118,13 @@ def ingest_paths(store: Store, paths: Iterable[str | Path], *, progress: bool = 
         # INFO, not WARNING: the shells show every failure to the user already, so default output isn't doubled.
         logger.info("ingest skipped path=%s reason=%s", failure.path, failure.reason)
     logger.info(
-        "ingested added=%d updated=%d unchanged=%d skipped=%d failed=%d",
+        "ingested added=%d updated=%d unchanged=%d moved=%d skipped=%d failed=%d collection=%s",
         report.added,
         report.updated,
         report.unchanged,
+        len(report.moved),
         report.skipped,
         report.failed,
+        collection,
     )
     return report

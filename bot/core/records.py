@@ -17,6 +17,7 @@ class ArticleRef:
     url: str | None = None
     published_at: str | None = None
     author: str | None = None
+    collection: str = "general"  # who may read it: see bot.core.access
 
     def to_dict(self) -> dict:
         return {
@@ -26,6 +27,7 @@ class ArticleRef:
             "url": self.url,
             "published_at": self.published_at,
             "author": self.author,
+            "collection": self.collection,
         }
 
 
@@ -43,6 +45,7 @@ class Article:
     # Paged documents (PDF): body offset where each page starts, page 1 at 0. Sentences keep their page and
     # passages never span two pages.
     page_starts: tuple[int, ...] = ()
+    collection: str = "general"  # who may read it (bot.core.access); re-ingesting under another one moves it
 
     @property
     def identity(self) -> str:

@@ -129,9 +129,12 @@ class Retriever:
         top_k: int | None = None,
         context: Sequence[str] = (),
         prefer_articles: Collection[int] = (),
+        collections: Collection[str] | None = None,
     ) -> list[Passage]:
         """The best passages for `question`, best first.
 
+        :param collections: search only articles of these collections (the store filters inside its SQL, so
+            nothing else is ever returned); None searches every article.
         :param context: earlier questions of a conversation ("Who runs Rosoboronexport?" before "Where did he
             speak?"): their words join the search with less weight than the question's own.
         :param prefer_articles: ids of articles cited earlier in the conversation, ranked a little higher.
@@ -139,7 +142,7 @@ class Retriever:
         limit = self.top_k if top_k is None else top_k
         context = [text for text in context if text.strip()]
         if not context and not prefer_articles:
-            return self._search(question, limit)
+            return self._search(question, limit, collections)
         # Two searches, the question widened by its context and the question alone, each scored relative to its own
         # best passage; a passage's score adds both, the second counting ALONE_WEIGHT. The question's own words
         # take part in both, so they weigh more than the earlier questions' words.
@@ -148,7 +151,7 @@ class Retriever:
         found: dict[int, Passage] = {}
         searches = [(" ".join([question, *context]), 1.0)] + ([(question, ALONE_WEIGHT)] if context else [])
         for text, weight in searches:
-            passages = self._search(text, candidates)
+            passages = self._search(text, candidates, collections)
             best = min((p.bm25 for p in passages), default=0.0)
             for passage in passages:
                 found.setdefault(passage.id, passage)
@@ -163,7 +166,7 @@ class Retriever:
         )
         return ranked
 
-    def _search(self, question: str, limit: int) -> list[Passage]:
+    def _search(self, question: str, limit: int, collections: Collection[str] | None) -> list[Passage]:
         terms = query_terms(question)
         if not terms:
             return []
@@ -174,6 +177,6 @@ class Retriever:
             if not terms:
                 return []
         queries = ranked_queries(terms, counts, self.max_ranked)
-        passages = self.store.search(queries, limit=limit)
+        passages = self.store.search(queries, limit=limit, collections=collections)
         logger.debug("retrieved queries=%r passages=%d", queries, len(passages))
         return passages

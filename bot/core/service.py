@@ -55,9 +55,17 @@ class AnsweringService:
         """Load the model now (at server start) instead of on the first question."""
         self.reader.load()
 
-    def answer(self, question: str, *, context: Sequence[str] = (), prefer_articles: Collection[int] = ()) -> Answer:
+    def answer(
+        self,
+        question: str,
+        *,
+        context: Sequence[str] = (),
+        prefer_articles: Collection[int] = (),
+        collections: Collection[str] | None = None,
+    ) -> Answer:
         """Answer `question`; in a conversation, `context` holds the earlier questions (they widen the search, the
-        reader reads only `question`) and `prefer_articles` the ids of articles cited so far."""
+        reader reads only `question`) and `prefer_articles` the ids of articles cited so far. With `collections`
+        only articles of those collections are searched (see `bot.core.access`); None reads every article."""
         question = " ".join(question.split())
         notes = []
         if len(question) > self.max_question_chars:
@@ -68,7 +76,9 @@ class AnsweringService:
         context = [" ".join(text.split())[: self.max_question_chars] for text in context if text and text.strip()]
         question_id = uuid.uuid4().hex[:8]
         started = time.perf_counter()
-        passages = self.retriever.run(question, context=context, prefer_articles=prefer_articles)
+        passages = self.retriever.run(
+            question, context=context, prefer_articles=prefer_articles, collections=collections
+        )
         retrieved = time.perf_counter()
         spans = self.reader.run(question, [p.text for p in passages]) if passages else []
         read = time.perf_counter()
@@ -81,13 +91,14 @@ class AnsweringService:
             "total": (time.perf_counter() - started) * 1000,
         }
         logger.info(
-            "answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f",
+            "answered question_id=%s passages=%d outcome=%s score=%.3f retrieve_ms=%.0f read_ms=%.0f scope=%s",
             question_id,
             len(passages),
             answer.outcome,
             answer.score,
             self.last_timings_ms["retrieve"],
             self.last_timings_ms["read"],
+            "all" if collections is None else ",".join(sorted(collections)) or "none",
         )
         return answer
 

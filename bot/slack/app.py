@@ -9,19 +9,22 @@ in `bot.slack.listeners`, by kind: events, commands, actions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltError
 from slack_bolt.logger import get_bolt_logger
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.core.access import load_access_policy
 from bot.core.service import AnsweringService
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.dedupe import SeenDeliveries
+from bot.slack.gate import Gate
 from bot.slack.listeners import ListenerKit, register_all
 from bot.slack.listeners.shared import question_text
 from bot.store.state import SlackState
@@ -70,8 +73,10 @@ def create_app(
     :param executor: where the work after each ack runs; default: a pool of `WORKER_THREADS` threads.
         Pass your own to wait for pending work (`executor.shutdown(wait=True)`) before stopping.
     :param fetch_executor: where `/ingest` fetches and stores; default: a pool of `FETCH_THREADS` threads.
-    :raises ConfigError: when the bot token or the signing secret is missing, or Slack rejects the token.
+    :raises ConfigError: when the bot token or the signing secret is missing, Slack rejects the token, or the
+        access file (`QABOT_ACCESS_FILE`) or the admins' ids are wrong.
     """
+    policy = load_access_policy(settings.access_file, service.store)
     if client is None:
         if settings.slack_bot_token is None:
             raise ConfigError(
@@ -87,12 +92,20 @@ def create_app(
             "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
             "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
         )
+    gate: Gate | None = None
+
+    def only_allowed_teams(body: dict, next: Callable[[], BoltResponse]) -> BoltResponse:
+        assert gate is not None  # set before the first request can arrive
+        return gate.only_allowed_teams(body, next)
+
     try:
         app = App(
             # identity
             name="qa-bot",
             client=client,
             signing_secret=signing_secret,
+            # requests from other workspaces are dropped before anything else looks at them
+            before_authorize=only_allowed_teams,
             # Slack's rules: verify every request, check the token once at start (auth.test)
             request_verification_enabled=True,
             token_verification_enabled=True,
@@ -105,8 +118,25 @@ def create_app(
             f"Slack did not accept the bot token ({exc}). Check SLACK_BOT_TOKEN"
             f"{' and QABOT_SLACK_API_URL' if settings.slack_api_url else ''}."
         ) from exc
+    gate = Gate.from_settings(
+        settings, bot_team_id=None if settings.team_ids else _bot_team_id(app, client), policy=policy
+    )
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
     fetches = fetch_executor or ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="qa-bot-fetch")
     state = store or SlackState(settings.db_path)
-    register_all(app, ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state)))
+    register_all(
+        app, ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state), gate=gate)
+    )
     return app
+
+
+def _bot_team_id(app: App, client: WebClient) -> str | None:
+    """The bot token's workspace: from the auth.test Bolt made at start-up, else asked again."""
+    for middleware in getattr(app, "_middleware_list", []):
+        result = getattr(middleware, "auth_test_result", None)
+        if result is not None and result.get("team_id"):
+            return str(result["team_id"])
+    try:
+        return str(client.auth_test()["team_id"])
+    except (SlackApiError, SlackClientError, OSError, KeyError) as exc:
+        raise ConfigError(f"Cannot tell the bot token's workspace ({exc}). Set QABOT_TEAM_IDS.") from exc

@@ -313,11 +313,15 @@ def mrkdwn_notice(text: str) -> dict:
     return _message(text, [_section(text)])
 
 
-def ingest_report_message(*, title: str, source: str, status: str) -> dict:
-    """What `/ingest` did with one article: added, updated or unchanged."""
+def ingest_report_message(*, title: str, source: str, status: str, moved: tuple[str, str] | None = None) -> dict:
+    """What `/ingest` did with one article: added, updated or unchanged, and `moved` (from, to) when storing it
+    moved it to another collection."""
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     counts[status] = 1
-    return notice(messages.render("slack_ingest_report", title=_one_line(title), source=source, **counts))
+    text = messages.render("slack_ingest_report", title=_one_line(title), source=source, **counts)
+    if moved:
+        text += " " + messages.render("slack_ingest_moved", title=_one_line(title), before=moved[0], after=moved[1])
+    return notice(text)
 
 
 def ingest_failure_message(*, url: str | None, reason: str) -> dict:

@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core import messages
+from bot.core.access import load_access_policy
 from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
@@ -251,6 +252,7 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     service = build_service(settings)
     if service.store.article_count() == 0:
         logger.warning("%s", messages.render("not_indexed", db_path=settings.db_path))
+    load_access_policy(settings.access_file, service.store)  # a bad access file stops us before the model loads
     service.warm_up()
     app = create_app(settings, service, client=client)
     if settings.slack_app_token is not None:

@@ -6,7 +6,7 @@ takes a `SQLiteStore`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -23,6 +23,8 @@ class StoredOutcome:
     status: Literal["added", "updated", "unchanged"]
     article_id: int
     title: str
+    moved_from: str | None = None  # the collection it was in, when storing it moved it to another one
+    collection: str = "general"
 
 
 class Store(Protocol):
@@ -43,8 +45,10 @@ class Store(Protocol):
         """Commit `add_article` calls in groups instead of one by one."""
         ...
 
-    def search(self, fts_query: str | Sequence[str], *, limit: int) -> list[Passage]:
-        """Passages matching FTS5 expressions, best BM25 first."""
+    def search(
+        self, fts_query: str | Sequence[str], *, limit: int, collections: Collection[str] | None = None
+    ) -> list[Passage]:
+        """Passages matching FTS5 expressions, best BM25 first; only from `collections` when given."""
         ...
 
     def passage_counts(self, terms: Iterable[str], *, up_to: int) -> dict[str, int]:
@@ -61,6 +65,10 @@ class Store(Protocol):
 
     def article_count(self) -> int:
         """How many articles are stored."""
+        ...
+
+    def collection_names(self) -> list[str]:
+        """The collections stored articles belong to, sorted."""
         ...
 
     def close(self) -> None:

@@ -156,11 +156,29 @@ def add_sentence_page(db: sqlite_utils.Database) -> None:
         db.execute("alter table sentences add column page integer")
 
 
+def add_article_collection(db: sqlite_utils.Database) -> None:
+    """Version 4: `articles.collection`, who may read the article (issue 13). Existing rows get `general`."""
+    if "collection" not in db.table("articles").columns_dict:
+        db.execute("alter table articles add column collection text not null default 'general'")
+    db.execute("create index if not exists idx_articles_collection on articles (collection)")
+
+
+def add_answer_collections(db: sqlite_utils.Database) -> None:
+    """Version 5: `slack_answers.collections`, the collections an answer cites (comma-separated), so sharing it
+    into a channel can be refused when the channel may not read one of them (issue 13). Existing rows get NULL,
+    read as `general` (everything was `general` before version 4)."""
+    table = db.table("slack_answers")
+    if table.exists() and "collections" not in table.columns_dict:
+        db.execute("alter table slack_answers add column collections text")
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
     add_article_author,
     add_sentence_page,
+    add_article_collection,
+    add_answer_collections,
 ]
 
 

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,7 +204,7 @@ class SQLiteStore:
         else:
             same = existing if existing["content_hash"] == digest else None
         if same:
-            return StoredOutcome("unchanged", same["id"], article.title)
+            return self._moved_if_needed(same["id"], article)
         sentences = _with_pages(split_sentences(article.body), article.page_starts)
         row = {
             "key": key,
@@ -216,8 +216,11 @@ class SQLiteStore:
             "author": article.author,
             "content_hash": digest,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "collection": article.collection,
         }
+        moved_from = None
         if existing:
+            moved_from = self._collection_of(existing["id"])
             article_id = existing["id"]
             self.db.execute("delete from passages where article_id = ?", [article_id])
             self.db.execute("delete from sentences where article_id = ?", [article_id])
@@ -225,7 +228,30 @@ class SQLiteStore:
         else:
             article_id = self.db.table("articles").insert(row).last_pk
         self._insert_parts(article_id, article, sentences)
-        return StoredOutcome("updated" if existing else "added", article_id, article.title)
+        return StoredOutcome(
+            "updated" if existing else "added",
+            article_id,
+            article.title,
+            moved_from=moved_from if moved_from != article.collection else None,
+            collection=article.collection,
+        )
+
+    def _collection_of(self, article_id: int) -> str:
+        return self.db.execute("select collection from articles where id = ?", [article_id]).fetchone()[0]
+
+    def _moved_if_needed(self, article_id: int, article: Article) -> StoredOutcome:
+        """Unchanged content: left alone, except that ingesting it under another collection moves it there."""
+        before = self._collection_of(article_id)
+        if before != article.collection:
+            self.db.execute("update articles set collection = ? where id = ?", [article.collection, article_id])
+            logger.info("article moved article_id=%d from=%s to=%s", article_id, before, article.collection)
+        return StoredOutcome(
+            "unchanged",
+            article_id,
+            article.title,
+            moved_from=before if before != article.collection else None,
+            collection=article.collection,
+        )
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
         self.db.table("sentences").insert_all(
@@ -259,20 +285,32 @@ class SQLiteStore:
 
     # Reading -------------------------------------------------------------------------------------------------
 
-    def search_sql(self, expressions: int = 1) -> str:
+    def search_sql(self, expressions: int = 1, *, collections: int | None = None) -> str:
         """The BM25 search query; takes `:query` (an FTS5 MATCH expression) and `:limit`.
 
         For several expressions it takes `:query`, `:query_1`, `:query_2`...: each ranks its own best `limit`
-        passages, and a passage that several of them find keeps its best score.
+        passages, and a passage that several of them find keeps its best score. With `collections=n` it also takes
+        `:collection_0` ... `:collection_{n-1}` and ranks only passages of articles in those collections: the
+        filter is inside each ranking, so a passage of another collection is never among the results (nor does
+        it push an allowed one out of the `limit`).
         """
         # Rank inside FTS5 first and join only the `limit` winners: joining every match before sorting costs
         # 2.5x more at 100k articles (BENCHMARKS.md).
         names = ["query"] + [f"query_{i}" for i in range(1, expressions)]
-        ranked = [
-            f"select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
-            f"  where passages_fts match :{name} order by rank limit :limit\n"
-            for name in names
-        ]
+        if collections is None:
+            ranked = [
+                f"select rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts\n"
+                f"  where passages_fts match :{name} order by rank limit :limit\n"
+                for name in names
+            ]
+        else:
+            allowed = ", ".join(f":collection_{i}" for i in range(collections)) or "null"
+            ranked = [
+                f"select f.rowid as rowid, bm25(passages_fts, {_BM25_WEIGHTS}) as rank from passages_fts f\n"
+                "  join passages sp on sp.id = f.rowid join articles sa on sa.id = sp.article_id\n"
+                f"  where passages_fts match :{name} and sa.collection in ({allowed}) order by rank limit :limit\n"
+                for name in names
+            ]
         if len(ranked) == 1:
             hits = f"  {ranked[0]}"
         else:  # the best `limit` of each expression, a passage found twice with its best score
@@ -280,7 +318,7 @@ class SQLiteStore:
             hits = f"  select rowid, min(rank) as rank from (\n{merged}  ) group by rowid order by rank limit :limit\n"
         return (
             "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url, a.published_at,\n"
-            "  a.author, hits.rank\n"
+            "  a.author, a.collection, hits.rank\n"
             "from (\n"
             f"{hits}"
             ") as hits\n"
@@ -289,8 +327,13 @@ class SQLiteStore:
             "order by hits.rank"
         )
 
-    def search(self, fts_query: str | Sequence[str], *, limit: int) -> list[Passage]:
+    def search(
+        self, fts_query: str | Sequence[str], *, limit: int, collections: Collection[str] | None = None
+    ) -> list[Passage]:
         """Passages matching an FTS5 expression, best BM25 first. Quote user text first (see `retrieve`).
+
+        With `collections`, only passages of articles in those collections (none for an empty set); without,
+        every article's.
 
         Given several expressions, the best passages any of them finds; a passage found by several keeps its best
         score. BM25 sums over the phrases of each expression, so this only makes sense when every expression
@@ -301,16 +344,26 @@ class SQLiteStore:
             return []
         params: dict[str, object] = {"limit": limit, "query": expressions[0]}
         params.update({f"query_{i}": e for i, e in enumerate(expressions[1:], start=1)})
+        allowed = sorted(collections) if collections is not None else None
+        if allowed is not None:
+            params.update({f"collection_{i}": name for i, name in enumerate(allowed)})
+        sql = self.search_sql(len(expressions), collections=None if allowed is None else len(allowed))
         try:
             with self.lock:
-                rows = list(self.db.query(self.search_sql(len(expressions)), params))
+                rows = list(self.db.query(sql, params))
         except sqlite3.OperationalError as exc:
             raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
         return [
             Passage(
                 id=row["id"],
                 article=ArticleRef(
-                    row["article_id"], row["title"], row["source"], row["url"], row["published_at"], row["author"]
+                    row["article_id"],
+                    row["title"],
+                    row["source"],
+                    row["url"],
+                    row["published_at"],
+                    row["author"],
+                    row["collection"],
                 ),
                 char_start=row["char_start"],
                 char_end=row["char_end"],
@@ -360,6 +413,11 @@ class SQLiteStore:
     def article_count(self) -> int:
         with self.lock:
             return self.db.table("articles").count
+
+    def collection_names(self) -> list[str]:
+        """The collections stored articles belong to, sorted (read from the collection index)."""
+        with self.lock:
+            return [row[0] for row in self.db.execute("select distinct collection from articles order by 1")]
 
     def close(self) -> None:
         self.db.close()

@@ -43,6 +43,7 @@ class StoredAnswer:
     score: float
     text: str
     blocks: list[dict]
+    collections: tuple[str, ...] = ("general",)  # of every article it cites: where it may be shared
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class SlackState:
         with self._lock:
             self._write(
                 "insert or replace into slack_answers (id, question, answer, article_id, score, text, blocks, "
-                "created_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, collections) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     answer.id,
                     answer.question,
@@ -149,6 +150,7 @@ class SlackState:
                     answer.text,
                     json.dumps(answer.blocks),
                     _now_iso(),
+                    ",".join(answer.collections),
                 ],
             )
 
@@ -165,6 +167,8 @@ class SlackState:
             score=row["score"],
             text=row["text"],
             blocks=json.loads(row["blocks"]),
+            # answers stored before collections (NULL) could only cite `general` articles
+            collections=tuple(filter(None, (row.get("collections") or "general").split(","))),
         )
 
     def link_reply(self, link: ReplyLink) -> None:

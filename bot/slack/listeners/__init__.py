@@ -1,6 +1,6 @@
 """The app's listeners by kind: events (mentions, DMs, edits, deletions), slash commands and button actions.
 
-register_all(app, ListenerKit(settings, service, state, work))
+register_all(app, ListenerKit(settings, service, state, work, gate=gate))
 """
 
 from __future__ import annotations

@@ -44,6 +44,15 @@ class ActionListeners:
                 replace_original=False,
             )
             return
+        if not self.kit.gate.may_post_in(channel, stored.collections):
+            logger.info("share refused answer_id=%s channel=%s", answer_id, channel)
+            self.kit.respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_share_refused")),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
         try:
             reply = client.chat_postMessage(channel=channel, text=stored.text, blocks=stored.blocks)
         except SLACK_CALL_ERRORS as exc:

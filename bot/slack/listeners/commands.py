@@ -9,6 +9,7 @@ import re
 from slack_bolt import Ack, App, Respond
 
 from bot.core import messages
+from bot.core.access import DEFAULT_COLLECTION, check_collection_name
 from bot.core.ingest import ingest_article
 from bot.core.records import Article
 from bot.errors import IngestError
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 _SLACK_LINK = re.compile(r"^<(https?://[^|>\s]+)(?:\|[^>]*)?>$")
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
+_COLLECTION_OPTION = re.compile(r"^--collection(?:=|[ \t]+)(\S*)[ \t]*\n?")
 
 
 class CommandListeners:
@@ -45,33 +47,44 @@ class CommandListeners:
             ack(**slack_blocks.notice(messages.render("slack_ask_usage")))
             return
         ack()
-        self.kit.question_later(
-            self._ask, respond, command.get("user_id", ""), question, apology=self.kit.privately(respond)
+        user = command.get("user_id", "")
+        # /ask reads what the channel it is typed in may read (in a DM: what the asker may read in DMs)
+        collections = self.kit.gate.collections_for(
+            channel=command.get("channel_id", ""), user=user, team=command.get("team_id")
         )
+        self.kit.question_later(self._ask, respond, user, question, collections, apology=self.kit.privately(respond))
 
-    def _ask(self, respond: Respond, user: str, question: str) -> None:
+    def _ask(self, respond: Respond, user: str, question: str, collections: frozenset[str] | None) -> None:
         logger.info("question kind=ask user=%s", user)
         refusal = self.kit.rate_limited(user)
         if refusal:
             self.kit.respond(respond, refusal, response_type="ephemeral")
             return
-        message, _ = self.kit.answer(question, user=user, shareable=True)
+        message, _ = self.kit.answer(question, user=user, shareable=True, collections=collections)
         self.kit.respond(respond, message, response_type="ephemeral")
 
     def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:
         user = command.get("user_id", "")
         text = unescape_slack(command.get("text") or "").strip()
-        if user not in self.kit.settings.admin_user_ids:
+        if not self.kit.gate.is_admin(command.get("team_id"), user):
             logger.info("ingest refused user=%s", user)
             ack(**slack_blocks.notice(messages.render("slack_ingest_refused")))
+            return
+        collection, text = _collection_option(text)
+        try:
+            check_collection_name(collection)
+        except ValueError as exc:
+            ack(**slack_blocks.notice(messages.render("slack_ingest_bad_collection", reason=str(exc))))
             return
         if not text:
             ack(**slack_blocks.notice(messages.render("slack_ingest_usage")))
             return
         ack()
-        self.kit.later(self._ingest, respond, user, text, apology=self.kit.privately(respond), pool=self.kit.fetches)
+        self.kit.later(
+            self._ingest, respond, user, text, collection, apology=self.kit.privately(respond), pool=self.kit.fetches
+        )
 
-    def _ingest(self, respond: Respond, user: str, text: str) -> None:
+    def _ingest(self, respond: Respond, user: str, text: str, collection: str) -> None:
         url = _single_url(text)
         try:
             if url:
@@ -83,6 +96,7 @@ class CommandListeners:
                 )
             else:
                 article = _pasted_article(text, user=user)
+            article = dataclasses.replace(article, collection=collection)
             outcome = ingest_article(self.kit.service.store, article)
         except IngestError as exc:  # FetchError included: the reason is meant for the user
             logger.info("ingest failed user=%s kind=%s", user, "url" if url else "text")
@@ -91,17 +105,41 @@ class CommandListeners:
                 respond, slack_blocks.ingest_failure_message(url=url, reason=str(exc)), response_type="ephemeral"
             )
             return
-        logger.info("ingested user=%s status=%s article_id=%d", user, outcome.status, outcome.article_id)
-        self.kit.respond(
-            respond,
-            slack_blocks.ingest_report_message(
-                title=outcome.title, source=url or article.source, status=outcome.status
-            ),
-            response_type="ephemeral",
+        logger.info(
+            "ingested user=%s status=%s article_id=%d collection=%s moved_from=%s",
+            user,
+            outcome.status,
+            outcome.article_id,
+            collection,
+            outcome.moved_from,
         )
+        report = slack_blocks.ingest_report_message(
+            title=outcome.title,
+            source=url or article.source,
+            status=outcome.status,
+            moved=(outcome.moved_from, collection) if outcome.moved_from else None,
+        )
+        policy = self.kit.gate.policy
+        if policy is not None and collection not in policy.names:  # stored, but nobody may read it yet
+            report = slack_blocks.notice(
+                report["text"] + " " + messages.render("slack_ingest_unread", collection=collection)
+            )
+        self.kit.respond(respond, report, response_type="ephemeral")
 
     def on_help(self, ack: Ack) -> None:
         ack(**slack_blocks.notice(messages.render("help")))
+
+
+def _collection_option(text: str) -> tuple[str, str]:
+    """(`--collection NAME` given before the url or text, or `general`; the rest of the text).
+
+    >>> _collection_option("--collection legal https://example.com/memo")
+    ('legal', 'https://example.com/memo')
+    """
+    given = _COLLECTION_OPTION.match(text)
+    if not given:
+        return DEFAULT_COLLECTION, text
+    return given.group(1), text[given.end() :].strip()
 
 
 def _single_url(text: str) -> str | None:

@@ -143,8 +143,10 @@ class EventListeners:
             return
         # in a thread the bot has answered in, the earlier questions and their articles guide the search
         thread = self.kit.state.thread_context(channel, thread_ts, before_ts=ts) if thread_ts != ts else None
+        team = event.get("user_team") or event.get("team")
+        collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
         with self.kit.eyes(client, channel, ts):
-            message, answer_id = self.kit.answer(question, user=user, thread=thread)
+            message, answer_id = self.kit.answer(question, user=user, thread=thread, collections=collections)
             reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
         self.kit.state.link_reply(
             ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)
@@ -167,8 +169,10 @@ class EventListeners:
                 client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal
             )
             return
+        team = new.get("user_team") or new.get("team")
+        collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
         with self.kit.eyes(client, channel, new["ts"]):
-            message, answer_id = self.kit.answer(question, user=user)
+            message, answer_id = self.kit.answer(question, user=user, collections=collections)
             updated = self.kit.try_call(client.chat_update, channel=channel, ts=link.reply_ts, **message)
         if updated:
             self.kit.state.link_reply(dataclasses.replace(link, answer_id=answer_id))

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.slack import blocks as slack_blocks
 from bot.slack.dedupe import SeenDeliveries
 from bot.slack.escape import unescape_slack
+from bot.slack.gate import Gate
 from bot.store.state import SlackState, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
@@ -62,12 +63,13 @@ def slack_error(exc: Exception) -> str:
 class ListenerKit:
     """The service, the Slack tables and the worker pools every listener uses, with the plumbing around them.
 
-    kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2))
+    kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2), gate=gate)
     kit.later(job, client, event, apology=kit.in_thread(client, event))
 
     :param work: answers and clicks run here.
     :param fetches: `/ingest` runs here, so a slow link never holds up an answer; default: `work`.
     :param seen: delivery ids already handled (retries, replays); default: remembered in `state`.
+    :param gate: allowed workspaces, admins and the access policy (`bot.slack.gate`).
     """
 
     def __init__(
@@ -77,10 +79,12 @@ class ListenerKit:
         state: SlackState,
         work: Executor,
         *,
+        gate: Gate,
         fetches: Executor | None = None,
         seen: SeenDeliveries | None = None,
     ) -> None:
         self.settings, self.service, self.state, self.work = settings, service, state, work
+        self.gate = gate
         self.fetches = fetches or work
         self.seen = seen or SeenDeliveries(state)
         self.reader_lock = threading.Lock()  # one reader run at a time: the model already uses every core
@@ -178,15 +182,23 @@ class ListenerKit:
             logger.warning("response_url post failed status=%s", status)
 
     def answer(
-        self, question: str, *, user: str, shareable: bool = False, thread: ThreadContext | None = None
+        self,
+        question: str,
+        *,
+        user: str,
+        shareable: bool = False,
+        thread: ThreadContext | None = None,
+        collections: frozenset[str] | None = None,
     ) -> tuple[dict, str | None]:
-        """(message, answer id) for a question, a follow-up when `thread` holds earlier questions; any failure
-        becomes the apology with a logged reference."""
+        """(message, answer id) for a question, a follow-up when `thread` holds earlier questions, reading only
+        `collections` (None: every article); any failure becomes the apology with a logged reference."""
         answer_id = new_id()
         thread = thread or ThreadContext()
         try:
             with self.reader_lock:
-                answer = self.service.answer(question, context=thread.questions, prefer_articles=thread.article_ids)
+                answer = self.service.answer(
+                    question, context=thread.questions, prefer_articles=thread.article_ids, collections=collections
+                )
             message = slack_blocks.answer_message(answer, answer_id=answer_id, shareable=shareable)
             shown = (
                 slack_blocks.answer_message(answer, answer_id=answer_id, asked_by=user) if shareable else message
@@ -200,6 +212,7 @@ class ListenerKit:
                     score=answer.score,
                     text=shown["text"],
                     blocks=shown["blocks"],
+                    collections=tuple(sorted({article.collection for article in answer.cited_articles()})),
                 )
             )
             return message, answer_id

@@ -56,6 +56,19 @@ V1_SLACK_SQL = [
 # Version 2 adds articles.author, version 3 sentences.page (ALTER TABLE appends each to the table's SQL).
 V2_SQL = [V1_SQL[0].removesuffix("\n)") + "\n, author text)", *V1_SQL[1:]]
 V3_SQL = [V2_SQL[0], V2_SQL[1], V2_SQL[2], V2_SQL[3].removesuffix("\n)") + "\n, page integer)", *V2_SQL[4:]]
+# Version 4 adds the feeds and feed_entries tables.
+V4_FEEDS_SQL = [
+    'CREATE TABLE "feeds" (\n   "id" INTEGER PRIMARY KEY,\n   "url" TEXT NOT NULL,\n   "title" TEXT,\n   "etag" TEXT,\n'
+    '   "last_modified" TEXT,\n   "added_at" TEXT,\n   "last_polled_at" TEXT,\n   "last_error" TEXT,\n'
+    '   "failures" INTEGER DEFAULT 0,\n   "retry_at" REAL\n)',
+    'CREATE UNIQUE INDEX "idx_feeds_url"\n    ON "feeds" ("url")',
+    'CREATE TABLE "feed_entries" (\n   "feed_id" INTEGER REFERENCES "feeds"("id"),\n   "entry_key" TEXT,\n'
+    '   "link" TEXT,\n   "fingerprint" TEXT,\n   "article_id" INTEGER,\n   "seen_at" TEXT,\n'
+    '   PRIMARY KEY ("feed_id", "entry_key")\n)',
+    'CREATE INDEX "idx_feed_entries_link"\n    ON "feed_entries" ("link")',
+    'CREATE INDEX "idx_feed_entries_entry_key"\n    ON "feed_entries" ("entry_key")',
+]
+V4_SQL = V3_SQL + V4_FEEDS_SQL
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -99,21 +112,21 @@ def legacy_db(tmp_path):
 
 def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
-    assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == 3
+    assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == 4
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V3_SQL + V1_SLACK_SQL)
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V1_SLACK_SQL)
 
 
 def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
     store = SQLiteStore(legacy_db)
-    assert schema_version(store.db) == 3
+    assert schema_version(store.db) == 4
     assert store.article_count() == 1
     assert [(p.article.title, p.article.author, p.text) for p in store.search('"ortiz"', limit=5)] == [
         ("Riverton bridge", None, BODY)
     ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V3_SQL + V1_SLACK_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V1_SLACK_SQL)
 
 
 def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):
@@ -123,7 +136,7 @@ def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_d
     db = sqlite_utils.Database(legacy_db)
     rows_before = {name: list(db[name].rows) for name in ("articles", "sentences", "passages")}
     db.close()
-    assert upgrade(legacy_db) == (1, 3)
+    assert upgrade(legacy_db) == (1, 4)
     db = sqlite_utils.Database(legacy_db)
     assert list(db["articles"].rows) == [{**row, "author": None} for row in rows_before["articles"]]
     assert list(db["sentences"].rows) == [{**row, "page": None} for row in rows_before["sentences"]]
@@ -138,13 +151,13 @@ def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_d
 def test_the_slack_tables_open_a_legacy_database_too(legacy_db):
     state = SlackState(legacy_db)
     assert state.first_sighting("Ev1") is True
-    assert schema_version(state.db) == 3
+    assert schema_version(state.db) == 4
     state.close()
 
 
 def test_upgrade_reports_the_version_before_and_after(legacy_db):
-    assert upgrade(legacy_db) == (0, 3)
-    assert upgrade(legacy_db) == (3, 3)
+    assert upgrade(legacy_db) == (0, 4)
+    assert upgrade(legacy_db) == (4, 4)
 
 
 def test_upgrade_of_a_missing_file_says_how_to_make_one(tmp_path):
@@ -174,7 +187,7 @@ def test_an_appended_migration_reaches_existing_databases(tmp_path, monkeypatch)
     path = tmp_path / "qa.db"
     SQLiteStore(path).add_article(Article(title="Riverton bridge", body=BODY, source="notes.txt"))
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_language])
-    assert upgrade(path) == (3, 4)
+    assert upgrade(path) == (4, 5)
     store = SQLiteStore(path)
     assert "language" in store.db["articles"].columns_dict
     assert store.article_count() == 1
@@ -190,20 +203,20 @@ def test_a_failed_migration_leaves_the_file_at_its_version(tmp_path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, broken])
     with pytest.raises(
         StoreError,
-        match=r"Could not upgrade .* to schema version 4 \(broken\): .*no such table.* "
-        r"The file is still at version 3\.",
+        match=r"Could not upgrade .* to schema version 5 \(broken\): .*no such table.* "
+        r"The file is still at version 4\.",
     ):
         upgrade(path)
     db = sqlite_utils.Database(path)
-    assert (schema_version(db), "language" in db["articles"].columns_dict) == (3, False)
+    assert (schema_version(db), "language" in db["articles"].columns_dict) == (4, False)
 
 
 def test_cli_db_upgrade_prints_the_versions(legacy_db):
     runner = CliRunner()
     first = runner.invoke(cli, ["db", "upgrade", "--db", str(legacy_db)])
     again = runner.invoke(cli, ["db", "upgrade", "--db", str(legacy_db)])
-    assert (first.exit_code, first.stdout) == (0, f"Upgraded {legacy_db} from schema version 0 to 3.\n")
-    assert (again.exit_code, again.stdout) == (0, f"{legacy_db} is at schema version 3, the latest; nothing to do.\n")
+    assert (first.exit_code, first.stdout) == (0, f"Upgraded {legacy_db} from schema version 0 to 4.\n")
+    assert (again.exit_code, again.stdout) == (0, f"{legacy_db} is at schema version 4, the latest; nothing to do.\n")
 
 
 def test_cli_db_upgrade_of_a_missing_file_is_one_error_line(tmp_path):

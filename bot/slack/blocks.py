@@ -363,7 +363,7 @@ def admin_list_message(rows: list[dict], *, query: str, more: bool) -> dict:
     if more:
         lines.append(escape_slack(messages.render("slack_admin_list_more")))
     text = "\n".join([intro, *lines])
-    blocks, chunk = [_section(intro)], []
+    blocks, chunk = [_section(intro)], []  # type: list[dict], list[str]
     for line in lines:  # a section holds 3,000 characters: start a new one before it overflows
         if chunk and len("\n".join([*chunk, line])) > MAX_SECTION_CHARS:
             blocks.append(_section("\n".join(chunk)))

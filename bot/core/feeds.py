@@ -87,7 +87,7 @@ def backoff_s(failures: int, *, interval_s: float) -> float:
     >>> [backoff_s(n, interval_s=60) for n in (1, 2, 3, 4)]
     [0.0, 60.0, 180.0, 420.0]
     """
-    return min(interval_s * (2 ** (failures - 1) - 1), MAX_BACKOFF_S)
+    return float(min(interval_s * (2 ** (failures - 1) - 1), MAX_BACKOFF_S))
 
 
 def _source(feed: FeedRow) -> str:

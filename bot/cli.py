@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from bot.cli_common import db_option, settings_for
+from bot.cli_feeds import feeds
 from bot.cli_library import articles
 from bot.core import messages
 from bot.core.records import Answer
@@ -427,6 +428,7 @@ def db_upgrade(db_path: Path | None) -> None:
 
 
 cli.add_command(articles)
+cli.add_command(feeds)
 
 
 def main() -> None:

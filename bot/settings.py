@@ -9,13 +9,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.reader_config import DTYPES, ReaderConfig, doc_stride_fits
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.core.feeds import FeedLimits
 
 __all__ = ["Settings", "load_settings", "shipped_reader_dir", "unknown_variables"]
 
@@ -130,6 +133,11 @@ class Settings(BaseSettings):
     fetch_allow_private: bool = Field(
         default=False, description="Let /ingest fetch from loopback and private-network hosts (an intranet wiki)."
     )
+    feed_interval_minutes: float = Field(
+        default=30.0, gt=0, description="qa-bot serve polls every subscribed feed this often (minutes)."
+    )
+    feed_max_entries: int = Field(default=50, gt=0, description="New entries stored per feed per poll, at most.")
+    feed_poll_budget_s: float = Field(default=120.0, gt=0, description="Time one feed's poll may take in all.")
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_file: Path | None = Field(default=None, description="Also log to this file, rotated at 10 MB (5 kept).")
@@ -174,6 +182,19 @@ class Settings(BaseSettings):
         if value and not value.endswith("/"):
             return value + "/"
         return value
+
+    def feed_limits(self) -> FeedLimits:
+        """The limits of a feed poll: `/ingest`'s page limits plus the feed settings."""
+        from bot.core.feeds import FeedLimits
+
+        return FeedLimits(
+            timeout_s=self.fetch_timeout_s,
+            max_bytes=self.fetch_max_bytes,
+            allow_private=self.fetch_allow_private,
+            max_entries=self.feed_max_entries,
+            budget_s=self.feed_poll_budget_s,
+            interval_s=self.feed_interval_minutes * 60,
+        )
 
     def reader_config(self) -> ReaderConfig:
         """The reader these settings describe.

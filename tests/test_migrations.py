@@ -66,7 +66,19 @@ V5_SLACK_SQL = [
     V1_SLACK_SQL[1].removesuffix("\n)") + "\n, collections text)" if "slack_answers" in sql else sql
     for sql in V1_SLACK_SQL
 ]
-LATEST = 5
+# Version 6 adds the feeds and feed_entries tables.
+V6_FEEDS_SQL = [
+    'CREATE TABLE "feeds" (\n   "id" INTEGER PRIMARY KEY,\n   "url" TEXT NOT NULL,\n   "title" TEXT,\n   "etag" TEXT,\n'
+    '   "last_modified" TEXT,\n   "added_at" TEXT,\n   "last_polled_at" TEXT,\n   "last_error" TEXT,\n'
+    '   "failures" INTEGER DEFAULT 0,\n   "retry_at" REAL\n)',
+    'CREATE UNIQUE INDEX "idx_feeds_url"\n    ON "feeds" ("url")',
+    'CREATE TABLE "feed_entries" (\n   "feed_id" INTEGER REFERENCES "feeds"("id"),\n   "entry_key" TEXT,\n'
+    '   "link" TEXT,\n   "fingerprint" TEXT,\n   "article_id" INTEGER,\n   "seen_at" TEXT,\n'
+    '   PRIMARY KEY ("feed_id", "entry_key")\n)',
+    'CREATE INDEX "idx_feed_entries_link"\n    ON "feed_entries" ("link")',
+    'CREATE INDEX "idx_feed_entries_entry_key"\n    ON "feed_entries" ("entry_key")',
+]
+LATEST = 6
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -112,7 +124,7 @@ def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
     assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == LATEST
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V5_SLACK_SQL)
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V5_SLACK_SQL + V6_FEEDS_SQL)
 
 
 def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
@@ -124,7 +136,7 @@ def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_da
     ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V5_SLACK_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V5_SLACK_SQL + V6_FEEDS_SQL)
 
 
 def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):

@@ -709,6 +709,131 @@ def test_feedback_button_value_names_its_answer(slack):
     assert [(r["vote"], r["answer"]) for r in slack.state.feedback()] == [("down", "Mikheev")]
 
 
+# /qa-admin: list and delete, admins only ------------------------------------------------------------------------
+
+
+def _admin(slack: Slack, text: str, *, user: str = "U0ADMIN", trigger: str) -> tuple[int, bytes]:
+    status, _, body = slack.command(
+        "slash_ingest.form.txt", command="/qa-admin", text=text, user_id=user, trigger_id=trigger
+    )
+    return status, body
+
+
+def _click(slack: Slack, button: dict, *, user: str, trigger: str) -> None:
+    click = _fixture_json("block_actions_feedback.json")
+    click["user"] = {**click["user"], "id": user}
+    click["actions"] = [
+        {**click["actions"][0], "action_id": button["action_id"], "block_id": "admin_delete", "value": button["value"]}
+    ]
+    click["container"] = {
+        "type": "message",
+        "message_ts": "1700000009.000100",
+        "channel_id": "C0001",
+        "is_ephemeral": True,
+    }
+    del click["message"]
+    click["trigger_id"] = trigger
+    click["response_url"] = slack.fake.response_url("admin")
+    assert slack.action(click)[0] == 200
+
+
+def _article_ids(slack: Slack) -> list[int]:
+    return [row["id"] for row in slack.store.db.query("select id from articles order by id")]
+
+
+def test_qa_admin_list_shows_matching_articles_with_links(slack):
+    assert _admin(slack, "list rosoboron", trigger="t1") == (200, b"")
+    [listing] = slack.fake.wait_for("response_url")
+    assert listing["response_type"] == "ephemeral"
+    assert listing["text"] == (
+        "Stored articles whose title, source or url contains “rosoboron”, oldest first:\n"
+        "#1 <https://example.com/news/rosoboronexport|Rosoboronexport leadership> (newswire, 2024-03-01)"
+    )
+
+
+def test_qa_admin_list_without_text_lists_everything_escaped(slack):
+    _admin(slack, "list", trigger="t1")
+    [listing] = slack.fake.wait_for("response_url")
+    assert listing["text"].splitlines() == [
+        "Stored articles, oldest first:",
+        "#1 <https://example.com/news/rosoboronexport|Rosoboronexport leadership> (newswire, 2024-03-01)",
+        "#2 Arms exports overview (reports/exports.txt)",
+        "#3 Staff memo (intranet)",
+    ]
+
+
+def test_qa_admin_delete_asks_then_the_button_deletes_through_the_library(slack):
+    [url] = [a.url for a in ARTICLES if a.url]
+    _admin(slack, f"delete <{url}>", trigger="t1")
+    [question] = slack.fake.wait_for("response_url")
+    assert question["text"] == (
+        "Delete article #1 “Rosoboronexport leadership” (newswire) with its 1 passages? Answers will no longer cite it."
+    )
+    delete, cancel = _block(question, "admin_delete")["elements"]
+    assert (delete["action_id"], delete["value"], delete["style"], cancel["action_id"]) == (
+        "admin_delete",
+        "1",
+        "danger",
+        "admin_cancel",
+    )
+    assert _article_ids(slack) == [1, 2, 3]  # asking changes nothing
+    _click(slack, delete, user="U0ADMIN", trigger="c1")
+    done = slack.fake.wait_for("response_url", 2)[1]
+    assert (done["text"], done["replace_original"]) == (
+        "Deleted article #1 “Rosoboronexport leadership” (newswire).",
+        True,
+    )
+    assert _article_ids(slack) == [2, 3]
+    counts = [
+        slack.store.db.execute(f"select count(*) from {table} where article_id = 1").fetchone()[0]
+        for table in ("sentences", "passages")
+    ]
+    assert counts == [0, 0]
+    assert slack.store.search('"mikheev"', limit=5) == []
+
+
+def test_qa_admin_cancel_deletes_nothing(slack):
+    _admin(slack, "delete 2", trigger="t1")
+    [question] = slack.fake.wait_for("response_url")
+    _click(slack, _block(question, "admin_delete")["elements"][1], user="U0ADMIN", trigger="c1")
+    done = slack.fake.wait_for("response_url", 2)[1]
+    assert (done["text"], _article_ids(slack)) == ("Nothing was deleted.", [1, 2, 3])
+
+
+def test_qa_admin_delete_of_an_unknown_article_says_so(slack):
+    _admin(slack, "delete 99", trigger="t1")
+    [reply] = slack.fake.wait_for("response_url")
+    assert reply["text"] == (
+        "No article with id or url “99” is stored, so nothing was deleted. Find it with /qa-admin list &lt;text&gt;."
+    )
+    assert _article_ids(slack) == [1, 2, 3]
+
+
+def test_qa_admin_by_a_non_admin_is_refused_like_ingest_and_changes_nothing(slack):
+    for index, text in enumerate(["list", "delete 1", ""]):
+        status, body = _admin(slack, text, user="U0001", trigger=f"t{index}")
+        assert (status, json.loads(body)["text"]) == (
+            200,
+            "Only admins can use /qa-admin, so nothing was changed. Ask an admin, or use /ask to query what is "
+            "already stored.",
+        )
+    slack.work.wait_idle()
+    assert (slack.fake.methods(), _article_ids(slack)) == ([], [1, 2, 3])
+
+
+def test_a_delete_click_from_a_non_admin_is_refused_and_deletes_nothing(slack):
+    _click(slack, {"action_id": "admin_delete", "value": "1"}, user="U0001", trigger="c1")
+    [refusal] = slack.fake.wait_for("response_url")
+    assert refusal["text"].startswith("Only admins can use /qa-admin, so nothing was changed.")
+    slack.work.wait_idle()
+    assert _article_ids(slack) == [1, 2, 3]
+
+
+def test_qa_admin_without_a_verb_shows_usage(slack):
+    status, body = _admin(slack, "purge everything", trigger="t1")
+    assert (status, json.loads(body)["text"].startswith("Usage: /qa-admin list [text]")) == (200, True)
+
+
 # The Slack tables on their own ----------------------------------------------------------------------------------
 
 
@@ -748,7 +873,7 @@ def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
         "reactions:write",
     ]
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
-    assert commands == ["/ask", "/ingest", "/qa-help"]
+    assert commands == ["/ask", "/ingest", "/qa-help", "/qa-admin"]
     for command in commands:  # Bolt answers 404 for a command without a listener; each use has its own trigger
         status, _, body = slack.command("slash_ask.form.txt", command=command, text="", trigger_id=f"t{command}")
         assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)

@@ -18,6 +18,10 @@ __all__ = [
     "ACTION_FEEDBACK_UP",
     "ACTION_FEEDBACK_DOWN",
     "ACTION_SHARE",
+    "ACTION_ADMIN_DELETE",
+    "ACTION_ADMIN_CANCEL",
+    "admin_list_message",
+    "admin_delete_confirm_message",
     "answer_message",
     "error_message",
     "notice",
@@ -35,6 +39,8 @@ __all__ = [
 ACTION_FEEDBACK_UP = "feedback_up"
 ACTION_FEEDBACK_DOWN = "feedback_down"
 ACTION_SHARE = "share_answer"
+ACTION_ADMIN_DELETE = "admin_delete"
+ACTION_ADMIN_CANCEL = "admin_cancel"
 VOTES = {"up": ":+1:", "down": ":-1:"}
 
 MAX_QUOTE_CHARS = 1500  # a section's text may hold 3000 characters; escaping can make the quote longer
@@ -329,3 +335,65 @@ def ingest_failure_message(*, url: str | None, reason: str) -> dict:
     if url:
         return notice(messages.render("slack_ingest_failed", url=url, reason=reason))
     return notice(messages.render("slack_ingest_text_failed", reason=reason))
+
+
+# /qa-admin ----------------------------------------------------------------------------------------------------
+
+
+def admin_list_message(rows: list[dict], *, query: str, more: bool) -> dict:
+    """`/qa-admin list [text]`: one line per article (id, title linked when it has a url, source, date).
+
+    :param rows: `ArticleRow.to_dict()` values, at most what one message should show.
+    :param more: whether more articles matched than `rows` holds.
+    """
+    if not rows:
+        template = "slack_admin_list_none" if query else "slack_admin_list_empty"
+        return notice(messages.render(template, query=query))
+    intro = escape_slack(
+        messages.render("slack_admin_list_intro_query", query=query)
+        if query
+        else messages.render("slack_admin_list_intro")
+    )
+    lines = [
+        messages.render(
+            "slack_admin_list_row",
+            id=row["id"],
+            title=title_link(ArticleRef(row["id"], row["title"], row["source"], row["url"])),
+            source=escape_slack(_one_line(row["source"])),
+            date=f", {escape_slack(row['published_at'])}" if row.get("published_at") else "",
+        )
+        for row in rows
+    ]
+    if more:
+        lines.append(escape_slack(messages.render("slack_admin_list_more")))
+    text = "\n".join([intro, *lines])
+    blocks, chunk = [_section(intro)], []  # type: list[dict], list[str]
+    for line in lines:  # a section holds 3,000 characters: start a new one before it overflows
+        if chunk and len("\n".join([*chunk, line])) > MAX_SECTION_CHARS:
+            blocks.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    blocks.append(_section("\n".join(chunk)))
+    return _message(text, blocks)
+
+
+def admin_delete_confirm_message(row: dict) -> dict:
+    """`/qa-admin delete`: what would be deleted, with a Delete button (value: the article id) and Cancel."""
+    text = escape_slack(
+        messages.render(
+            "slack_admin_delete_confirm",
+            id=row["id"],
+            title=_one_line(row["title"]),
+            source=_one_line(row["source"]),
+            passages=row["passages"],
+        )
+    )
+    buttons = {
+        "type": "actions",
+        "block_id": "admin_delete",
+        "elements": [
+            _button("slack_button_delete", action_id=ACTION_ADMIN_DELETE, value=str(row["id"]), style="danger"),
+            _button("slack_button_cancel", action_id=ACTION_ADMIN_CANCEL, value=str(row["id"])),
+        ],
+    }
+    return _message(text, [_section(text, block_id="admin_delete_question"), buttons])

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from slack_bolt import App
@@ -25,6 +26,9 @@ from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import create_app
+
+if TYPE_CHECKING:
+    from bot.core.feeds import FeedPoller
 
 __all__ = [
     "serve",
@@ -255,6 +259,24 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     load_access_policy(settings.access_file, service.store)  # a bad access file stops us before the model loads
     service.warm_up()
     app = create_app(settings, service, client=client)
+    poller = start_feed_poller(settings)
+    try:
+        _serve_app(app, settings, host=host, port=port)
+    finally:
+        poller.stop(timeout_s=5)
+
+
+def start_feed_poller(settings: Settings, **options: Any) -> FeedPoller:
+    """Poll every subscribed feed now and then every QABOT_FEED_INTERVAL_MINUTES, on a thread of its own with
+    its own database connection; a feed's failure is logged and never reaches Slack."""
+    from bot.core.feeds import FeedPoller
+    from bot.store.sqlite import SQLiteStore
+
+    logger.info("feed polling every minutes=%g", settings.feed_interval_minutes)
+    return FeedPoller(lambda: SQLiteStore(settings.db_path), limits=settings.feed_limits(), **options).start()
+
+
+def _serve_app(app: App, settings: Settings, *, host: str, port: int) -> None:
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

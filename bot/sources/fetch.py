@@ -25,6 +25,8 @@ USER_AGENT = "qa-bot/0.1 (article ingestion for a Slack bot)"
 ALLOWED_SCHEMES = ("http", "https")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain", "text/markdown")
+ACCEPT_PAGES = "text/html, text/plain;q=0.9, */*;q=0.1"
+ACCEPT_FEEDS = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 _CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
 _NO_TIMEOUT_S = 30.0  # connections are always made with the time left; this only satisfies the type
@@ -32,10 +34,29 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class FetchedPage:
-    """The bytes of a fetched page with what the server said about them."""
+    """The bytes of a fetched page with what the server said about them.
 
-    def __init__(self, url: str, body: bytes, content_type: str, charset: str | None) -> None:
+    `status` is 304 (and `body` empty) when a conditional request found the page unchanged; `etag` and
+    `last_modified` are the validators to send next time (None when the server gave none).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        body: bytes,
+        content_type: str,
+        charset: str | None,
+        *,
+        status: int = 200,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> None:
         self.url, self.body, self.content_type, self.charset = url, body, content_type, charset
+        self.status, self.etag, self.last_modified = status, etag, last_modified
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
 
     def text(self) -> str:
         try:
@@ -197,25 +218,45 @@ class _Deadline:
             self.connection.close()
 
 
-def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool = False) -> FetchedPage:
+def fetch_page(
+    url: str,
+    *,
+    timeout_s: float,
+    max_bytes: int,
+    allow_private: bool = False,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    accept: str = ACCEPT_PAGES,
+) -> FetchedPage:
     """Download a page within `timeout_s` seconds in all (connect, headers, body, redirects) and `max_bytes` bytes.
 
     The host is resolved once per hop and the connection goes to that address. Proxy environment variables are
     not used: a proxy would connect to hosts that were never checked.
 
     :param allow_private: also fetch from loopback and private-network hosts (an intranet wiki, tests).
+    :param etag: sent as If-None-Match; with `last_modified` (If-Modified-Since) a conditional GET, answered by
+        a `FetchedPage` whose `not_modified` is true when the server says 304.
+    :param accept: the Accept header (feeds ask for XML).
     :raises FetchError: for a non-http(s) URL, a private host (unless allowed), an unreachable host, an HTTP
         error status, a time-out or a page that is too large; the message names the URL and what to try.
     """
     start_url = url = check_url(url)
+    headers = {"User-Agent": USER_AGENT, "Accept": accept}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
     with _Deadline(timeout_s) as deadline:
         try:
             for _hop in range(MAX_REDIRECTS + 1):
-                response = _request(url, deadline=deadline, allow_private=allow_private)
+                response = _request(url, deadline=deadline, allow_private=allow_private, headers=headers)
                 location = response.getheader("Location")
                 if response.status in _REDIRECTS and location:
                     url = check_url(urljoin(url, location))
                     continue
+                if response.status == 304 and (etag or last_modified):
+                    body = b""
+                    break
                 if response.status >= 400:
                     raise FetchError(
                         f"{url} answered HTTP {response.status} {response.reason}; check the link in a browser"
@@ -235,11 +276,21 @@ def fetch_page(url: str, *, timeout_s: float, max_bytes: int, allow_private: boo
                 raise FetchError(f"could not reach {urlsplit(url).hostname}: {exc}") from exc
             raise FetchError(f"could not fetch {url}: {exc}") from exc
     content_type, charset = response.msg.get_content_type(), response.msg.get_content_charset()
-    logger.debug("fetched url=%s bytes=%d content_type=%s", url, len(body), content_type)
-    return FetchedPage(url, body, content_type, charset)
+    logger.debug("fetched url=%s status=%d bytes=%d content_type=%s", url, response.status, len(body), content_type)
+    return FetchedPage(
+        url,
+        body,
+        content_type,
+        charset,
+        status=response.status,
+        etag=response.getheader("ETag") or etag,
+        last_modified=response.getheader("Last-Modified") or last_modified,
+    )
 
 
-def _request(url: str, *, deadline: _Deadline, allow_private: bool) -> http.client.HTTPResponse:
+def _request(
+    url: str, *, deadline: _Deadline, allow_private: bool, headers: dict[str, str]
+) -> http.client.HTTPResponse:
     parts = urlsplit(url)
     host, port = parts.hostname or "", _port(parts)
     address = check_public_host(url) if not allow_private else _addresses(host, port)[0]
@@ -249,9 +300,7 @@ def _request(url: str, *, deadline: _Deadline, allow_private: bool) -> http.clie
     connection = kind(host, port, address=address, timeout=deadline.left())
     deadline.connection = connection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection.request(
-        "GET", path, headers={"User-Agent": USER_AGENT, "Accept": "text/html, text/plain;q=0.9, */*;q=0.1"}
-    )
+    connection.request("GET", path, headers=headers)
     connection.sock.settimeout(deadline.left())
     return connection.getresponse()
 

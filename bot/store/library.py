@@ -69,11 +69,16 @@ class Library:
         self.store = store
         self.db = store.db
 
-    def articles_sql(self, *, since: str | None = None, source: str | None = None) -> tuple[str, list[object]]:
+    def articles_sql(
+        self, *, since: str | None = None, source: str | None = None, text: str | None = None
+    ) -> tuple[str, list[object]]:
         """The `articles` query and its parameters: oldest id first, a per-article passage count (no GROUP BY
         over every passage, so the first row comes at once even for 100k articles)."""
         where: list[str] = []
         params: list[object] = []
+        if text:
+            where.append("instr(lower(a.title || ' ' || a.source || ' ' || coalesce(a.url, '')), lower(?)) > 0")
+            params.append(text)
         if since:
             where.append("a.ingested_at >= ?")
             params.append(since)
@@ -83,13 +88,16 @@ class Library:
         sql = _ROW_SQL + (" where " + " and ".join(where) if where else "") + " order by a.id"
         return sql, params
 
-    def articles(self, *, since: str | None = None, source: str | None = None) -> Iterator[ArticleRow]:
+    def articles(
+        self, *, since: str | None = None, source: str | None = None, text: str | None = None
+    ) -> Iterator[ArticleRow]:
         """Stored articles, oldest id first, one at a time (streamed from SQLite).
 
         :param since: only articles added (ingested) on or after this date or timestamp (ISO 8601, UTC).
         :param source: only articles whose source contains this text (any case).
+        :param text: only articles whose title, source or url contains this text (any case; `/qa-admin list`).
         """
-        sql, params = self.articles_sql(since=since, source=source)
+        sql, params = self.articles_sql(since=since, source=source, text=text)
         try:
             for row in self.db.query(sql, params):
                 yield ArticleRow(**row)

@@ -172,6 +172,46 @@ def add_answer_collections(db: sqlite_utils.Database) -> None:
         db.execute("alter table slack_answers add column collections text")
 
 
+def add_feeds(db: sqlite_utils.Database) -> None:
+    """Version 6: `feeds` (subscribed RSS/Atom feeds, their validators for conditional GET and their failures, for
+    backoff) and `feed_entries` (each entry seen, by feed and entry id or link, with the article it became)."""
+    tables = set(db.table_names())
+    if "feeds" not in tables:
+        db.table("feeds").create(
+            {
+                "id": int,
+                "url": str,
+                "title": str,
+                "etag": str,
+                "last_modified": str,
+                "added_at": str,
+                "last_polled_at": str,
+                "last_error": str,
+                "failures": int,
+                "retry_at": float,  # epoch seconds; a failing feed is not polled before this
+            },
+            pk="id",
+            not_null={"url"},
+            defaults={"failures": 0},
+        )
+        db.table("feeds").create_index(["url"], unique=True)
+    if "feed_entries" not in tables:
+        db.table("feed_entries").create(
+            {
+                "feed_id": int,
+                "entry_key": str,  # the entry's id, else its link
+                "link": str,
+                "fingerprint": str,  # changes when the entry's title, link or dates change
+                "article_id": int,
+                "seen_at": str,
+            },
+            pk=("feed_id", "entry_key"),
+            foreign_keys=[("feed_id", "feeds", "id")],
+        )
+        db.table("feed_entries").create_index(["link"])
+        db.table("feed_entries").create_index(["entry_key"])
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
@@ -179,6 +219,7 @@ MIGRATIONS: list[Migration] = [
     add_sentence_page,
     add_article_collection,
     add_answer_collections,
+    add_feeds,
 ]
 
 

@@ -26,6 +26,8 @@ class ActionListeners:
         app.action(slack_blocks.ACTION_SHARE)(self.on_share)
         app.action(slack_blocks.ACTION_FEEDBACK_UP)(self.on_feedback)
         app.action(slack_blocks.ACTION_FEEDBACK_DOWN)(self.on_feedback)
+        app.action(slack_blocks.ACTION_ADMIN_DELETE)(self.on_admin_delete)
+        app.action(slack_blocks.ACTION_ADMIN_CANCEL)(self.on_admin_cancel)
 
     # Buttons -------------------------------------------------------------------------------------------------
 
@@ -95,3 +97,39 @@ class ActionListeners:
             response_type="ephemeral",
             replace_original=False,
         )
+
+    def on_admin_delete(self, ack: Ack, body: dict, action: dict, respond: Respond) -> None:
+        """The Delete button of `/qa-admin delete`: checked again here, since anyone can send a click payload."""
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        team = (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id")
+        if not self.kit.is_admin(team, user):
+            logger.info("admin delete refused user=%s", user)
+            self.kit.respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_admin_refused")),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        self.kit.later(self._admin_delete, respond, user, action.get("value", ""), apology=self.kit.privately(respond))
+
+    def _admin_delete(self, respond: Respond, user: str, value: str) -> None:
+        library = self.kit.library()
+        row = library.find(value) if value.isdigit() else None
+        if row is None:
+            message = slack_blocks.notice(messages.render("slack_admin_already_deleted", id=value))
+        else:
+            library.delete([row.id])  # the same transaction as `qa-bot articles delete`
+            logger.info("admin deleted user=%s article_id=%d", user, row.id)
+            message = slack_blocks.notice(
+                messages.render("slack_admin_deleted", id=row.id, title=" ".join(row.title.split()), source=row.source)
+            )
+        self.kit.respond(respond, message, replace_original=True)
+
+    def on_admin_cancel(self, ack: Ack, respond: Respond) -> None:
+        ack()
+        self.kit.later(self._admin_cancel, respond, apology=self.kit.privately(respond))
+
+    def _admin_cancel(self, respond: Respond) -> None:
+        self.kit.respond(respond, slack_blocks.notice(messages.render("slack_admin_cancelled")), replace_original=True)

@@ -1,8 +1,9 @@
-"""Slash command listeners: /ask (private answer with a share button), /ingest (admins) and /qa-help."""
+"""Slash command listeners: /ask (private answer with a share button), /ingest and /qa-admin (admins), /qa-help."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import re
 
@@ -24,12 +25,14 @@ __all__ = ["CommandListeners"]
 logger = logging.getLogger(__name__)
 
 _SLACK_LINK = re.compile(r"^<(https?://[^|>\s]+)(?:\|[^>]*)?>$")
+ADMIN_LIST_MAX = 20  # articles one /qa-admin list shows; more are named, not listed
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _COLLECTION_OPTION = re.compile(r"^--collection(?:=|[ \t]+)(\S*)[ \t]*\n?")
 
 
 class CommandListeners:
-    """`/ask`, `/ingest` and `/qa-help`: each acknowledges at once; answering and ingesting run on the worker pool."""
+    """`/ask`, `/ingest`, `/qa-admin` and `/qa-help`: each acknowledges at once; answering, ingesting and the
+    library's queries run on the worker pools."""
 
     def __init__(self, kit: ListenerKit) -> None:
         self.kit = kit
@@ -38,6 +41,7 @@ class CommandListeners:
         app.command("/ask")(self.on_ask)
         app.command("/ingest")(self.on_ingest)
         app.command("/qa-help")(self.on_help)
+        app.command("/qa-admin")(self.on_admin)
 
     # Slash commands ------------------------------------------------------------------------------------------
 
@@ -66,7 +70,7 @@ class CommandListeners:
     def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:
         user = command.get("user_id", "")
         text = unescape_slack(command.get("text") or "").strip()
-        if not self.kit.gate.is_admin(command.get("team_id"), user):
+        if not self.kit.is_admin(command.get("team_id"), user):
             logger.info("ingest refused user=%s", user)
             ack(**slack_blocks.notice(messages.render("slack_ingest_refused")))
             return
@@ -125,6 +129,42 @@ class CommandListeners:
                 report["text"] + " " + messages.render("slack_ingest_unread", collection=collection)
             )
         self.kit.respond(respond, report, response_type="ephemeral")
+
+    def on_admin(self, ack: Ack, command: dict, respond: Respond) -> None:
+        """`/qa-admin list [text]` and `/qa-admin delete <id or url>` (admins only, the same check as `/ingest`)."""
+        user = command.get("user_id", "")
+        if not self.kit.is_admin(command.get("team_id"), user):
+            logger.info("admin command refused user=%s", user)
+            ack(**slack_blocks.notice(messages.render("slack_admin_refused")))
+            return
+        verb, _, rest = unescape_slack(command.get("text") or "").strip().partition(" ")
+        rest = rest.strip()
+        if verb.lower() == "list":
+            ack()
+            self.kit.later(self._admin_list, respond, rest, apology=self.kit.privately(respond))
+        elif verb.lower() == "delete" and rest:
+            ack()
+            self.kit.later(
+                self._admin_delete, respond, user, _single_url(rest) or rest, apology=self.kit.privately(respond)
+            )
+        else:
+            ack(**slack_blocks.notice(messages.render("slack_admin_usage")))
+
+    def _admin_list(self, respond: Respond, query: str) -> None:
+        library = self.kit.library()
+        with library.store.lock:  # the rows stream from the shared connection
+            rows = [row.to_dict() for row in itertools.islice(library.articles(text=query or None), ADMIN_LIST_MAX + 1)]
+        message = slack_blocks.admin_list_message(rows[:ADMIN_LIST_MAX], query=query, more=len(rows) > ADMIN_LIST_MAX)
+        self.kit.respond(respond, message, response_type="ephemeral")
+
+    def _admin_delete(self, respond: Respond, user: str, ref: str) -> None:
+        row = self.kit.library().find(ref)
+        if row is None:
+            message = slack_blocks.notice(messages.render("slack_admin_unknown", ref=ref))
+        else:
+            logger.info("admin delete asked user=%s article_id=%d", user, row.id)
+            message = slack_blocks.admin_delete_confirm_message(row.to_dict())
+        self.kit.respond(respond, message, response_type="ephemeral")
 
     def on_help(self, ack: Ack) -> None:
         ack(**slack_blocks.notice(messages.render("help")))

@@ -24,6 +24,8 @@ from bot.slack import blocks as slack_blocks
 from bot.slack.dedupe import SeenDeliveries
 from bot.slack.escape import unescape_slack
 from bot.slack.gate import Gate
+from bot.store.library import Library
+from bot.store.sqlite import SQLiteStore
 from bot.store.state import SlackState, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
@@ -90,6 +92,18 @@ class ListenerKit:
         self.reader_lock = threading.Lock()  # one reader run at a time: the model already uses every core
         self._questions_lock = threading.Lock()
         self.pending_questions = 0  # accepted and not yet answered: queued for a worker or waiting for the reader
+
+    def is_admin(self, team: str | None, user: str) -> bool:
+        """The one check for every admin action (`/ingest`, `/qa-admin` and its buttons): the (team, user) pair is
+        one of `QABOT_ADMIN_USER_IDS` (see `Gate`)."""
+        return bool(user) and self.gate.is_admin(team, user)
+
+    def library(self) -> Library:
+        """The article library of the answering store, for `/qa-admin` (its queries take the store's lock)."""
+        store = self.service.store
+        if not isinstance(store, SQLiteStore):
+            raise TypeError(f"/qa-admin needs a SQLiteStore, not {type(store).__name__}")
+        return Library(store)
 
     def later(
         self,

@@ -1,0 +1,350 @@
+"""Feeds end to end, offline: a loopback HTTP server serves an RSS feed, an Atom feed and the pages they link to
+(private addresses allowed in these tests only); the real fetcher, feedparser, the store and the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.core.feeds import FeedLimits, FeedPoller, backoff_s, poll_feeds
+from bot.core.records import Article
+from bot.store import SQLiteStore
+from bot.store.feeds import FeedStore
+
+WORDS = "harbour ferry council budget captain engineer bridge mill river library station tram market"
+
+
+def page_html(n: int, *, edition: int = 1) -> bytes:
+    words = WORDS.split()
+    sentences = " ".join(
+        f"Story {n} edition {edition} says the {words[(n + i) % len(words)]} report number {i} was read aloud "
+        f"in the hall on day {i + 1}."
+        for i in range(6)
+    )
+    return (
+        f"<html><head><title>Story {n}</title></head><body><article><h1>Story {n}</h1><p>{sentences}</p>"
+        f"<p>The town expects more news about story {n} next week, officials said.</p></article></body></html>"
+    ).encode()
+
+
+def rss(base: str, numbers, *, title: str = "Town News") -> bytes:
+    items = "".join(
+        f"<item><title>Story {n}</title><link>{base}/p/{n}</link><guid>story-{n}</guid>"
+        f"<pubDate>Mon, 0{1 + n % 9} Jan 2024 10:00:00 GMT</pubDate></item>"
+        for n in numbers
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title>{items}</channel></rss>'.encode()
+
+
+def atom(base: str, numbers) -> bytes:
+    entries = "".join(
+        f'<entry><title>Story {n}</title><link href="{base}/p/{n}"/><id>urn:story:{n}</id>'
+        f"<published>2024-02-0{1 + n % 9}T08:30:00Z</published><updated>2024-02-0{1 + n % 9}T08:30:00Z</updated>"
+        f"</entry>"
+        for n in numbers
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>City Atom</title>'
+        f"<id>urn:city</id><updated>2024-02-09T00:00:00Z</updated>{entries}</feed>"
+    ).encode()
+
+
+class Site:
+    """The loopback site: `feeds[path] = bytes` (served with an ETag), pages /p/N generated, /hang/N never
+    answers until the test ends; `hits` counts requests per path, `not_modified` the 304s."""
+
+    def __init__(self) -> None:
+        self.feeds: dict[str, bytes] = {}
+        self.editions: dict[int, int] = {}
+        self.hits: Counter[str] = Counter()
+        self.not_modified = 0
+        self.release = threading.Event()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                site.hits[self.path] += 1
+                if self.path in site.feeds:
+                    body = site.feeds[self.path]
+                    etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+                    if self.headers.get("If-None-Match") == etag:
+                        site.not_modified += 1
+                        self.send_response(304)
+                        self.send_header("ETag", etag)
+                        self.end_headers()
+                        return
+                    kind = "text/html" if body.lstrip().startswith(b"<html") else "application/rss+xml"
+                    return self._send(body, kind, {"ETag": etag})
+                if self.path.startswith("/p/"):
+                    n = int(self.path.rsplit("/", 1)[1])
+                    return self._send(page_html(n, edition=site.editions.get(n, 1)), "text/html; charset=utf-8")
+                if self.path.startswith("/hang/"):
+                    site.release.wait(10)
+                    return
+                self.send_error(404)
+
+            def _send(self, body: bytes, kind: str, headers: dict | None = None) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def site():
+    running = Site()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = SQLiteStore(tmp_path / "qa.db")
+    yield opened
+    opened.close()
+
+
+LIMITS = FeedLimits(timeout_s=5, allow_private=True, max_entries=50, budget_s=60, interval_s=60)
+
+
+def subscribe(store, site, path: str, body: bytes) -> None:
+    site.feeds[path] = body
+    FeedStore(store).add(site.url(path), title=None)
+
+
+def rows(store, sql: str, params=()) -> list[dict]:
+    return list(store.db.query(sql, list(params)))
+
+
+def test_rss_and_atom_entries_are_stored_with_their_dates_and_an_unchanged_feed_costs_one_request(store, site):
+    subscribe(store, site, "/rss.xml", rss(site.base, [1, 2]))
+    subscribe(store, site, "/atom.xml", atom(site.base, [3]))
+    reports = poll_feeds(store, limits=LIMITS)
+    assert [(r.status, r.added, r.failures) for r in reports] == [("polled", 2, []), ("polled", 1, [])]
+    assert rows(store, "select title, source, url, published_at from articles order by url") == [
+        {
+            "title": "Story 1",
+            "source": "Town News",
+            "url": site.url("/p/1"),
+            "published_at": "2024-01-02T10:00:00+00:00",
+        },
+        {
+            "title": "Story 2",
+            "source": "Town News",
+            "url": site.url("/p/2"),
+            "published_at": "2024-01-03T10:00:00+00:00",
+        },
+        {
+            "title": "Story 3",
+            "source": "City Atom",
+            "url": site.url("/p/3"),
+            "published_at": "2024-02-04T08:30:00+00:00",
+        },
+    ]
+    hits_before = sum(site.hits.values())
+    again = poll_feeds(store, limits=LIMITS)
+    assert [r.status for r in again] == ["not_modified", "not_modified"]
+    assert (sum(site.hits.values()) - hits_before, site.not_modified) == (2, 2)  # one request per feed
+
+
+def test_the_same_entry_in_two_feeds_or_from_a_file_is_stored_once_and_keeps_its_source(store, site):
+    store.add_article(
+        Article(title="Story 5", body="A saved copy of story five.", source="saved/5.html", url=site.url("/p/5"))
+    )
+    subscribe(store, site, "/a.xml", rss(site.base, [4, 5], title="Feed A"))
+    subscribe(store, site, "/b.xml", rss(site.base, [4, 6], title="Feed B"))
+    reports = poll_feeds(store, limits=LIMITS)
+    assert [(r.added, r.known) for r in reports] == [(1, 1), (1, 1)]
+    assert rows(store, "select url, source from articles order by url") == [
+        {"url": site.url("/p/4"), "source": "Feed A"},
+        {"url": site.url("/p/5"), "source": "saved/5.html"},
+        {"url": site.url("/p/6"), "source": "Feed B"},
+    ]
+    assert (site.hits["/p/4"], site.hits["/p/5"]) == (1, 0)
+    assert FeedStore(store).get(site.url("/b.xml")).entries == 2
+
+
+def test_a_changed_entry_is_updated_in_place(store, site):
+    subscribe(store, site, "/rss.xml", rss(site.base, [7]))
+    poll_feeds(store, limits=LIMITS)
+    site.editions[7] = 2
+    site.feeds["/rss.xml"] = site.feeds["/rss.xml"].replace(b"Jan 2024 10:00", b"Jan 2024 11:00")
+    [report] = poll_feeds(store, limits=LIMITS)
+    assert (report.added, report.updated) == (0, 1)
+    [article] = rows(store, "select body, published_at from articles")
+    assert ("edition 2" in article["body"], article["published_at"]) == (True, "2024-01-08T11:00:00+00:00")
+
+
+def test_a_feed_of_10000_entries_stores_at_most_the_cap_per_poll_and_the_rest_later(store, site):
+    subscribe(store, site, "/big.xml", rss(site.base, range(10_000)))
+    started = time.monotonic()
+    [report] = poll_feeds(store, limits=LIMITS)
+    elapsed = time.monotonic() - started
+    assert (report.status, report.added, report.deferred, report.failures) == ("polled", 50, 9_950, [])
+    assert store.article_count() == 50
+    assert elapsed < 30, f"a poll of 50 new entries took {elapsed:.1f} s"  # the target is 10 s on 2 idle cores
+    site.feeds["/big.xml"] += b" "  # a new ETag: the feed is read again and the next 50 come in
+    [second] = poll_feeds(store, limits=LIMITS)
+    assert (second.added, second.deferred, store.article_count()) == (50, 9_900, 100)
+
+
+def test_pages_that_time_out_are_reported_and_the_rest_still_goes_in(store, site):
+    feed = rss(site.base, [8, 9]).replace(
+        b"<item>", f"<item><title>Hang</title><link>{site.base}/hang/1</link><guid>h</guid></item><item>".encode(), 1
+    )
+    subscribe(store, site, "/rss.xml", feed)
+    [report] = poll_feeds(store, limits=FeedLimits(timeout_s=0.5, allow_private=True, budget_s=30))
+    assert report.added == 2
+    [failure] = report.failures
+    assert (failure.path, failure.reason) == (
+        site.url("/hang/1"),
+        f"{site.url('/hang/1')} did not answer within 0.5 s (QABOT_FETCH_TIMEOUT_S); try again later",
+    )
+
+
+def test_a_poll_stops_at_its_time_budget_and_leaves_the_rest_for_later(store, site):
+    body = rss(site.base, []).replace(
+        b"</channel>",
+        b"".join(f"<item><link>{site.base}/hang/{n}</link><guid>h{n}</guid></item>".encode() for n in range(8))
+        + b"</channel>",
+    )
+    subscribe(store, site, "/rss.xml", body)
+    started = time.monotonic()
+    [report] = poll_feeds(store, limits=FeedLimits(timeout_s=5, allow_private=True, budget_s=0.5))
+    assert time.monotonic() - started < 3
+    assert (report.added, report.out_of_time, report.deferred + len(report.failures)) == (0, True, 8)
+
+
+def test_a_feed_that_is_html_fails_with_its_url_and_the_others_still_go_in(store, site):
+    subscribe(store, site, "/page.html", page_html(1))
+    subscribe(store, site, "/rss.xml", rss(site.base, [2]))
+    bad, good = poll_feeds(store, limits=LIMITS)
+    assert (bad.status, bad.error) == (
+        "failed",
+        f"{site.url('/page.html')} is not an RSS or Atom feed: it is text/html; subscribe to the feed's own address "
+        "(often linked as RSS on the page)",
+    )
+    assert (good.status, good.added) == ("polled", 1)
+    feed = FeedStore(store).get(site.url("/page.html"))
+    assert (feed.failures, feed.last_error, feed.retry_at is not None) == (1, bad.error, True)
+
+
+def test_backoff_doubles_with_each_failure_up_to_a_day():
+    assert [backoff_s(n, interval_s=1800) for n in (1, 2, 3, 4, 20)] == [0.0, 1800.0, 5400.0, 12600.0, 86400.0]
+
+
+def test_a_feed_backing_off_waits_unless_all_is_asked(store, site):
+    subscribe(store, site, "/page.html", page_html(1))
+    limits = FeedLimits(allow_private=True, interval_s=3600)
+    poll_feeds(store, limits=limits)
+    poll_feeds(store, limits=limits)  # second failure: the next try is an interval away
+    assert [r.status for r in poll_feeds(store, limits=limits)] == ["waiting"]
+    assert [r.status for r in poll_feeds(store, limits=limits, force=True)] == ["failed"]
+
+
+def test_the_poller_thread_polls_at_once_and_reports_each_pass(tmp_path, site):
+    db_path = tmp_path / "qa.db"
+    setup = SQLiteStore(db_path)
+    subscribe(setup, site, "/rss.xml", rss(site.base, [1]))
+    setup.close()
+    passes: list = []
+    done = threading.Event()
+    poller = FeedPoller(
+        lambda: SQLiteStore(db_path),
+        limits=FeedLimits(allow_private=True, interval_s=3600),
+        on_pass=lambda reports: (passes.append(reports), done.set()),
+    ).start()
+    assert done.wait(20)
+    poller.stop(timeout_s=5)
+    assert [(r.url, r.added) for r in passes[0]] == [(site.url("/rss.xml"), 1)]
+
+
+# The command line -----------------------------------------------------------------------------------------------
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env={"QABOT_FETCH_ALLOW_PRIVATE": "true", **(env or {})})
+
+
+def test_cli_feeds_add_list_poll_remove_and_stats(tmp_path, site):
+    db = str(tmp_path / "qa.db")
+    site.feeds["/rss.xml"] = rss(site.base, [1, 2])
+    url = site.url("/rss.xml")
+    added = invoke("feeds", "add", url, "--db", db)
+    assert (added.exit_code, added.stdout) == (
+        0,
+        f"Subscribed to {url} (Town News). Poll it now with: qa-bot feeds poll\n",
+    )
+    assert invoke("feeds", "add", url, "--db", db).stdout == f"{url} is already subscribed; nothing changed.\n"
+    polled = invoke("feeds", "poll", "--db", db)
+    assert (polled.exit_code, polled.stdout) == (
+        0,
+        f"feed {url}: 2 added, 0 updated, 0 unchanged, 0 already stored, 0 left for the next poll, 0 failed.\n",
+    )
+    assert invoke("feeds", "poll", "--db", db).stdout == f"feed {url}: not modified since the last poll.\n"
+    [row] = json.loads(invoke("feeds", "list", "--json", "--db", db).stdout)
+    assert (row["url"], row["title"], row["entries"], row["failures"]) == (url, "Town News", 2, 0)
+    assert json.loads(invoke("articles", "stats", "--json", "--db", db).stdout)["feeds"] == 1
+    removed = invoke("feeds", "remove", url, "--db", db)
+    assert (removed.exit_code, removed.stdout) == (
+        0,
+        f"Unsubscribed from {url}; the articles it brought stay (qa-bot articles delete removes them).\n",
+    )
+    assert invoke("feeds", "remove", url, "--db", db).exit_code == 1
+    assert json.loads(invoke("articles", "stats", "--json", "--db", db).stdout)["articles"] == 2
+
+
+def test_cli_feeds_add_of_an_html_page_is_refused_with_the_reason(tmp_path, site):
+    site.feeds["/page.html"] = page_html(1)
+    result = invoke("feeds", "add", site.url("/page.html"), "--db", str(tmp_path / "qa.db"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: {site.url('/page.html')} is not an RSS or Atom feed: it is text/html; subscribe to the feed's own "
+        "address (often linked as RSS on the page)\n",
+    )
+
+
+def test_cli_feeds_poll_exits_1_when_a_feed_failed_and_still_polls_the_others(tmp_path, site):
+    db = str(tmp_path / "qa.db")
+    store = SQLiteStore(db)
+    subscribe(store, site, "/page.html", page_html(1))
+    subscribe(store, site, "/rss.xml", rss(site.base, [3]))
+    store.close()
+    result = invoke("feeds", "poll", "--db", db)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"failed feed {site.url('/page.html')}: {site.url('/page.html')} is not an RSS")
+    assert "1 added" in result.stdout
+
+
+def test_feeds_are_refused_from_private_addresses_by_default(tmp_path, site):
+    site.feeds["/rss.xml"] = rss(site.base, [1])
+    result = CliRunner().invoke(cli, ["feeds", "add", site.url("/rss.xml"), "--db", str(tmp_path / "qa.db")])
+    assert result.exit_code == 1
+    assert "is a private or local address (127.0.0.1)" in result.stderr
+    assert site.hits == Counter()

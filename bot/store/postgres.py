@@ -30,7 +30,7 @@ from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
 from bot.store.parts import content_hash, page_groups, with_pages
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
 
-__all__ = ["PostgresStore", "describe_url", "connect_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
+__all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,20 @@ def connect_pg(url: str, *, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Conne
             f"Cannot connect to PostgreSQL at {host} (database {parts.get('dbname') or '?'}): {reason}. "
             "Check QABOT_DATABASE_URL or --db."
         ) from exc
+
+
+def upgrade_pg(url: str) -> tuple[int, int]:
+    """Bring a PostgreSQL database to the latest schema; returns (version before, version after).
+
+        before, after = upgrade_pg("postgresql://postgres@127.0.0.1/qa")  # (0, 1) for an empty database
+
+    :raises StoreError: when the server cannot be reached, or a migration fails.
+    """
+    conn = connect_pg(url)
+    try:
+        return migrate_pg(conn, label=describe_url(url))
+    finally:
+        conn.close()
 
 
 def _tsquery_sql(node: Node, params: list[object]) -> str:

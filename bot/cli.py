@@ -94,7 +94,7 @@ def _cited_by(service, context: list[str], collections=None) -> set[int]:
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @db_option
 @click.version_option(package_name="qa-bot")
-def cli(verbose: int, db_path: Path | None) -> None:
+def cli(verbose: int, db_path: str | None) -> None:
     """Answer questions from stored articles, with the exact sentence and source.
 
     Example: qa-bot ingest examples/articles/ && qa-bot ask "Who founded the Lakeside Robotics Club?"
@@ -122,7 +122,7 @@ def _collection_name(ctx: click.Context, param: click.Parameter, value: str) -> 
     "another collection is moved.",
 )
 @db_option
-def ingest(paths: tuple[Path, ...], collection: str, db_path: Path | None) -> None:
+def ingest(paths: tuple[Path, ...], collection: str, db_path: str | None) -> None:
     """Add article files or folders (.txt .md .html .json .jsonl) to the database.
 
     Re-ingesting unchanged content changes nothing; a changed article with the same url or path is updated.
@@ -132,11 +132,11 @@ def ingest(paths: tuple[Path, ...], collection: str, db_path: Path | None) -> No
     Example: qa-bot ingest --collection legal memos/ && qa-bot ingest examples/articles/ notes/extra.md
     """
     from bot.core.ingest import ingest_paths
-    from bot.store.sqlite import SQLiteStore
+    from bot.store import open_store
 
     settings = _settings(db_path=db_path)
     try:
-        report = ingest_paths(SQLiteStore(settings.db_path), paths, progress=sys.stderr.isatty(), collection=collection)
+        report = ingest_paths(open_store(settings.database), paths, progress=sys.stderr.isatty(), collection=collection)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     for outcome in report.moved:
@@ -150,7 +150,7 @@ def ingest(paths: tuple[Path, ...], collection: str, db_path: Path | None) -> No
     click.echo(
         messages.render(
             "ingest_report",
-            db_path=settings.db_path,
+            db_path=settings.database_label,
             added=report.added,
             updated=report.updated,
             unchanged=report.unchanged,
@@ -192,7 +192,7 @@ def ask(
     context: tuple[str, ...],
     channel: str | None,
     user: str | None,
-    db_path: Path | None,
+    db_path: str | None,
 ) -> None:
     """Answer a question from the stored articles. Without QUESTION, answer each line of stdin.
 
@@ -200,7 +200,7 @@ def ask(
     """
     from bot.core.access import load_access_policy, parse_user_ref
     from bot.core.service import build_service
-    from bot.store.sqlite import SQLiteStore
+    from bot.store import open_store
 
     settings = _settings(db_path=db_path)
     asker = None
@@ -214,11 +214,12 @@ def ask(
     if not questions:
         raise click.UsageError("Give a question, or one question per line on stdin.")
     try:
-        if not settings.db_path.exists():  # don't leave an empty database behind a mistyped --db
-            raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
-        store = SQLiteStore(settings.db_path)
+        # don't leave an empty database behind a mistyped --db
+        if settings.database_url is None and not settings.db_path.exists():
+            raise click.ClickException(messages.render("not_indexed", db_path=settings.database_label))
+        store = open_store(settings.database)
         if store.article_count() == 0:
-            raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
+            raise click.ClickException(messages.render("not_indexed", db_path=settings.database_label))
         # checked even when not applied, so a bad access file never goes unnoticed
         policy = load_access_policy(settings.access_file, store)
         collections = None
@@ -374,7 +375,7 @@ def _bench_decision(
     type=click.IntRange(1, 65535),
     help="Port of the HTTP server; Slack sends requests to https://<your host>/slack/events.",
 )
-def serve(db_path: Path | None, host: str, port: int) -> None:
+def serve(db_path: str | None, host: str, port: int) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP (POST /slack/events, GET /healthz).
 
     Needs SLACK_BOT_TOKEN, plus SLACK_SIGNING_SECRET over HTTP. The reader loads once, before the first question.
@@ -407,24 +408,29 @@ def db() -> None:
 
 @db.command("upgrade")
 @db_option
-def db_upgrade(db_path: Path | None) -> None:
+def db_upgrade(db_path: str | None) -> None:
     """Apply the schema migrations an older database lacks, and print its version before and after.
 
     Opening a database (ingest, ask, serve) upgrades it too; this does it explicitly, e.g. before a deployment.
 
     Example: qa-bot db upgrade --db qa-bot.db
     """
-    from bot.store.migrations import upgrade
-
     settings = _settings(db_path=db_path)
     try:
-        before, after = upgrade(settings.db_path)
+        if settings.database_url is not None:
+            from bot.store.postgres import upgrade_pg
+
+            before, after = upgrade_pg(settings.database_url)
+        else:
+            from bot.store.migrations import upgrade
+
+            before, after = upgrade(settings.db_path)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     if before == after:
-        click.echo(messages.render("db_up_to_date", db_path=settings.db_path, version=after))
+        click.echo(messages.render("db_up_to_date", db_path=settings.database_label, version=after))
     else:
-        click.echo(messages.render("db_upgraded", db_path=settings.db_path, before=before, after=after))
+        click.echo(messages.render("db_upgraded", db_path=settings.database_label, before=before, after=after))
 
 
 cli.add_command(articles)

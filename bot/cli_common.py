@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from bot.errors import QABotError
@@ -14,9 +12,9 @@ __all__ = ["db_option", "settings_for"]
 db_option = click.option(
     "--db",
     "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="SQLite database file (default: QABOT_DB_PATH, else ./qa-bot.db).",
+    help="SQLite database file, or a postgresql:// URL (default: QABOT_DATABASE_URL, else QABOT_DB_PATH, else "
+    "./qa-bot.db).",
 )
 
 
@@ -26,6 +24,12 @@ def settings_for(**overrides: object) -> Settings:
     if "db_path" in overrides and overrides["db_path"] is None:
         context = click.get_current_context(silent=True)
         overrides["db_path"] = context.find_root().params.get("db_path") if context else None
+    # --db (a path or a URL) wins over QABOT_DATABASE_URL, which wins over QABOT_DB_PATH: given as a URL it
+    # replaces both (a path becomes sqlite:///path, which the settings read back as db_path).
+    db = overrides.pop("db_path", None)
+    if db is not None:
+        db = str(db)
+        overrides["database_url"] = db if "://" in db else f"sqlite:///{db}"
     try:
         return load_settings(**overrides)
     except QABotError as exc:

@@ -26,12 +26,14 @@ LIST_COLUMNS = ("id", "title", "source", "url", "published_at", "added", "passag
 
 
 @contextmanager
-def _library(db_path: Path | None) -> Iterator[tuple[Library, Path]]:
+def _library(db_path: str | None) -> Iterator[tuple[Library, Path]]:
     """The library of the database the options name; a missing file is an error, never created empty."""
     from bot.store.library import Library
     from bot.store.sqlite import SQLiteStore
 
     settings = settings_for(db_path=db_path)
+    if settings.database_url is not None:  # bot.store.library speaks SQLite only, for now (issue 16)
+        raise click.ClickException(messages.render("articles_sqlite_only", db_path=settings.database_label))
     if not settings.db_path.exists():
         raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
     try:
@@ -80,7 +82,7 @@ def articles() -> None:
 @click.option("--source", default=None, help="Only articles whose source contains this text (any case).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects instead of tab-separated rows.")
 @db_option
-def list_command(since: datetime | None, source: str | None, as_json: bool, db_path: Path | None) -> None:
+def list_command(since: datetime | None, source: str | None, as_json: bool, db_path: str | None) -> None:
     """List the stored articles, oldest first: id, title, source, url, published_at, added, passages.
 
     Rows are tab-separated under a header line (`cut -f1,2` works), printed as they are read.
@@ -111,7 +113,7 @@ def _cell(value: object) -> str:
 @articles.command("show")
 @click.argument("ref")
 @db_option
-def show_command(ref: str, db_path: Path | None) -> None:
+def show_command(ref: str, db_path: str | None) -> None:
     """Show one article (by id or url): its metadata, passage count and opening lines.
 
     Example: qa-bot articles show 12
@@ -129,7 +131,7 @@ def show_command(ref: str, db_path: Path | None) -> None:
 @click.argument("refs", nargs=-1, required=True)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @db_option
-def delete_command(refs: tuple[str, ...], yes: bool, db_path: Path | None) -> None:
+def delete_command(refs: tuple[str, ...], yes: bool, db_path: str | None) -> None:
     """Delete articles (by id or url) with their sentences, passages and search rows, in one transaction.
 
     On a terminal it asks first, unless --yes. If any id or url is unknown, nothing is deleted and the exit
@@ -157,7 +159,7 @@ def delete_command(refs: tuple[str, ...], yes: bool, db_path: Path | None) -> No
 @articles.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @db_option
-def stats_command(as_json: bool, db_path: Path | None) -> None:
+def stats_command(as_json: bool, db_path: str | None) -> None:
     """Count the library: articles, passages, sentences, database size, last ingest and feeds.
 
     Example: qa-bot articles stats --json

@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.reader_config import DTYPES, ReaderConfig, doc_stride_fits
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
 
     # Storage
     db_path: Path = Field(default=Path("qa-bot.db"), description="SQLite database holding articles and Slack state.")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host/db puts the article library in PostgreSQL; sqlite:///path is the same "
+        "as QABOT_DB_PATH=path. Wins over QABOT_DB_PATH; --db wins over both.",
+    )
 
     # Answering
     reader_model: str | None = Field(
@@ -175,6 +181,37 @@ class Settings(BaseSettings):
             raise ValueError(f"must be under half of QABOT_MAX_LENGTH ({max_length})")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("must start with postgresql:// (PostgreSQL) or sqlite:/// (a SQLite file)")
+        return value
+
+    @model_validator(mode="after")
+    def _sqlite_url_is_a_path(self) -> Settings:
+        # sqlite:///x.db is QABOT_DB_PATH=x.db (sqlite:////abs/x.db for an absolute path): afterwards database_url
+        # is only ever a PostgreSQL URL, and db_path always names the SQLite file.
+        if self.database_url is not None and self.database_url.startswith("sqlite:///"):
+            self.db_path = Path(self.database_url.removeprefix("sqlite:///"))
+            self.database_url = None
+        return self
+
+    @property
+    def database(self) -> str:
+        """Where the article library is: the PostgreSQL URL, else the SQLite file (see `bot.store.open_store`)."""
+        return self.database_url or str(self.db_path)
+
+    @property
+    def database_label(self) -> str:
+        """The library's location as messages show it: a PostgreSQL URL without its password, or the file."""
+        if self.database_url is None:
+            return str(self.db_path)
+        parts = urlsplit(self.database_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0] + "@" if len(netloc) == 2 else ""
+        return f"{parts.scheme}://{user}{netloc[-1]}{parts.path}"
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str | None) -> str | None:
@@ -265,4 +302,6 @@ def load_settings(**overrides: object) -> Settings:
         name = str(first["loc"][0]) if first["loc"] else "settings"
         env_name = name if name.isupper() else f"QABOT_{name.upper()}"
         message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own validators
-        raise ConfigError(f"Invalid setting {env_name}: {message} (got {first.get('input')!r}).") from exc
+        # a database URL may hold a password: never echoed
+        got = "" if name == "database_url" else f" (got {first.get('input')!r})"
+        raise ConfigError(f"Invalid setting {env_name}: {message}{got}.") from exc

@@ -91,3 +91,72 @@ def service(settings, store):
     from bot.core.service import build_service
 
     return build_service(settings, store=store)
+
+
+# PostgreSQL: one fresh database per test run, dropped afterwards; skipped, with the reason, where no server answers.
+POSTGRES_ADMIN_URL = os.environ.get("QABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The URL of an empty database `qa_bot_test_<random>` created for this run (its schema comes on first open)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_ADMIN_URL}: {' '.join(str(exc).split())}")
+    name = f"qa_bot_test_{secrets.token_hex(4)}"
+    admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def new_store(engine, request, tmp_path):
+    """Opens an empty store of the test's engine: a SQLite file in tmp_path, or the run's PostgreSQL database
+    emptied. Each call opens another connection to the same database (as a second process would)."""
+    opened = []
+    if engine == "postgres":
+        from bot.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+        first = PostgresStore(url)
+        first.conn.execute(
+            "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+            "update corpus_stats set passages = 0, tokens = 0"
+        )
+        fresh = [first]  # handed out by the first call; later calls open new connections
+
+        def open_one():
+            store = fresh.pop() if fresh else PostgresStore(url)
+            opened.append(store)
+            return store
+    else:
+
+        def open_one():
+            store = SQLiteStore(tmp_path / "qa.db")
+            opened.append(store)
+            return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+def rows(store, sql: str, params=()) -> list[dict]:
+    """Rows of a read query on either engine (`?` placeholders)."""
+    if isinstance(store, SQLiteStore):
+        return [dict(row) for row in store.db.query(sql, params)]
+    return [dict(row) for row in store.query(sql.replace("?", "%s"), list(params))]

@@ -17,8 +17,8 @@ from bot.core.records import Answer
 from bot.core.retrieve import Retriever, query_terms
 from bot.errors import ConfigError
 from bot.settings import Settings
+from bot.store import open_store
 from bot.store.base import Store
-from bot.store.sqlite import SQLiteStore
 
 __all__ = ["AnsweringService", "build_service", "build_reader", "build_calibrator"]
 
@@ -150,7 +150,7 @@ def build_service(
     calibrator: Calibrator | None = None,
 ) -> AnsweringService:
     """The one place where settings become a working service; tests pass their own store, reader or calibrator."""
-    store = store or SQLiteStore(settings.db_path)
+    store = store or open_store(settings.database)
     reader = reader or build_reader(settings)
     calibrator = calibrator or build_calibrator(settings)
     return AnsweringService(

@@ -255,7 +255,7 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     client = connect_to_slack(settings)  # seconds, not the minutes a model load may take on a small machine
     service = build_service(settings)
     if service.store.article_count() == 0:
-        logger.warning("%s", messages.render("not_indexed", db_path=settings.db_path))
+        logger.warning("%s", messages.render("not_indexed", db_path=settings.database_label))
     load_access_policy(settings.access_file, service.store)  # a bad access file stops us before the model loads
     service.warm_up()
     app = create_app(settings, service, client=client)

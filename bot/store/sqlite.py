@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
-import hashlib
 import logging
 import sqlite3
 import threading
@@ -16,54 +13,21 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.core.records import Article, ArticleRef, Passage, Sentence
-from bot.core.text import group_passages, split_sentences
+from bot.core.text import split_sentences
 from bot.errors import DiskFullError, StoreError
 from bot.store.base import StoredOutcome
 from bot.store.connect import connect, is_disk_full
 from bot.store.migrations import migrate
+from bot.store.parts import PASSAGE_MAX_WORDS, content_hash, page_groups, with_pages
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
 logger = logging.getLogger(__name__)
 
-PASSAGE_MAX_WORDS = 80
 # Articles per transaction inside `Store.bulk()`: one commit per article costs more than storing it.
 BULK_ARTICLES = 500
 # bm25() column weights for passages_fts(title, text): the body counts most, the title helps pick the article.
 _BM25_WEIGHTS = "0.5, 1.0"
-
-
-def content_hash(article: Article) -> str:
-    """Fingerprint of what a reader would see; re-ingesting the same content is a no-op."""
-    digest = hashlib.sha256()
-    parts = [article.title, article.body, article.url or "", article.published_at or ""]
-    if article.author:  # only when known, so the fingerprints of articles stored before authors stay the same
-        parts.append(f"author:{article.author}")
-    for part in parts:
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
-
-
-def _with_pages(sentences: list[Sentence], page_starts: tuple[int, ...]) -> list[Sentence]:
-    """Each sentence with the page it starts on, for a paged document; unchanged otherwise."""
-    if not page_starts:
-        return sentences
-    return [dataclasses.replace(s, page=bisect.bisect_right(page_starts, s.char_start)) for s in sentences]
-
-
-def _page_groups(sentences: list[Sentence]) -> list[tuple[int, int]]:
-    """`group_passages` within each page: a passage never spans two pages, so its citation has one page."""
-    groups: list[tuple[int, int]] = []
-    first = 0
-    while first < len(sentences):
-        last = first
-        while last + 1 < len(sentences) and sentences[last + 1].page == sentences[first].page:
-            last += 1
-        run = sentences[first : last + 1]
-        groups += [(first + a, first + b) for a, b in group_passages(run, max_words=PASSAGE_MAX_WORDS)]
-        first = last + 1
-    return groups
 
 
 class SQLiteStore:
@@ -205,7 +169,7 @@ class SQLiteStore:
             same = existing if existing["content_hash"] == digest else None
         if same:
             return self._moved_if_needed(same["id"], article)
-        sentences = _with_pages(split_sentences(article.body), article.page_starts)
+        sentences = with_pages(split_sentences(article.body), article.page_starts)
         row = {
             "key": key,
             "title": article.title,
@@ -269,7 +233,7 @@ class SQLiteStore:
             batch_size=500,
         )
         passages = []
-        for idx, (first, last) in enumerate(_page_groups(sentences)):
+        for idx, (first, last) in enumerate(page_groups(sentences)):
             start, end = sentences[first].char_start, sentences[last].char_end
             passages.append(
                 {

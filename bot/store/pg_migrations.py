@@ -1,0 +1,150 @@
+"""Schema versions of a PostgreSQL database: numbered migrations, applied in order whenever a store opens it.
+
+The version is the one row of the `schema_version` table (0 when the table is missing: a new database); migration
+N takes a database from version N-1 to N. Each runs in one transaction with its version bump, under an advisory
+lock, so two processes opening a new database at once do the work once and a failed migration leaves nothing
+behind. To change the schema, append a function taking a `psycopg.Connection` to `PG_MIGRATIONS`; never edit,
+remove or reorder one that has shipped. `qa-bot db upgrade` applies them explicitly.
+
+The SQLite file has its own list (`bot.store.migrations`); the two are numbered apart, since the SQLite history
+starts from files made before versions existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from bot.errors import StoreError
+
+__all__ = ["PG_MIGRATIONS", "TS_CONFIG", "latest_pg_version", "migrate_pg", "pg_schema_version"]
+
+logger = logging.getLogger(__name__)
+
+PgMigration = Callable[[psycopg.Connection[Any]], None]
+
+# The text search configuration of the index: English stems (Snowball) without a stop-word list, so a question of
+# stop words only ("Who is it?") still finds something, as with FTS5's porter tokenizer; hyphenated words are
+# indexed by their parts only ("state-of-the-art": state, of, the, art), as FTS5 splits them.
+TS_CONFIG = "qa_english"
+# Any number, the same in every qa-bot: the advisory lock that serialises migrations of one database.
+_MIGRATION_LOCK = 716_301_016
+
+
+def library_schema(conn: psycopg.Connection[Any]) -> None:
+    """Version 1: articles (with author and collection), sentences (with page), passages with a weighted tsvector
+    (title A, text B) under a GIN index and their token counts, and the term statistics BM25 needs: how many
+    passages hold each lexeme (`passage_terms`) and the corpus totals (`corpus_stats`)."""
+    conn.execute(
+        f"""
+        create text search dictionary {TS_CONFIG}_stem (template = snowball, language = english);
+        create text search configuration {TS_CONFIG} (copy = english);
+        alter text search configuration {TS_CONFIG}
+          alter mapping for asciiword, word, hword_asciipart, hword_part with {TS_CONFIG}_stem;
+        alter text search configuration {TS_CONFIG} drop mapping for asciihword, hword, numhword;
+        create table articles (
+          id bigserial primary key,
+          key text not null unique,
+          title text not null,
+          body text not null,
+          source text not null,
+          url text,
+          published_at text,
+          author text,
+          content_hash text not null,
+          ingested_at text,
+          collection text not null default 'general'
+        );
+        create index articles_content_hash on articles (content_hash);
+        create index articles_collection on articles (collection);
+        create index articles_url on articles (url);
+        create index articles_source on articles (source);
+        create table sentences (
+          id bigserial primary key,
+          article_id bigint not null references articles (id) on delete cascade,
+          idx integer not null,
+          char_start integer not null,
+          char_end integer not null,
+          text text not null,
+          page integer
+        );
+        create index sentences_article on sentences (article_id, char_start);
+        create table passages (
+          id bigserial primary key,
+          article_id bigint not null references articles (id) on delete cascade,
+          idx integer not null,
+          char_start integer not null,
+          char_end integer not null,
+          title text not null,
+          text text not null,
+          tsv tsvector not null,
+          n_tokens integer not null
+        );
+        create index passages_article on passages (article_id);
+        create index passages_tsv on passages using gin (tsv);
+        create table passage_terms (lexeme text primary key, df bigint not null);
+        create table corpus_stats (
+          one boolean primary key default true check (one),
+          passages bigint not null,
+          tokens bigint not null
+        );
+        insert into corpus_stats (passages, tokens) values (0, 0);
+        """
+    )
+
+
+# Version N is PG_MIGRATIONS[N - 1]. Append only.
+PG_MIGRATIONS: list[PgMigration] = [library_schema]
+
+
+def latest_pg_version() -> int:
+    """The schema version this qa-bot writes to PostgreSQL: the number of migrations it knows."""
+    return len(PG_MIGRATIONS)
+
+
+def pg_schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The version recorded in the database; 0 when it has no `schema_version` table yet."""
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute("select to_regclass('schema_version') is not null").fetchone()
+        if not row or not row[0]:
+            return 0
+        row = cursor.execute("select max(version) from schema_version").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def migrate_pg(conn: psycopg.Connection[Any], *, label: str = "the database") -> tuple[int, int]:
+    """Apply every migration the database lacks, in order; returns (version before, version after).
+
+        before, after = migrate_pg(psycopg.connect("postgresql://localhost/qa", autocommit=True))
+
+    :raises StoreError: when the database comes from a newer qa-bot, or a migration fails (it is undone).
+    """
+    before = pg_schema_version(conn)
+    latest = latest_pg_version()
+    if before > latest:
+        raise StoreError(
+            f"{label} has schema version {before}, but this qa-bot knows versions up to {latest}. "
+            "Upgrade qa-bot (pip install -U qa-bot) to open it."
+        )
+    for version in range(before + 1, latest + 1):
+        migration = PG_MIGRATIONS[version - 1]
+        try:
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])  # a second opener waits here
+                if pg_schema_version(conn) >= version:  # ... and finds the work done
+                    continue
+                migration(conn)
+                conn.execute("create table if not exists schema_version (version integer not null)")
+                conn.execute("delete from schema_version")
+                conn.execute("insert into schema_version (version) values (%s)", [version])
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"Could not upgrade {label} to schema version {version} ({migration.__name__}): "
+                f"{' '.join(str(exc).split())}. The database is still at version {pg_schema_version(conn)}."
+            ) from exc
+        logger.info("schema migrated db=%s version=%d migration=%s", label, version, migration.__name__)
+    return before, max(before, latest)

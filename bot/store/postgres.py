@@ -1,0 +1,522 @@
+"""The article store in PostgreSQL (psycopg 3): articles, sentences, passages, a GIN-indexed tsvector for finding
+candidate passages, and the term statistics to rank them with the same BM25 as FTS5's `bm25()`.
+
+FTS5 ranks with BM25 over its own statistics; `ts_rank` is no BM25 (no document frequencies), so this store keeps
+them: `passage_terms` counts the passages holding each lexeme and `corpus_stats` the passages and their tokens,
+both updated in the transaction that stores or deletes an article. A search finds the passages matching the
+expression through the GIN index and scores each with k1 = 1.2, b = 0.75, title weight 0.5 and text weight 1.0,
+as `SQLiteStore` does. A phrase of several words (rare: the retriever searches single words) is scored by its
+rarest word's statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+
+from bot.core.records import Article, ArticleRef, Passage, Sentence
+from bot.core.text import split_sentences
+from bot.errors import StoreError
+from bot.store.base import StoredOutcome
+from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
+from bot.store.parts import content_hash, page_groups, with_pages
+from bot.store.pg_migrations import TS_CONFIG, migrate_pg
+
+__all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
+
+logger = logging.getLogger(__name__)
+
+BULK_ARTICLES = 500
+CONNECT_TIMEOUT_S = 5
+# FTS5's bm25() constants and qa-bot's column weights (bot.store.sqlite._BM25_WEIGHTS): title 0.5, text 1.0.
+_K1, _B = 1.2, 0.75
+_TITLE_WEIGHT, _TEXT_WEIGHT = 0.5, 1.0
+
+
+def describe_url(url: str) -> str:
+    """A database URL without its password, for messages and logs: `postgresql://user@host:port/dbname`."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "postgresql://(malformed URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return (
+        f"postgresql://{user}{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+    )
+
+
+def connect_pg(url: str, *, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[DictRow]:
+    """An autocommit connection (writes use explicit transactions), or a one-line `StoreError` naming the host.
+
+    :raises StoreError: when the URL is malformed or the server cannot be reached or refuses us.
+    """
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise StoreError(f"Bad QABOT_DATABASE_URL {describe_url(url)}: {' '.join(str(exc).split())}.") from exc
+    host = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=timeout_s, row_factory=dict_row)
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise StoreError(
+            f"Cannot connect to PostgreSQL at {host} (database {parts.get('dbname') or '?'}): {reason}. "
+            "Check QABOT_DATABASE_URL or --db."
+        ) from exc
+
+
+def upgrade_pg(url: str) -> tuple[int, int]:
+    """Bring a PostgreSQL database to the latest schema; returns (version before, version after).
+
+        before, after = upgrade_pg("postgresql://postgres@127.0.0.1/qa")  # (0, 1) for an empty database
+
+    :raises StoreError: when the server cannot be reached, or a migration fails.
+    """
+    conn = connect_pg(url)
+    try:
+        return migrate_pg(conn, label=describe_url(url))
+    finally:
+        conn.close()
+
+
+def _tsquery_sql(node: Node, params: list[object]) -> str:
+    """The tsquery for an FTS5 tree: each phrase through `phraseto_tsquery`, so it is tokenized like the index."""
+    if isinstance(node, Phrase):
+        params.append(node.text)
+        return f"phraseto_tsquery('{TS_CONFIG}', %s)"
+    left, right = _tsquery_sql(node.left, params), _tsquery_sql(node.right, params)
+    if isinstance(node, And):
+        return f"({left} && {right})"
+    if isinstance(node, Or):
+        return f"({left} || {right})"
+    assert isinstance(node, Not)
+    return f"({left} && !!{right})"
+
+
+# BM25 of one passage `p` for the phrases in %(q_lexeme)s / %(q_phrase)s / %(q_idf)s (one row per lexeme of a
+# phrase): a phrase's frequency is its rarest lexeme's, each occurrence weighted by its column (A title, B text).
+_SCORE_SQL = f"""-(
+  select coalesce(sum(t.idf * t.f * {_K1 + 1} / (t.f + {_K1} * ({1 - _B} + {_B} * p.n_tokens / %(avgdl)s))), 0)
+  from (
+    select q.phrase, max(q.idf) as idf, min(coalesce(u.f, 0)) as f
+    from unnest(%(q_lexeme)s::text[], %(q_phrase)s::int[], %(q_idf)s::float8[]) as q(lexeme, phrase, idf)
+    left join lateral (
+      select (select sum(case when w = 'A' then {_TITLE_WEIGHT} else {_TEXT_WEIGHT} end) from unnest(pu.weights) w) as f
+      from unnest(p.tsv) pu where pu.lexeme = q.lexeme
+    ) u on true
+    group by q.phrase
+  ) t where t.f > 0
+)"""
+
+
+class PostgresStore:
+    """Articles and their passages in PostgreSQL, ranked with FTS5's BM25 (the `Store` of a shared library).
+
+        store = PostgresStore("postgresql://qa@db.internal/qa")
+        store.add_article(Article(title="...", body="...", source="notes.txt"))
+        passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
+
+    One connection, serialised by `lock` between the threads of a server.
+
+    :param url: a `postgresql://` URL of an existing database; its schema is created or upgraded on open
+        (`bot.store.pg_migrations`).
+    :raises StoreError: when the server cannot be reached, or the schema cannot be upgraded.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = describe_url(url)  # what messages name; never the password
+        self.lock = threading.RLock()
+        self.conn: psycopg.Connection[DictRow] = connect_pg(url)
+        self._bulk_every = 0
+        self._bulk_pending = 0
+        self._bulk_tx: AbstractContextManager[object] | None = None
+        try:
+            migrate_pg(self.conn, label=self.path)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # Writing -------------------------------------------------------------------------------------------------
+
+    def add_article(self, article: Article) -> StoredOutcome:
+        """Store one article with its sentences and passages in a single transaction (a savepoint inside `bulk`).
+
+        Identical content already stored (from any source) is left alone; an article whose url (or, without url,
+        whose source) is already stored is updated in place.
+        """
+        with self.lock:
+            try:
+                with self.conn.transaction():
+                    outcome = self._store_article(article, content_hash(article), article.identity)
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"Could not store {article.source!r} in {self.path}: {' '.join(str(exc).split())}"
+                ) from exc
+            if self._bulk_tx is not None:
+                self._bulk_pending += 1
+                if self._bulk_pending >= self._bulk_every:
+                    self._end_bulk_transaction()
+                    self._begin_bulk_transaction()
+            return outcome
+
+    @contextmanager
+    def bulk(self, every: int = BULK_ARTICLES) -> Iterator[PostgresStore]:
+        """Commit `add_article` calls in groups of `every` articles; what was stored is committed even when the
+        block ends with an error.
+
+            with store.bulk():
+                for article in articles:
+                    store.add_article(article)
+        """
+        if every <= 0:
+            raise ValueError(f"every must be positive, got {every}")
+        with self.lock:
+            if self._bulk_tx is not None:  # already inside a bulk block: join it
+                yield self
+                return
+            self._bulk_every = every
+            self._begin_bulk_transaction()
+            try:
+                yield self
+            finally:
+                self._end_bulk_transaction()
+
+    def _begin_bulk_transaction(self) -> None:
+        self._bulk_pending = 0
+        transaction = self.conn.transaction()
+        transaction.__enter__()
+        self._bulk_tx = transaction
+
+    def _end_bulk_transaction(self) -> None:
+        tx, self._bulk_tx = self._bulk_tx, None
+        if tx is not None:
+            try:
+                tx.__exit__(None, None, None)
+            except psycopg.Error as exc:
+                raise StoreError(f"Could not commit the last articles to {self.path}: {exc}") from exc
+
+    def _store_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
+        existing = self.conn.execute("select id, content_hash from articles where key = %s", [key]).fetchone()
+        if existing is None:
+            same = self.conn.execute("select id from articles where content_hash = %s limit 1", [digest]).fetchone()
+        else:
+            same = existing if existing["content_hash"] == digest else None
+        if same:
+            return self._moved_if_needed(same["id"], article)
+        sentences = with_pages(split_sentences(article.body), article.page_starts)
+        row = {
+            "key": key,
+            "title": article.title,
+            "body": article.body,
+            "source": article.source,
+            "url": article.url,
+            "published_at": article.published_at,
+            "author": article.author,
+            "content_hash": digest,
+            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "collection": article.collection,
+        }
+        columns = ", ".join(row)
+        values = ", ".join(f"%({name})s" for name in row)
+        moved_from = None
+        if existing:
+            article_id = existing["id"]
+            moved_from = self._collection_of(article_id)
+            self._count_terms(article_id, sign=-1)
+            self.conn.execute("delete from passages where article_id = %s", [article_id])
+            self.conn.execute("delete from sentences where article_id = %s", [article_id])
+            self.conn.execute(
+                f"update articles set ({columns}) = ({values}) where id = %(id)s", {**row, "id": article_id}
+            )
+        else:
+            inserted = self.conn.execute(f"insert into articles ({columns}) values ({values}) returning id", row)
+            article_id = inserted.fetchone()["id"]  # type: ignore[index]  # insert ... returning: one row
+        self._insert_parts(article_id, article, sentences)
+        self._count_terms(article_id, sign=1)
+        return StoredOutcome(
+            "updated" if existing else "added",
+            article_id,
+            article.title,
+            moved_from=moved_from if moved_from != article.collection else None,
+            collection=article.collection,
+        )
+
+    def _collection_of(self, article_id: int) -> str:
+        row = self.conn.execute("select collection from articles where id = %s", [article_id]).fetchone()
+        return row["collection"] if row else "general"
+
+    def _moved_if_needed(self, article_id: int, article: Article) -> StoredOutcome:
+        """Unchanged content: left alone, except that ingesting it under another collection moves it there."""
+        before = self._collection_of(article_id)
+        if before != article.collection:
+            self.conn.execute("update articles set collection = %s where id = %s", [article.collection, article_id])
+            logger.info("article moved article_id=%d from=%s to=%s", article_id, before, article.collection)
+        return StoredOutcome(
+            "unchanged",
+            article_id,
+            article.title,
+            moved_from=before if before != article.collection else None,
+            collection=article.collection,
+        )
+
+    def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
+        with self.conn.cursor() as cursor:
+            with cursor.copy("copy sentences (article_id, idx, char_start, char_end, text, page) from stdin") as copy:
+                for s in sentences:
+                    copy.write_row((article_id, s.index, s.char_start, s.char_end, s.text, s.page))
+        spans = [(sentences[first].char_start, sentences[last].char_end) for first, last in page_groups(sentences)]
+        self.conn.execute(
+            f"""
+            insert into passages (article_id, idx, char_start, char_end, title, text, tsv, n_tokens)
+            select %(article_id)s, x.idx - 1, x.char_start, x.char_end, %(title)s, x.text, v.tsv,
+              (select coalesce(sum(array_length(u.positions, 1)), 0) from unnest(v.tsv) u)
+            from unnest(%(starts)s::int[], %(ends)s::int[], %(texts)s::text[])
+              with ordinality as x(char_start, char_end, text, idx)
+            cross join lateral (
+              select setweight(to_tsvector('{TS_CONFIG}', %(title)s), 'A')
+                || setweight(to_tsvector('{TS_CONFIG}', x.text), 'B') as tsv
+            ) v
+            """,
+            {
+                "article_id": article_id,
+                "title": article.title,
+                "starts": [start for start, _ in spans],
+                "ends": [end for _, end in spans],
+                "texts": [article.body[start:end] for start, end in spans],
+            },
+        )
+
+    def _count_terms(self, article_id: int, *, sign: int) -> None:
+        """Add (`sign=1`) or take away (`-1`) an article's passages in the BM25 statistics."""
+        self.conn.execute(
+            """
+            insert into passage_terms (lexeme, df)
+            select u.lexeme, %(sign)s * count(*) from passages p, unnest(p.tsv) u
+            where p.article_id = %(id)s group by u.lexeme order by u.lexeme
+            on conflict (lexeme) do update set df = passage_terms.df + excluded.df
+            """,
+            {"sign": sign, "id": article_id},
+        )
+        self.conn.execute(
+            """
+            update corpus_stats c set passages = c.passages + %(sign)s * s.n, tokens = c.tokens + %(sign)s * s.tokens
+            from (select count(*) as n, coalesce(sum(n_tokens), 0) as tokens from passages where article_id = %(id)s) s
+            """,
+            {"sign": sign, "id": article_id},
+        )
+
+    def delete_articles(self, article_ids: Iterable[int]) -> int:
+        """Delete articles with their sentences, passages and term statistics, in one transaction.
+
+        :returns: how many articles were deleted.
+        """
+        deleted = 0
+        with self.lock, self.conn.transaction():
+            for article_id in sorted(set(article_ids)):
+                self._count_terms(article_id, sign=-1)
+                deleted += self.conn.execute("delete from articles where id = %s", [article_id]).rowcount
+        return deleted
+
+    # Reading -------------------------------------------------------------------------------------------------
+
+    def _lexemes(self, texts: Sequence[str]) -> dict[str, list[str]]:
+        """The lexemes the index holds for each text (a phrase or a query term)."""
+        rows = self.conn.execute(
+            f"select t.text, array(select u.lexeme from unnest(to_tsvector('{TS_CONFIG}', t.text)) u) as lexemes "
+            "from unnest(%s::text[]) as t(text)",
+            [list(texts)],
+        ).fetchall()
+        return {row["text"]: list(row["lexemes"]) for row in rows}
+
+    def _document_frequencies(self, lexemes: Iterable[str]) -> dict[str, int]:
+        rows = self.conn.execute(
+            "select lexeme, df from passage_terms where lexeme = any(%s)", [sorted(set(lexemes))]
+        ).fetchall()
+        return {row["lexeme"]: int(row["df"]) for row in rows}
+
+    def search(
+        self, fts_query: str | Sequence[str], *, limit: int, collections: Collection[str] | None = None
+    ) -> list[Passage]:
+        """Passages matching FTS5 expressions, best BM25 first (as `SQLiteStore.search`, the same scores).
+
+        With `collections`, only passages of articles in those collections (none for an empty set). Given several
+        expressions, the best `limit` passages of each, a passage found by several with its best score.
+
+        :raises StoreError: for an expression outside the FTS5 subset qa-bot writes, or a database error.
+        """
+        expressions = [e for e in ([fts_query] if isinstance(fts_query, str) else fts_query) if e]
+        if not expressions:
+            return []
+        try:
+            trees = [parse_fts(expression) for expression in expressions]
+        except ValueError as exc:
+            raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
+        best: dict[int, float] = {}
+        try:
+            with self.lock:
+                stats = self.conn.execute("select passages, tokens from corpus_stats").fetchone()
+                n_passages = int(stats["passages"]) if stats else 0
+                if n_passages == 0:
+                    return []
+                avgdl = max(int(stats["tokens"]) / n_passages, 1.0) if stats else 1.0
+                lexemes = self._lexemes(sorted({text for tree in trees for text in phrases(tree)}))
+                dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
+                for tree in trees:
+                    for passage_id, rank in self._ranked(tree, lexemes, dfs, n_passages, avgdl, limit, collections):
+                        best[passage_id] = min(rank, best.get(passage_id, rank))
+                winners = sorted(best, key=lambda passage_id: (best[passage_id], passage_id))[:limit]
+                rows = self.conn.execute(
+                    "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url,\n"
+                    "  a.published_at, a.author, a.collection\n"
+                    "from passages p join articles a on a.id = p.article_id where p.id = any(%s)",
+                    [winners],
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {' '.join(str(exc).split())}") from exc
+        by_id = {row["id"]: row for row in rows}
+        return [
+            Passage(
+                id=row["id"],
+                article=ArticleRef(
+                    row["article_id"],
+                    row["title"],
+                    row["source"],
+                    row["url"],
+                    row["published_at"],
+                    row["author"],
+                    row["collection"],
+                ),
+                char_start=row["char_start"],
+                char_end=row["char_end"],
+                text=row["text"],
+                bm25=best[row["id"]],
+            )
+            for row in (by_id[passage_id] for passage_id in winners if passage_id in by_id)
+        ]
+
+    def search_sql(self, tree: Node, *, collections: bool = False) -> tuple[str, list[object]]:
+        """The ranking query of one parsed expression and its tsquery parameters (shown, not run): candidates
+        through the GIN index, scored by `_SCORE_SQL`; takes %(avgdl)s, %(q_lexeme)s, %(q_phrase)s, %(q_idf)s,
+        %(limit)s and, with `collections`, %(collections)s."""
+        params: list[object] = []
+        tsquery = _tsquery_sql(tree, params)
+        # psycopg takes one placeholder style per query: the tsquery's phrases become named ones too
+        named = tsquery
+        for index in range(len(params)):
+            named = named.replace("%s", f"%(phrase_{index})s", 1)
+        allowed = (
+            " join articles a on a.id = p.article_id and a.collection = any(%(collections)s)" if collections else ""
+        )
+        sql = (
+            f"select p.id, {_SCORE_SQL} as rank\nfrom passages p{allowed}\n"
+            f"where p.tsv @@ {named}\norder by rank, p.id limit %(limit)s"
+        )
+        return sql, params
+
+    def _ranked(
+        self,
+        tree: Node,
+        lexemes: dict[str, list[str]],
+        dfs: dict[str, int],
+        n_passages: int,
+        avgdl: float,
+        limit: int,
+        collections: Collection[str] | None,
+    ) -> list[tuple[int, float]]:
+        q_lexeme: list[str] = []
+        q_phrase: list[int] = []
+        q_idf: list[float] = []
+        for index, text in enumerate(phrases(tree)):  # a phrase twice in an expression counts twice, as in FTS5
+            found = lexemes.get(text, [])
+            if not found:
+                continue
+            hits = min(dfs.get(lexeme, 0) for lexeme in found)
+            idf = math.log((n_passages - hits + 0.5) / (hits + 0.5))
+            for lexeme in found:
+                q_lexeme.append(lexeme)
+                q_phrase.append(index)
+                q_idf.append(idf if idf > 0 else 1e-6)  # FTS5's floor for terms in more than half the rows
+        sql, phrase_params = self.search_sql(tree, collections=collections is not None)
+        params: dict[str, object] = {f"phrase_{i}": value for i, value in enumerate(phrase_params)}
+        params.update(
+            avgdl=avgdl,
+            q_lexeme=q_lexeme,
+            q_phrase=q_phrase,
+            q_idf=q_idf,
+            limit=limit,
+            collections=sorted(collections) if collections is not None else None,
+        )
+        return [(row["id"], float(row["rank"])) for row in self.conn.execute(sql, params).fetchall()]
+
+    def passage_counts(self, terms: Iterable[str], *, up_to: int) -> dict[str, int]:
+        """How many passages contain each term, as the index stems it, counted up to `up_to + 1` (the stored
+        document frequency for a one-word term; a GIN count that stops early for a phrase)."""
+        terms = list(terms)
+        if not terms:
+            return {}
+        counts: dict[str, int] = {}
+        try:
+            with self.lock:
+                lexemes = self._lexemes(terms)
+                dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
+                for term in terms:
+                    found = lexemes.get(term, [])
+                    if not found:
+                        counts[term] = 0
+                    elif len(found) == 1:
+                        counts[term] = min(dfs.get(found[0], 0), up_to + 1)
+                    else:
+                        row = self.conn.execute(
+                            "select count(*) as n from (select 1 from passages "
+                            f"where tsv @@ phraseto_tsquery('{TS_CONFIG}', %s) limit %s) hits",
+                            [term, up_to + 1],
+                        ).fetchone()
+                        counts[term] = int(row["n"]) if row else 0
+        except psycopg.Error as exc:
+            raise StoreError(f"Counting passages failed for {terms!r}: {exc}") from exc
+        return counts
+
+    def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
+        """The sentences of an article that overlap body[char_start:char_end], in order."""
+        with self.lock:
+            rows = self.conn.execute(
+                "select idx, char_start, char_end, text, page from sentences where article_id = %s "
+                "and char_end > %s and char_start < %s order by char_start",
+                [article_id, char_start, max(char_end, char_start + 1)],
+            ).fetchall()
+        return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"], r["page"]) for r in rows]
+
+    def article_body(self, article_id: int) -> str:
+        with self.lock:
+            row = self.conn.execute("select body from articles where id = %s", [article_id]).fetchone()
+        if row is None:
+            raise StoreError(f"No article with id {article_id} in {self.path}.")
+        return row["body"]
+
+    def article_count(self) -> int:
+        with self.lock:
+            row = self.conn.execute("select count(*) as n from articles").fetchone()
+        return int(row["n"]) if row else 0
+
+    def collection_names(self) -> list[str]:
+        """The collections stored articles belong to, sorted."""
+        with self.lock:
+            rows = self.conn.execute("select distinct collection from articles order by 1").fetchall()
+        return [row["collection"] for row in rows]
+
+    def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict]:
+        """Rows of any read query, as dicts (tests, the library commands)."""
+        with self.lock:
+            return list(self.conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        self.conn.close()

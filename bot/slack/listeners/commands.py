@@ -56,15 +56,28 @@ class CommandListeners:
         collections = self.kit.gate.collections_for(
             channel=command.get("channel_id", ""), user=user, team=command.get("team_id")
         )
-        self.kit.question_later(self._ask, respond, user, question, collections, apology=self.kit.privately(respond))
+        where = (command.get("channel_id") or None, command.get("team_id") or None)
+        self.kit.question_later(
+            self._ask, respond, user, question, collections, where, apology=self.kit.privately(respond)
+        )
 
-    def _ask(self, respond: Respond, user: str, question: str, collections: frozenset[str] | None) -> None:
+    def _ask(
+        self,
+        respond: Respond,
+        user: str,
+        question: str,
+        collections: frozenset[str] | None,
+        where: tuple[str | None, str | None],
+    ) -> None:
         logger.info("question kind=ask user=%s", user)
         refusal = self.kit.rate_limited(user)
         if refusal:
             self.kit.respond(respond, refusal, response_type="ephemeral")
             return
-        message, _ = self.kit.answer(question, user=user, shareable=True, collections=collections)
+        channel, team = where
+        message, _ = self.kit.answer(
+            question, user=user, shareable=True, collections=collections, channel=channel, team=team
+        )
         self.kit.respond(respond, message, response_type="ephemeral")
 
     def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:

@@ -11,7 +11,7 @@ another collection could be read ever shows up in it.
 
 from __future__ import annotations
 
-import json
+import html
 import re
 import sqlite3
 import time
@@ -26,7 +26,7 @@ from bot.core import messages
 from bot.core.confidence import content_words
 from bot.errors import StoreError
 
-__all__ = ["Gap", "Report", "build_report", "question_terms", "render_markdown", "stem"]
+__all__ = ["Gap", "Report", "build_report", "question_terms", "render_html", "render_markdown", "stem"]
 
 OUTCOMES = ("confident", "unsure", "none")
 TOP_ARTICLES = 10
@@ -108,6 +108,8 @@ class Report:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        for gap in data["gaps"]:
+            gap["terms"] = list(gap["terms"])
         data["shares"] = {outcome: round(self.share(outcome), 4) for outcome in OUTCOMES}
         return data
 
@@ -188,7 +190,8 @@ def group_gaps(rows: Iterable[Sequence]) -> list[Gap]:
         group[2] += int(bool(disliked))
         if (asked_at or 0) > group[4]:
             group[3], group[4] = question or "", asked_at or 0
-    ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
+    # most asked first; of equally asked, the fewest words (the most general wording) names the merged gap
+    ordered = sorted(groups.items(), key=lambda item: (-item[1][0], len(item[0]), item[0]))
     clusters: list[list] = []  # [terms, counts..., example, asked_at]
     by_term: dict[str, list[int]] = defaultdict(list)
     for key, group in ordered:
@@ -267,10 +270,6 @@ def render_markdown(report: Report, *, scope: str | None = None) -> str:
     ).strip()
 
 
-def report_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), ensure_ascii=False)
-
-
 def _scope(db: sqlite_utils.Database, *, since: float, collections: frozenset[str] | None) -> tuple[str, list]:
     """A `where` clause keeping the questions whose searched collections all lie in `collections`."""
     if collections is None:
@@ -303,3 +302,84 @@ def _cell(text: str, limit: int = 80) -> str:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
+_COLOURS = {"confident": "#2e7d32", "unsure": "#f9a825", "none": "#c62828"}
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML page: the summary, a stacked bar chart of daily questions by outcome
+    (inline SVG, no scripts) and the three tables (prompts/report_page.md)."""
+    labels = dict(zip(OUTCOMES, messages.render("report_outcomes").split("|"), strict=True))
+    empty = f"<p>{html.escape(messages.render('report_empty_table').strip('_'))}</p>"
+
+    def table(header: str, rows: list[list[object]]) -> str:
+        if not rows:
+            return empty
+        names = [cell.strip() for cell in messages.render(header).splitlines()[0].strip("|").split("|")]
+        head = "".join(f"<th>{html.escape(name)}</th>" for name in names)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    return messages.render(
+        "report_page",
+        since=report.since[:10],
+        until=report.until[:10],
+        days=report.days,
+        questions=report.questions,
+        confident=report.outcomes["confident"],
+        unsure=report.outcomes["unsure"],
+        none=report.outcomes["none"],
+        confident_share=messages.percent(report.share("confident")),
+        unsure_share=messages.percent(report.share("unsure")),
+        none_share=messages.percent(report.share("none")),
+        chart=daily_chart_svg(report.daily, labels=labels),
+        gaps=table(
+            "report_gaps_header",
+            [[g.questions, g.unanswered, g.disliked, " ".join(g.terms), g.example] for g in report.gaps],
+        ),
+        cited=table("report_cited_header", [[r.cited, r.article_id, r.title] for r in report.cited]),
+        votes=table("report_votes_header", [[r.up, r.down, r.article_id, r.title] for r in report.votes]),
+    )
+
+
+def daily_chart_svg(daily: list[dict], *, labels: dict[str, str], width: int = 720, height: int = 240) -> str:
+    """Stacked bars of questions per day by outcome, as inline SVG with a legend.
+
+    >>> daily_chart_svg([], labels={}).startswith("<svg")
+    True
+    """
+    top, bottom, left = 24, 24, 32
+    plot_h = height - top - bottom
+    peak = max((sum(day[o] for o in OUTCOMES) for day in daily), default=0) or 1
+    step = (width - left) / max(len(daily), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'viewBox="0 0 {width} {height}">',
+        f'<text x="0" y="{top + 4}" font-size="11">{peak}</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width}" y2="{height - bottom}" stroke="#999"/>',
+    ]
+    for index, day in enumerate(daily):
+        x, y = left + index * step, float(height - bottom)
+        for outcome in OUTCOMES:
+            bar_h = day[outcome] / peak * plot_h
+            if bar_h:
+                y -= bar_h
+                parts.append(
+                    f'<rect x="{x + step * 0.1:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{bar_h:.1f}" '
+                    f'fill="{_COLOURS[outcome]}"><title>{html.escape(day["day"])} '
+                    f"{html.escape(labels.get(outcome, outcome))}: {day[outcome]}</title></rect>"
+                )
+        if len(daily) <= 14 or index % max(len(daily) // 7, 1) == 0:
+            parts.append(
+                f'<text x="{x + step / 2:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
+                f"{html.escape(day['day'][5:])}</text>"
+            )
+    for index, outcome in enumerate(OUTCOMES):
+        x = left + index * 130
+        parts.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{_COLOURS[outcome]}"/>')
+        parts.append(
+            f'<text x="{x + 14}" y="13" font-size="11">{html.escape(labels.get(outcome, outcome))}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)

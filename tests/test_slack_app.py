@@ -913,7 +913,7 @@ def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
         "reactions:write",
     ]
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
-    assert commands == ["/ask", "/ingest", "/qa-help", "/qa-admin"]
+    assert commands == ["/ask", "/ingest", "/qa-help", "/qa-admin", "/qa-report"]
     for command in commands:  # Bolt answers 404 for a command without a listener; each use has its own trigger
         status, _, body = slack.command("slash_ask.form.txt", command=command, text="", trigger_id=f"t{command}")
         assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)

@@ -166,3 +166,23 @@ def test_cli_report_of_a_missing_database_is_one_error_line(tmp_path):
         1,
         f"Error: No database at {tmp_path / 'none.db'}, so no questions to report on. Check --db or QABOT_DB_PATH.\n",
     )
+
+
+def test_the_serve_sweeper_deletes_questions_past_retention_at_start(db_path, monkeypatch):
+    from queue import Queue
+
+    from bot.store.retention import RetentionSweeper
+
+    path, _, _ = db_path
+    monkeypatch.setattr(time, "time", lambda: NOW + 5 * DAY)
+    swept: Queue[int] = Queue()
+    sweeper = RetentionSweeper(path, retention_days=10, on_sweep=swept.put).start()
+    try:
+        deleted = swept.get(timeout=10)
+    finally:
+        sweeper.stop(timeout_s=5)
+    assert deleted == 1  # a7, asked 35 days before; a1..a6 (6 and 7 days before) stay, with their feedback
+    state = SlackState(path)
+    remaining = [row["id"] for row in state.db.query("select id from slack_answers order by id")]
+    assert (remaining, len(state.feedback())) == (["a1", "a2", "a3", "a4", "a5", "a6"], 3)
+    state.close()

@@ -31,7 +31,7 @@ __all__ = ["Gap", "Report", "build_report", "question_terms", "render_html", "re
 OUTCOMES = ("confident", "unsure", "none")
 TOP_ARTICLES = 10
 TOP_GAPS = 20
-NEAR_DUPLICATE = 2 / 3  # Jaccard similarity of two term sets above which their questions count as one gap
+NEAR_DUPLICATE = 2 / 3  # a term set inside another and this alike (Jaccard) is the same gap: one word more or less
 _DAY_S = 86400.0
 
 
@@ -180,7 +180,8 @@ def build_report(
 
 def group_gaps(rows: Iterable[Sequence]) -> list[Gap]:
     """(question, terms, unanswered, disliked, asked_at) rows as gaps, most frequent first: the same stemmed
-    content words are one gap, and term sets at least `NEAR_DUPLICATE` alike (Jaccard) merge into the larger."""
+    content words are one gap, and a term set within another and at least `NEAR_DUPLICATE` alike (Jaccard: one
+    word more or less, for two words or more) merges into the more frequent."""
     groups: dict[tuple[str, ...], list] = {}
     for question, terms, unanswered, disliked, asked_at in rows:
         key = tuple(terms.split()) if terms else question_terms(question or "")
@@ -199,6 +200,8 @@ def group_gaps(rows: Iterable[Sequence]) -> list[Gap]:
         best, best_score = None, NEAR_DUPLICATE
         for index in {i for term in key for i in by_term[term]}:
             other = set(clusters[index][0])
+            if not (terms <= other or other <= terms):
+                continue  # another subject in the same wording ("Who founded Acme?" / "Who founded Globex?")
             score = len(terms & other) / len(terms | other)
             if score >= best_score and (best is None or score > best_score or index < best):
                 best, best_score = index, score

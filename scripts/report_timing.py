@@ -22,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.core.insights import build_report, question_terms  # noqa: E402
 from bot.store.state import SlackState  # noqa: E402
 
-SUBJECTS = [f"{a} {b}" for a in ("acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne")
-            for b in ("bank", "shipping", "mining", "railways", "airlines", "pharma")]
+SUBJECTS = [
+    f"{a} {b}"
+    for a in ("acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne")
+    for b in ("bank", "shipping", "mining", "railways", "airlines", "pharma")
+]
 TEMPLATES = [
     "Who is the CEO of {s}?",
     "When was {s} founded?",
@@ -53,15 +56,27 @@ def fill(state: SlackState, *, questions: int, seed: int = 13) -> None:
             asked_at = now - rng.random() * 90 * 86400
             answer_id = f"q{n:07d}"
             rows.append(
-                (answer_id, question, json.dumps(cited), cited[0] if cited else None, outcome, searched, "C0001",
-                 "T0001", f"U{n % 500:04d}", asked_at, " ".join(question_terms(question)))
+                (
+                    answer_id,
+                    question,
+                    json.dumps(cited),
+                    cited[0] if cited else None,
+                    outcome,
+                    searched,
+                    "C0001",
+                    "T0001",
+                    f"U{n % 500:04d}",
+                    asked_at,
+                    " ".join(question_terms(question)),
+                )
             )
             if cited and rng.random() < 0.1:
                 clicked = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(asked_at + 60))
                 votes.append((answer_id, "U0001", rng.choice(("up", "down")), question, cited[0], clicked))
         db.conn.executemany(
             "insert into slack_answers (id, question, cited, article_id, outcome, searched, channel, team, user, "
-            "asked_at, terms, score, text, blocks, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', '[]', '')",
+            "asked_at, terms, score, text, blocks, created_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', '[]', '')",
             rows,
         )
         db.conn.executemany(

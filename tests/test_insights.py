@@ -64,8 +64,15 @@ def db_path(tmp_path):
     _ask(state, "a2", "When was Acme founded?", "unsure", cited=[general.article_id], searched=frozenset({"general"}))
     _ask(state, "a3", "Who runs Globex?", "none", searched=frozenset({"general"}))
     _ask(state, "a4", "Who runs the Globex bank?", "none", searched=frozenset({"general"}), days_ago=2)
-    _ask(state, "a5", "When does the merger close?", "confident", cited=[legal.article_id],
-         searched=frozenset({"general", "legal"}), channel="C0LEGAL1")
+    _ask(
+        state,
+        "a5",
+        "When does the merger close?",
+        "confident",
+        cited=[legal.article_id],
+        searched=frozenset({"general", "legal"}),
+        channel="C0LEGAL1",
+    )
     _ask(state, "a6", "Is the merger secret?", "none", searched=frozenset({"general", "legal"}), channel="C0LEGAL1")
     _ask(state, "a7", "Who runs Globex?", "none", searched=frozenset({"general"}), days_ago=30)  # before the period
     _vote(state, "a1", "down")
@@ -94,10 +101,20 @@ def test_report_counts_outcomes_articles_votes_and_groups_gaps(db_path):
     assert report["gaps"] == [
         {"terms": ["globex", "run"], "questions": 2, "unanswered": 2, "disliked": 0, "example": "Who runs Globex?"},
         {"terms": ["acme", "found"], "questions": 1, "unanswered": 0, "disliked": 1, "example": "Who founded Acme?"},
-        {"terms": ["close", "merger"], "questions": 1, "unanswered": 0, "disliked": 1,
-         "example": "When does the merger close?"},
-        {"terms": ["merger", "secret"], "questions": 1, "unanswered": 1, "disliked": 0,
-         "example": "Is the merger secret?"},
+        {
+            "terms": ["close", "merger"],
+            "questions": 1,
+            "unanswered": 0,
+            "disliked": 1,
+            "example": "When does the merger close?",
+        },
+        {
+            "terms": ["merger", "secret"],
+            "questions": 1,
+            "unanswered": 1,
+            "disliked": 0,
+            "example": "Is the merger secret?",
+        },
     ]
     assert [day["day"] for day in report["daily"]] == ["2026-11-28", "2026-11-29"]
 
@@ -143,7 +160,12 @@ def test_cli_report_prints_markdown_and_json_and_forgets_old_questions(db_path, 
     assert json.loads(as_json.stdout)["questions"] == 6  # a7 (30 days old) went with the 10-day retention
     state = SlackState(path)
     assert [row["id"] for row in state.db.query("select id from slack_answers order by id")] == [
-        "a1", "a2", "a3", "a4", "a5", "a6"
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+        "a5",
+        "a6",
     ]
     state.close()
 

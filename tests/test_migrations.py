@@ -82,7 +82,7 @@ V6_FEEDS_SQL = [
 V7_SLACK_SQL = [
     sql.removesuffix(")")
     + ", outcome text, cited text, searched text, channel text, team text, user text, asked_at real, terms text)"
-    if "TABLE \"slack_answers\"" in sql
+    if 'TABLE "slack_answers"' in sql
     else sql
     for sql in V5_SLACK_SQL
 ] + [

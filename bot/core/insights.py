@@ -46,9 +46,10 @@ def stem(word: str) -> str:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
-    for suffix, keep in (("ing", 4), ("ed", 4)):
-        if word.endswith(suffix) and len(word) - len(suffix) >= keep - 1 and re.search("[aeiouy]", word[: -len(suffix)]):
-            word = word[: -len(suffix)]
+    for suffix in ("ing", "ed"):
+        root = word[: -len(suffix)]
+        if word.endswith(suffix) and len(root) >= 3 and re.search("[aeiouy]", root):
+            word = root
             if len(word) > 2 and word[-1] == word[-2] and word[-1] not in "lsz":
                 word = word[:-1]  # running -> run
             return word
@@ -307,6 +308,10 @@ def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
+_PAGE_STYLE = """\
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
+table { border-collapse: collapse; margin-bottom: 1rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }"""
 _COLOURS = {"confident": "#2e7d32", "unsure": "#f9a825", "none": "#c62828"}
 
 
@@ -326,6 +331,7 @@ def render_html(report: Report) -> str:
 
     return messages.render(
         "report_page",
+        style=_PAGE_STYLE,
         since=report.since[:10],
         until=report.until[:10],
         days=report.days,
@@ -381,8 +387,6 @@ def daily_chart_svg(daily: list[dict], *, labels: dict[str, str], width: int = 7
     for index, outcome in enumerate(OUTCOMES):
         x = left + index * 130
         parts.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{_COLOURS[outcome]}"/>')
-        parts.append(
-            f'<text x="{x + 14}" y="13" font-size="11">{html.escape(labels.get(outcome, outcome))}</text>'
-        )
+        parts.append(f'<text x="{x + 14}" y="13" font-size="11">{html.escape(labels.get(outcome, outcome))}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

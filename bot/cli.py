@@ -13,6 +13,7 @@ import click
 from bot.cli_common import db_option, settings_for
 from bot.cli_feeds import feeds
 from bot.cli_library import articles
+from bot.cli_report import report
 from bot.core import messages
 from bot.core.records import Answer
 from bot.errors import QABotError
@@ -435,6 +436,7 @@ def db_upgrade(db_path: str | None) -> None:
 
 cli.add_command(articles)
 cli.add_command(feeds)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         default=None, description="YAML file saying which channels and DMs may read which collection."
     )
     rate_limit_per_minute: int = Field(default=10, gt=0, description="Questions one Slack user may ask per minute.")
+    question_retention_days: int = Field(
+        default=90,
+        gt=0,
+        description="Asked questions and their answers are kept this many days for the admins' report, then deleted.",
+    )
     max_pending: int = Field(
         default=100, gt=0, description="Questions that may wait for the reader; past that the bot says it is busy."
     )

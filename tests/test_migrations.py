@@ -78,7 +78,18 @@ V6_FEEDS_SQL = [
     'CREATE INDEX "idx_feed_entries_link"\n    ON "feed_entries" ("link")',
     'CREATE INDEX "idx_feed_entries_entry_key"\n    ON "feed_entries" ("entry_key")',
 ]
-LATEST = 6
+# Version 7 adds the report's columns to slack_answers, with an index on asked_at and one on feedback's answer_id.
+V7_SLACK_SQL = [
+    sql.removesuffix(")")
+    + ", outcome text, cited text, searched text, channel text, team text, user text, asked_at real, terms text)"
+    if 'TABLE "slack_answers"' in sql
+    else sql
+    for sql in V5_SLACK_SQL
+] + [
+    "CREATE INDEX idx_slack_answers_asked_at on slack_answers (asked_at)",
+    "CREATE INDEX idx_slack_feedback_answer on slack_feedback (answer_id)",
+]
+LATEST = 7
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -124,7 +135,7 @@ def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
     assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == LATEST
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V5_SLACK_SQL + V6_FEEDS_SQL)
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V7_SLACK_SQL + V6_FEEDS_SQL)
 
 
 def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
@@ -136,7 +147,7 @@ def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_da
     ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V5_SLACK_SQL + V6_FEEDS_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V7_SLACK_SQL + V6_FEEDS_SQL)
 
 
 def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):
@@ -240,3 +251,20 @@ def test_cli_db_upgrade_of_a_missing_file_is_one_error_line(tmp_path):
         1,
         f"Error: No database at {tmp_path / 'nope.db'}. Run: qa-bot ingest ./articles (it creates one).\n",
     )
+
+
+def test_version_7_dates_stored_answers_from_created_at(tmp_path):
+    path = tmp_path / "v6.db"
+    db = sqlite_utils.Database(path)
+    for migration in migrations.MIGRATIONS[:6]:
+        migration(db)
+    db.execute("PRAGMA user_version = 6")
+    db.execute(
+        "insert into slack_answers (id, question, created_at) values ('a1', 'Who?', '2026-11-30T10:00:00+00:00')"
+    )
+    db.conn.commit()
+    db.close()
+    state = SlackState(path)
+    row = next(state.db.query("select asked_at, outcome, searched from slack_answers"))
+    state.close()
+    assert row == {"asked_at": 1796032800.0, "outcome": None, "searched": None}

@@ -229,3 +229,55 @@ def test_cli_ask_refuses_a_bad_access_file(cli_library, tmp_path):
         f"Error: Bad access file {tmp_path / 'access.yaml'}, line 2: unknown collection 'legl' (stored collections: "
         "general, legal). Ingest into it first: qa-bot ingest --collection legl PATH.\n",
     )
+
+
+# /qa-report: a channel's report covers only what the channel may read ------------------------------------------
+
+SECRET_QUESTION = "When does Quixotic Zephyr sign?"  # asked in #legal only, unanswered: a gap of #legal's
+
+
+def _report(slack, channel: str, *, trigger: str, nth: int = 1) -> dict:
+    """The `nth` response of `/qa-report` typed by the admin in `channel`."""
+    slack.command("slash_ingest.form.txt", command="/qa-report", text="", channel_id=channel, trigger_id=trigger)
+    return slack.fake.wait_for("response_url", nth)[nth - 1]
+
+
+def _asked_everywhere(scoped) -> None:
+    scoped.event("event_app_mention_channel.json", edit=_ask_in("C0LEGAL1"))
+    secret = _ask_in("C0LEGAL1", event_id="Ev2")
+
+    def ask_secret(payload):
+        secret(payload)
+        payload["event"].update(text=f"<@U0BOT> {SECRET_QUESTION}", ts="1700000001.000100")
+
+    scoped.event("event_app_mention_channel.json", edit=ask_secret)
+    scoped.event("event_app_mention_channel.json", edit=_ask_in("C0001", event_id="Ev3"))
+    scoped.fake.wait_for("chat.postMessage", 3)
+    scoped.work.wait_idle()
+
+
+def test_qa_report_in_general_shows_nothing_of_legal(scoped, caplog):
+    caplog.set_level(logging.INFO)
+    _asked_everywhere(scoped)
+    report = _report(scoped, "C0001", trigger="r1")
+    text = _all_text(report)
+    assert report["response_type"] == "ephemeral"
+    assert "1 questions asked: 0 answered (0%), 0 hedged (0%), 1 not answered (100%)." in text
+    assert _no_trace(text) and "Zephyr" not in text, text
+    assert _no_trace(caplog.text)
+
+
+def test_qa_report_in_legal_and_in_a_dm_covers_legal_too(scoped):
+    _asked_everywhere(scoped)
+    in_legal = _all_text(_report(scoped, "C0LEGAL1", trigger="r1"))
+    in_dm = _all_text(_report(scoped, "D0ADMIN", trigger="r2", nth=2))
+    for text in (in_legal, in_dm):
+        assert "acquisition memo" in text and SECRET_QUESTION in text
+    assert "3 questions asked: 1 answered (33%), 0 hedged (0%), 2 not answered (67%)." in in_legal
+    assert in_legal.replace(", covering only what this channel may read", "") == in_dm  # the same three questions
+
+
+def test_qa_report_by_a_non_admin_is_refused(scoped):
+    status, _, body = scoped.command("slash_ingest.form.txt", command="/qa-report", user_id="U0001", text="")
+    assert (status, json.loads(body)["text"]) == (200, "Only admins can use /qa-report. Ask an admin for the numbers.")
+    assert scoped.fake.bodies("response_url") == []

@@ -709,6 +709,46 @@ def test_feedback_button_value_names_its_answer(slack):
     assert [(r["vote"], r["answer"]) for r in slack.state.feedback()] == [("down", "Mikheev")]
 
 
+def test_an_answered_question_is_recorded_for_the_report(slack):
+    slack.event("event_app_mention_channel.json")
+    slack.fake.wait_for("chat.postMessage")
+    _eventually(lambda: slack.state.reply_to("C0001", "1700000000.000100"))
+    [row] = slack.state.db.query(
+        "select question, outcome, cited, searched, channel, team, user, terms, asked_at from slack_answers"
+    )
+    article_id = next(slack.store.db.query("select id from articles where title = 'Rosoboronexport leadership'"))["id"]
+    assert abs(row.pop("asked_at") - time.time()) < 60
+    assert json.loads(row.pop("cited"))[0] == article_id  # the answer's article first, then any other shown
+    assert row == {
+        "question": "Who is the CEO of Rosoboronexport?",
+        "outcome": "confident",
+        "searched": "*",
+        "channel": "C0001",
+        "team": "T0001",
+        "user": "U0001",
+        "terms": "ceo rosoboronexport",
+    }
+
+
+def test_buttons_of_an_answer_past_retention_say_it_has_expired(slack):
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    _eventually(lambda: slack.state.reply_to("C0001", "1700000000.000100"))
+    assert slack.state.forget_questions(before=time.time() + 1) == 1
+    assert slack.state.reply_to("C0001", "1700000000.000100") is None
+    down = _block(reply, "feedback")["elements"][1]
+    click = _fixture_json("block_actions_feedback.json")
+    click["actions"] = [{**click["actions"][0], "action_id": "feedback_down", "value": down["value"]}]
+    click["response_url"] = slack.fake.response_url("feedback")
+    slack.action(click)
+    [expired] = slack.fake.wait_for("response_url")
+    assert (expired["text"], expired["response_type"]) == (
+        "That answer is no longer kept, so your vote was not recorded. Ask again to get a fresh answer.",
+        "ephemeral",
+    )
+    assert slack.state.feedback() == []
+
+
 # /qa-admin: list and delete, admins only ------------------------------------------------------------------------
 
 
@@ -873,7 +913,7 @@ def test_manifest_lists_the_events_scopes_and_commands_the_app_handles(slack):
         "reactions:write",
     ]
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
-    assert commands == ["/ask", "/ingest", "/qa-help", "/qa-admin"]
+    assert commands == ["/ask", "/ingest", "/qa-help", "/qa-admin", "/qa-report"]
     for command in commands:  # Bolt answers 404 for a command without a listener; each use has its own trigger
         status, _, body = slack.command("slash_ask.form.txt", command=command, text="", trigger_id=f"t{command}")
         assert (command, status, bool(json.loads(body)["text"])) == (command, 200, True)

@@ -15,6 +15,7 @@ from bot.core.records import Answer, ArticleRef, Citation
 from bot.slack.escape import escape_slack
 
 __all__ = [
+    "report_message",
     "ACTION_FEEDBACK_UP",
     "ACTION_FEEDBACK_DOWN",
     "ACTION_SHARE",
@@ -397,3 +398,21 @@ def admin_delete_confirm_message(row: dict) -> dict:
         ],
     }
     return _message(text, [_section(text, block_id="admin_delete_question"), buttons])
+
+
+def report_message(markdown: str) -> dict:
+    """`/qa-report`: the Markdown of `render_markdown` as Slack blocks, headings in bold, tables preformatted
+    (Slack draws no tables); every piece escaped, since questions and titles are user text."""
+    blocks = []
+    for chunk in markdown.split("\n\n"):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        if chunk.startswith("#"):
+            blocks.append(_section(f"*{escape_slack(chunk.lstrip('#').strip())}*"))
+        elif chunk.startswith("|"):
+            text = escape_slack(chunk).replace("```", "'''")
+            blocks.append(_section(f"```\n{text[: MAX_SECTION_CHARS - 10]}\n```"))
+        else:
+            blocks.append(_section(escape_slack(chunk)))
+    return _message(escape_slack(markdown), blocks)

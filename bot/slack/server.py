@@ -26,6 +26,7 @@ from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import create_app
+from bot.store.retention import RetentionSweeper
 
 if TYPE_CHECKING:
     from bot.core.feeds import FeedPoller
@@ -260,10 +261,12 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     service.warm_up()
     app = create_app(settings, service, client=client)
     poller = start_feed_poller(settings)
+    sweeper = RetentionSweeper(settings.db_path, retention_days=settings.question_retention_days).start()
     try:
         _serve_app(app, settings, host=host, port=port)
     finally:
         poller.stop(timeout_s=5)
+        sweeper.stop(timeout_s=5)
 
 
 def start_feed_poller(settings: Settings, **options: Any) -> FeedPoller:

@@ -212,6 +212,34 @@ def add_feeds(db: sqlite_utils.Database) -> None:
         db.table("feed_entries").create_index(["entry_key"])
 
 
+def add_question_insights(db: sqlite_utils.Database) -> None:
+    """Version 7: what each answered Slack question was, for `qa-bot report` and `/qa-report` (issue 13):
+    `slack_answers.outcome` (confident / unsure / none), `cited` (a JSON list of article ids), `searched` (the
+    collections read, comma-separated, `*` for every article), `channel`, `team`, `user`, `asked_at` (epoch
+    seconds, indexed: the report and the retention sweep read by time) and `terms` (its stemmed content words,
+    space-separated: the key knowledge gaps are grouped by). Existing rows keep NULLs, `asked_at` from `created_at`.
+    """
+    table = db.table("slack_answers")
+    if not table.exists():
+        return
+    have = set(table.columns_dict)
+    for name, kind in [
+        ("outcome", "text"),
+        ("cited", "text"),
+        ("searched", "text"),
+        ("channel", "text"),
+        ("team", "text"),
+        ("user", "text"),
+        ("asked_at", "real"),
+        ("terms", "text"),
+    ]:
+        if name not in have:
+            db.execute(f"alter table slack_answers add column {name} {kind}")
+    db.execute("update slack_answers set asked_at = cast(strftime('%s', created_at) as real) where asked_at is null")
+    db.execute("create index if not exists idx_slack_answers_asked_at on slack_answers (asked_at)")
+    db.execute("create index if not exists idx_slack_feedback_answer on slack_feedback (answer_id)")
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
@@ -220,6 +248,7 @@ MIGRATIONS: list[Migration] = [
     add_article_collection,
     add_answer_collections,
     add_feeds,
+    add_question_insights,
 ]
 
 

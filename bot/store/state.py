@@ -20,12 +20,21 @@ from bot.errors import StoreError
 from bot.store.connect import connect
 from bot.store.migrations import migrate
 
-__all__ = ["SlackState", "StoredAnswer", "ReplyLink", "RateDecision"]
+__all__ = ["AskedQuestion", "SlackState", "StoredAnswer", "ReplyLink", "RateDecision", "searched_key"]
 
 logger = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 60.0
 EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty and keeps the table small
+
+
+def searched_key(collections: frozenset[str] | None) -> str:
+    """How `slack_answers.searched` writes the collections a question read: sorted names, `*` for everything.
+
+    >>> searched_key(frozenset({"legal", "general"})), searched_key(None)
+    ('general,legal', '*')
+    """
+    return "*" if collections is None else ",".join(sorted(collections))
 
 
 def _now_iso() -> str:
@@ -44,6 +53,26 @@ class StoredAnswer:
     text: str
     blocks: list[dict]
     collections: tuple[str, ...] = ("general",)  # of every article it cites: where it may be shared
+    asked: AskedQuestion | None = None  # who asked what where, for the admins' report (None: not recorded)
+
+
+@dataclass(frozen=True)
+class AskedQuestion:
+    """What the report keeps of a question: its outcome, the articles cited, where and by whom it was asked.
+
+    :param outcome: `Answer.outcome`: "confident", "unsure" or "none".
+    :param searched: the collections read; None for every article (no access file, or the CLI).
+    :param terms: the question's stemmed content words (`bot.core.insights.question_terms`), sorted.
+    """
+
+    outcome: str
+    cited: tuple[int, ...] = ()
+    searched: frozenset[str] | None = None
+    channel: str | None = None
+    team: str | None = None
+    user: str | None = None
+    terms: tuple[str, ...] = ()
+    asked_at: float | None = None  # epoch seconds; None: now
 
 
 @dataclass(frozen=True)
@@ -137,10 +166,12 @@ class SlackState:
 
     def save_answer(self, answer: StoredAnswer) -> None:
         """Keep an answer the app is about to show (its id goes into the message's buttons)."""
+        asked = answer.asked or AskedQuestion(outcome="", searched=None)
         with self._lock:
             self._write(
                 "insert or replace into slack_answers (id, question, answer, article_id, score, text, blocks, "
-                "created_at, collections) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, collections, outcome, cited, searched, channel, team, user, asked_at, terms) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     answer.id,
                     answer.question,
@@ -151,8 +182,33 @@ class SlackState:
                     json.dumps(answer.blocks),
                     _now_iso(),
                     ",".join(answer.collections),
+                    asked.outcome or None,
+                    json.dumps(list(asked.cited)),
+                    searched_key(asked.searched),
+                    asked.channel,
+                    asked.team,
+                    asked.user,
+                    time.time() if asked.asked_at is None else asked.asked_at,
+                    " ".join(asked.terms),
                 ],
             )
+
+    def forget_questions(self, *, before: float) -> int:
+        """Delete the questions asked before `before` (epoch seconds) with their answers, the links to their
+        replies and the feedback on them (`QABOT_QUESTION_RETENTION_DAYS`); returns how many questions went.
+        A click on one of their buttons then finds no answer and says it has expired."""
+        before_iso = datetime.fromtimestamp(before, UTC).isoformat(timespec="seconds")
+        old = "select id from slack_answers where asked_at < ?"
+        with self._lock:
+            try:
+                with self.db.conn:
+                    self.db.execute(f"delete from slack_replies where answer_id in ({old})", [before])
+                    self.db.execute(
+                        f"delete from slack_feedback where answer_id in ({old}) or clicked_at < ?", [before, before_iso]
+                    )
+                    return self.db.execute("delete from slack_answers where asked_at < ?", [before]).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not delete old questions from {self.path}: {exc}") from exc
 
     def get_answer(self, answer_id: str) -> StoredAnswer | None:
         with self._lock:

@@ -87,6 +87,16 @@ class ActionListeners:
         if answer_id is None and channel and message_ts:
             answer_id = self.kit.state.answer_id_of_reply(channel, message_ts)
         user = (body.get("user") or {}).get("id", "")
+        if answer_id is not None and self.kit.state.get_answer(answer_id) is None:
+            # deleted after QABOT_QUESTION_RETENTION_DAYS (or never stored): there is nothing left to vote on
+            logger.info("feedback on an expired answer answer_id=%s user=%s", answer_id, user)
+            self.kit.respond(
+                respond,
+                slack_blocks.notice(messages.render("slack_feedback_expired")),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
         self.kit.state.record_feedback(
             answer_id=answer_id, user=user, vote=vote, channel=channel, message_ts=message_ts
         )

@@ -1,4 +1,5 @@
-"""Slash command listeners: /ask (private answer with a share button), /ingest and /qa-admin (admins), /qa-help."""
+"""Slash command listeners: /ask (private answer with a share button), /ingest, /qa-admin and /qa-report
+(admins), /qa-help."""
 
 from __future__ import annotations
 
@@ -12,19 +13,24 @@ from slack_bolt import Ack, App, Respond
 from bot.core import messages
 from bot.core.access import DEFAULT_COLLECTION, check_collection_name
 from bot.core.ingest import ingest_article
+from bot.core.insights import build_report, render_markdown
 from bot.core.records import Article
 from bot.errors import IngestError
 from bot.slack import blocks as slack_blocks
 from bot.slack.escape import unescape_slack
+from bot.slack.gate import is_dm_channel
 from bot.slack.listeners.shared import ListenerKit, question_text
 from bot.sources.fetch import fetch_article
 from bot.sources.files import article_from_text
+from bot.store.state import SlackState
 
 __all__ = ["CommandListeners"]
 
 logger = logging.getLogger(__name__)
 
 _SLACK_LINK = re.compile(r"^<(https?://[^|>\s]+)(?:\|[^>]*)?>$")
+REPORT_MAX_DAYS = 3650
+REPORT_GAPS = 10  # knowledge gaps /qa-report lists (a Slack message is short)
 ADMIN_LIST_MAX = 20  # articles one /qa-admin list shows; more are named, not listed
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _COLLECTION_OPTION = re.compile(r"^--collection(?:=|[ \t]+)(\S*)[ \t]*\n?")
@@ -42,6 +48,7 @@ class CommandListeners:
         app.command("/ingest")(self.on_ingest)
         app.command("/qa-help")(self.on_help)
         app.command("/qa-admin")(self.on_admin)
+        app.command("/qa-report")(self.on_report)
 
     # Slash commands ------------------------------------------------------------------------------------------
 
@@ -56,15 +63,28 @@ class CommandListeners:
         collections = self.kit.gate.collections_for(
             channel=command.get("channel_id", ""), user=user, team=command.get("team_id")
         )
-        self.kit.question_later(self._ask, respond, user, question, collections, apology=self.kit.privately(respond))
+        where = (command.get("channel_id") or None, command.get("team_id") or None)
+        self.kit.question_later(
+            self._ask, respond, user, question, collections, where, apology=self.kit.privately(respond)
+        )
 
-    def _ask(self, respond: Respond, user: str, question: str, collections: frozenset[str] | None) -> None:
+    def _ask(
+        self,
+        respond: Respond,
+        user: str,
+        question: str,
+        collections: frozenset[str] | None,
+        where: tuple[str | None, str | None],
+    ) -> None:
         logger.info("question kind=ask user=%s", user)
         refusal = self.kit.rate_limited(user)
         if refusal:
             self.kit.respond(respond, refusal, response_type="ephemeral")
             return
-        message, _ = self.kit.answer(question, user=user, shareable=True, collections=collections)
+        channel, team = where
+        message, _ = self.kit.answer(
+            question, user=user, shareable=True, collections=collections, channel=channel, team=team
+        )
         self.kit.respond(respond, message, response_type="ephemeral")
 
     def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:
@@ -164,6 +184,35 @@ class CommandListeners:
         else:
             logger.info("admin delete asked user=%s article_id=%d", user, row.id)
             message = slack_blocks.admin_delete_confirm_message(row.to_dict())
+        self.kit.respond(respond, message, response_type="ephemeral")
+
+    def on_report(self, ack: Ack, command: dict, respond: Respond) -> None:
+        """`/qa-report [days]` (admins only, ephemeral): the insights of `qa-bot report`; typed in a channel they
+        cover only the questions that read nothing that channel may not read, in a DM with the bot everything."""
+        user = command.get("user_id", "")
+        if not self.kit.is_admin(command.get("team_id"), user):
+            logger.info("report refused user=%s", user)
+            ack(**slack_blocks.notice(messages.render("slack_report_refused")))
+            return
+        text = (command.get("text") or "").strip()
+        if text and not (text.isdigit() and 0 < int(text) <= REPORT_MAX_DAYS):
+            ack(**slack_blocks.notice(messages.render("slack_report_usage")))
+            return
+        ack()
+        channel = command.get("channel_id", "")
+        policy = self.kit.gate.policy
+        scope = None if policy is None or is_dm_channel(channel) else policy.for_channel(channel)
+        self.kit.later(self._report, respond, user, int(text or 7), scope, apology=self.kit.privately(respond))
+
+    def _report(self, respond: Respond, user: str, days: int, scope: frozenset[str] | None) -> None:
+        state = SlackState(self.kit.state.path)  # its own connection: the report reads while answers are written
+        try:
+            report = build_report(state.db, days=days, collections=scope, top_gaps=REPORT_GAPS)
+        finally:
+            state.close()
+        logger.info("report shown user=%s days=%d scoped=%s", user, days, scope is not None)
+        where = messages.render("slack_report_scope_channel") if scope is not None else None
+        message = slack_blocks.report_message(render_markdown(report, scope=where))
         self.kit.respond(respond, message, response_type="ephemeral")
 
     def on_help(self, ack: Ack) -> None:

@@ -146,7 +146,9 @@ class EventListeners:
         team = event.get("user_team") or event.get("team")
         collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
         with self.kit.eyes(client, channel, ts):
-            message, answer_id = self.kit.answer(question, user=user, thread=thread, collections=collections)
+            message, answer_id = self.kit.answer(
+                question, user=user, thread=thread, collections=collections, channel=channel, team=team
+            )
             reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
         self.kit.state.link_reply(
             ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)
@@ -172,7 +174,9 @@ class EventListeners:
         team = new.get("user_team") or new.get("team")
         collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
         with self.kit.eyes(client, channel, new["ts"]):
-            message, answer_id = self.kit.answer(question, user=user, collections=collections)
+            message, answer_id = self.kit.answer(
+                question, user=user, collections=collections, channel=channel, team=team
+            )
             updated = self.kit.try_call(client.chat_update, channel=channel, ts=link.reply_ts, **message)
         if updated:
             self.kit.state.link_reply(dataclasses.replace(link, answer_id=answer_id))

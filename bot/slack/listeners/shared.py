@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core import messages
+from bot.core.insights import question_terms
 from bot.core.service import AnsweringService
 from bot.settings import Settings
 from bot.slack import blocks as slack_blocks
@@ -26,7 +27,7 @@ from bot.slack.escape import unescape_slack
 from bot.slack.gate import Gate
 from bot.store.library import Library
 from bot.store.sqlite import SQLiteStore
-from bot.store.state import SlackState, StoredAnswer, ThreadContext
+from bot.store.state import AskedQuestion, SlackState, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
 
@@ -203,9 +204,14 @@ class ListenerKit:
         shareable: bool = False,
         thread: ThreadContext | None = None,
         collections: frozenset[str] | None = None,
+        channel: str | None = None,
+        team: str | None = None,
     ) -> tuple[dict, str | None]:
         """(message, answer id) for a question, a follow-up when `thread` holds earlier questions, reading only
-        `collections` (None: every article); any failure becomes the apology with a logged reference."""
+        `collections` (None: every article); any failure becomes the apology with a logged reference.
+
+        The question is recorded with its outcome, the articles cited, where (`channel`, `team`) and by whom it
+        was asked, for the admins' report (`bot.core.insights`)."""
         answer_id = new_id()
         thread = thread or ThreadContext()
         try:
@@ -227,6 +233,15 @@ class ListenerKit:
                     text=shown["text"],
                     blocks=shown["blocks"],
                     collections=tuple(sorted({article.collection for article in answer.cited_articles()})),
+                    asked=AskedQuestion(
+                        outcome=answer.outcome,
+                        cited=tuple(dict.fromkeys(article.id for article in answer.cited_articles())),
+                        searched=collections,
+                        channel=channel,
+                        team=team,
+                        user=user,
+                        terms=question_terms(question),
+                    ),
                 )
             )
             return message, answer_id

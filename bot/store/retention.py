@@ -1,0 +1,70 @@
+"""The daily sweep of `qa-bot serve`: questions older than `QABOT_QUESTION_RETENTION_DAYS` are deleted with their
+answers, reply links and feedback (`SlackState.forget_questions`), on a thread of its own with its own connection.
+
+    sweeper = RetentionSweeper("qa.db", retention_days=90).start()
+    ...
+    sweeper.stop(timeout_s=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.store.state import SlackState
+
+__all__ = ["DAY_S", "RetentionSweeper"]
+
+logger = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+class RetentionSweeper:
+    """Forget old questions at start and then every `interval_s` (a day) until stopped.
+
+    :param path: the SQLite file (the store's `db_path`).
+    :param retention_days: questions asked longer ago than this are deleted.
+    :param on_sweep: called with the number deleted after every sweep (tests wait on it instead of sleeping).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention_days: int,
+        interval_s: float = DAY_S,
+        on_sweep: Callable[[int], None] | None = None,
+    ) -> None:
+        if retention_days <= 0:
+            raise ValueError(f"retention_days must be positive, got {retention_days}")
+        self.path, self.retention_days, self.interval_s, self.on_sweep = path, retention_days, interval_s, on_sweep
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qa-bot-retention", daemon=True)
+
+    def start(self) -> RetentionSweeper:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        state = SlackState(self.path)
+        try:
+            while not self._stop.is_set():
+                deleted = 0
+                try:
+                    deleted = state.forget_questions(before=time.time() - self.retention_days * DAY_S)
+                    logger.info("old questions deleted count=%d retention_days=%d", deleted, self.retention_days)
+                except Exception:  # a locked or full database must not end the thread: try again tomorrow
+                    logger.exception("question retention sweep failed")
+                if self.on_sweep is not None:
+                    self.on_sweep(deleted)
+                self._stop.wait(self.interval_s)
+        finally:
+            state.close()

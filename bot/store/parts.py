@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+from datetime import UTC, datetime
 
 from bot.core.records import Article, Sentence
 from bot.core.text import group_passages
@@ -13,6 +14,22 @@ from bot.core.text import group_passages
 __all__ = ["PASSAGE_MAX_WORDS", "content_hash", "with_pages", "page_groups"]
 
 PASSAGE_MAX_WORDS = 80
+
+
+def article_row(article: Article, *, key: str, digest: str) -> dict:
+    """The `articles` row of an article as both stores write it (the time it was stored included)."""
+    return {
+        "key": key,
+        "title": article.title,
+        "body": article.body,
+        "source": article.source,
+        "url": article.url,
+        "published_at": article.published_at,
+        "author": article.author,
+        "content_hash": digest,
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "collection": article.collection,
+    }
 
 
 def content_hash(article: Article) -> str:

@@ -16,7 +16,6 @@ import math
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -27,7 +26,7 @@ from bot.core.text import split_sentences
 from bot.errors import StoreError
 from bot.store.base import StoredOutcome
 from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
-from bot.store.parts import content_hash, page_groups, with_pages
+from bot.store.parts import article_row, content_hash, page_groups, with_pages
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
 
 __all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
@@ -213,18 +212,7 @@ class PostgresStore:
         if same:
             return self._moved_if_needed(same["id"], article)
         sentences = with_pages(split_sentences(article.body), article.page_starts)
-        row = {
-            "key": key,
-            "title": article.title,
-            "body": article.body,
-            "source": article.source,
-            "url": article.url,
-            "published_at": article.published_at,
-            "author": article.author,
-            "content_hash": digest,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "collection": article.collection,
-        }
+        row = article_row(article, key=key, digest=digest)
         columns = ", ".join(row)
         values = ", ".join(f"%({name})s" for name in row)
         moved_from = None

@@ -7,7 +7,6 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -18,7 +17,7 @@ from bot.errors import DiskFullError, StoreError
 from bot.store.base import StoredOutcome
 from bot.store.connect import connect, is_disk_full
 from bot.store.migrations import migrate
-from bot.store.parts import PASSAGE_MAX_WORDS, content_hash, page_groups, with_pages
+from bot.store.parts import PASSAGE_MAX_WORDS, article_row, content_hash, page_groups, with_pages
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
@@ -170,18 +169,7 @@ class SQLiteStore:
         if same:
             return self._moved_if_needed(same["id"], article)
         sentences = with_pages(split_sentences(article.body), article.page_starts)
-        row = {
-            "key": key,
-            "title": article.title,
-            "body": article.body,
-            "source": article.source,
-            "url": article.url,
-            "published_at": article.published_at,
-            "author": article.author,
-            "content_hash": digest,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "collection": article.collection,
-        }
+        row = article_row(article, key=key, digest=digest)
         moved_from = None
         if existing:
             moved_from = self._collection_of(existing["id"])

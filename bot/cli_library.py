@@ -80,9 +80,12 @@ def articles() -> None:
     help="Only articles added on or after this date (YYYY-MM-DD, UTC) or time.",
 )
 @click.option("--source", default=None, help="Only articles whose source contains this text (any case).")
+@click.option("--collection", default=None, help="Only articles of this collection.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects instead of tab-separated rows.")
 @db_option
-def list_command(since: datetime | None, source: str | None, as_json: bool, db_path: str | None) -> None:
+def list_command(
+    since: datetime | None, source: str | None, collection: str | None, as_json: bool, db_path: str | None
+) -> None:
     """List the stored articles, oldest first: id, title, source, url, published_at, added, passages.
 
     Rows are tab-separated under a header line (`cut -f1,2` works), printed as they are read.
@@ -90,7 +93,7 @@ def list_command(since: datetime | None, source: str | None, as_json: bool, db_p
     Example: qa-bot articles list --since 2024-05-01 --json
     """
     with _library(db_path) as (library, path):
-        rows = library.articles(since=since.isoformat() if since else None, source=source)
+        rows = library.articles(since=since.isoformat() if since else None, source=source, collection=collection)
         count = 0
         if as_json:
             for count, row in enumerate(rows, start=1):

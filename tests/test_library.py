@@ -79,6 +79,7 @@ def test_list_json_is_one_array(runner, library):
             "author": None,
             "added": ADDED[1],
             "passages": 1,
+            "collection": "general",
         },
         {
             "id": 3,
@@ -89,8 +90,22 @@ def test_list_json_is_one_array(runner, library):
             "author": "Ana Lind",
             "added": ADDED[2],
             "passages": 1,
+            "collection": "general",
         },
     ]
+
+
+def test_list_filters_on_collection(runner, library):
+    from bot.store import SQLiteStore
+
+    store = SQLiteStore("qa.db")
+    store.db.execute("update articles set collection = 'legal' where id = 2")
+    store.db.conn.commit()
+    store.close()
+    legal = runner.invoke(cli, ["articles", "list", "--db", "qa.db", "--collection", "legal", "--json"])
+    assert [(row["id"], row["collection"]) for row in json.loads(legal.stdout)] == [(2, "legal")]
+    general = runner.invoke(cli, ["articles", "list", "--db", "qa.db", "--collection", "general", "--json"])
+    assert [row["id"] for row in json.loads(general.stdout)] == [1, 3]
 
 
 def test_list_filters_on_source_text_in_any_case(runner, library):

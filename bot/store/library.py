@@ -32,6 +32,7 @@ class ArticleRow:
     author: str | None
     added: str | None
     passages: int
+    collection: str = "general"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +55,7 @@ class LibraryStats:
 
 _ROW_SQL = (
     "select a.id, a.title, a.source, a.url, a.published_at, a.author, a.ingested_at as added,\n"
-    "  (select count(*) from passages p where p.article_id = a.id) as passages\n"
+    "  (select count(*) from passages p where p.article_id = a.id) as passages, a.collection\n"
     "from articles a"
 )
 
@@ -70,7 +71,12 @@ class Library:
         self.db = store.db
 
     def articles_sql(
-        self, *, since: str | None = None, source: str | None = None, text: str | None = None
+        self,
+        *,
+        since: str | None = None,
+        source: str | None = None,
+        text: str | None = None,
+        collection: str | None = None,
     ) -> tuple[str, list[object]]:
         """The `articles` query and its parameters: oldest id first, a per-article passage count (no GROUP BY
         over every passage, so the first row comes at once even for 100k articles)."""
@@ -85,19 +91,28 @@ class Library:
         if source:
             where.append("instr(lower(a.source), lower(?)) > 0")
             params.append(source)
+        if collection:
+            where.append("a.collection = ?")
+            params.append(collection)
         sql = _ROW_SQL + (" where " + " and ".join(where) if where else "") + " order by a.id"
         return sql, params
 
     def articles(
-        self, *, since: str | None = None, source: str | None = None, text: str | None = None
+        self,
+        *,
+        since: str | None = None,
+        source: str | None = None,
+        text: str | None = None,
+        collection: str | None = None,
     ) -> Iterator[ArticleRow]:
         """Stored articles, oldest id first, one at a time (streamed from SQLite).
 
         :param since: only articles added (ingested) on or after this date or timestamp (ISO 8601, UTC).
         :param source: only articles whose source contains this text (any case).
         :param text: only articles whose title, source or url contains this text (any case; `/qa-admin list`).
+        :param collection: only articles of this collection.
         """
-        sql, params = self.articles_sql(since=since, source=source, text=text)
+        sql, params = self.articles_sql(since=since, source=source, text=text, collection=collection)
         try:
             for row in self.db.query(sql, params):
                 yield ArticleRow(**row)

@@ -6,14 +6,29 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import logging
 from datetime import UTC, datetime
 
 from bot.core.records import Article, Sentence
 from bot.core.text import group_passages
+from bot.store.base import StoredOutcome
 
-__all__ = ["PASSAGE_MAX_WORDS", "content_hash", "with_pages", "page_groups"]
+__all__ = ["PASSAGE_MAX_WORDS", "article_row", "content_hash", "page_groups", "unchanged_outcome", "with_pages"]
 
 PASSAGE_MAX_WORDS = 80
+
+
+logger = logging.getLogger(__name__)
+
+
+def unchanged_outcome(article_id: int, article: Article, before: str) -> StoredOutcome:
+    """What storing unchanged content did: nothing, or moved it from collection `before` (both stores say it so)."""
+    moved = before != article.collection
+    if moved:
+        logger.info("article moved article_id=%d from=%s to=%s", article_id, before, article.collection)
+    return StoredOutcome(
+        "unchanged", article_id, article.title, moved_from=before if moved else None, collection=article.collection
+    )
 
 
 def article_row(article: Article, *, key: str, digest: str) -> dict:

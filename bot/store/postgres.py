@@ -26,7 +26,7 @@ from bot.core.text import split_sentences
 from bot.errors import StoreError
 from bot.store.base import StoredOutcome
 from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
-from bot.store.parts import article_row, content_hash, page_groups, with_pages
+from bot.store.parts import article_row, content_hash, page_groups, unchanged_outcome, with_pages
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
 
 __all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
@@ -247,14 +247,7 @@ class PostgresStore:
         before = self._collection_of(article_id)
         if before != article.collection:
             self.conn.execute("update articles set collection = %s where id = %s", [article.collection, article_id])
-            logger.info("article moved article_id=%d from=%s to=%s", article_id, before, article.collection)
-        return StoredOutcome(
-            "unchanged",
-            article_id,
-            article.title,
-            moved_from=before if before != article.collection else None,
-            collection=article.collection,
-        )
+        return unchanged_outcome(article_id, article, before)
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
         with self.conn.cursor() as cursor:

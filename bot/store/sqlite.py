@@ -17,7 +17,7 @@ from bot.errors import DiskFullError, StoreError
 from bot.store.base import StoredOutcome
 from bot.store.connect import connect, is_disk_full
 from bot.store.migrations import migrate
-from bot.store.parts import PASSAGE_MAX_WORDS, article_row, content_hash, page_groups, with_pages
+from bot.store.parts import PASSAGE_MAX_WORDS, article_row, content_hash, page_groups, unchanged_outcome, with_pages
 
 __all__ = ["SQLiteStore", "content_hash", "PASSAGE_MAX_WORDS", "BULK_ARTICLES"]
 
@@ -196,14 +196,7 @@ class SQLiteStore:
         before = self._collection_of(article_id)
         if before != article.collection:
             self.db.execute("update articles set collection = ? where id = ?", [article.collection, article_id])
-            logger.info("article moved article_id=%d from=%s to=%s", article_id, before, article.collection)
-        return StoredOutcome(
-            "unchanged",
-            article_id,
-            article.title,
-            moved_from=before if before != article.collection else None,
-            collection=article.collection,
-        )
+        return unchanged_outcome(article_id, article, before)
 
     def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
         self.db.table("sentences").insert_all(

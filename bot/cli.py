@@ -539,6 +539,11 @@ def main() -> None:
 )
 @click.option("--limit-questions", default=None, type=click.IntRange(min=1), help="Train on the first N questions.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Torch CPU threads.")
+@click.option(
+    "--device",
+    default=None,
+    help="Where to train: cpu, cuda or cuda:N (default: the GPU when torch sees one, else the CPU).",
+)
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option(
     "--checkpoint-every",
@@ -567,6 +572,7 @@ def train_reader_command(
     out_dir: Path | None,
     base_dir: Path | None,
     threads: int | None,
+    device: str | None,
     window_words: int,
     paragraph_share: float,
     other_window_share: float,
@@ -600,6 +606,7 @@ def train_reader_command(
             out_dir=out_dir,
             base_dir=base_dir,
             threads=threads,
+            device=device,
             options=TrainOptions(recipe=recipe, **options),
         )
     except QABotError as exc:

@@ -171,6 +171,7 @@ def test_a_config_and_options_together_are_refused(tiny_reader_dir):
         ({"threads": 0}, "threads must be positive or None, got 0"),
         ({"max_answer_tokens": 0}, "must be positive, got 384, 128 and 0"),
         ({"dtype": "fp16"}, "dtype must be float32, bfloat16 or int8, got 'fp16'"),
+        ({"dtype": "int8", "device": "cuda"}, "runs on the CPU only, not on 'cuda'"),
     ],
 )
 def test_reader_config_checks_every_field(options, message):

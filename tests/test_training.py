@@ -391,3 +391,33 @@ def test_train_reader_command_with_a_missing_file_is_one_error_line(tiny_base_di
         1,
         f"Error: No SQuAD file at {tmp_path / 'nope.json'}. Give the path of a SQuAD-format .json or .json.gz file.",
     )
+
+
+def torch_sees_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("gpu0", "Unknown device 'gpu0'"),
+        pytest.param(
+            "cuda",
+            "Device 'cuda' asked for, but torch sees no CUDA GPU here; use --device cpu.",
+            marks=pytest.mark.skipif(torch_sees_cuda(), reason="this machine has a CUDA GPU"),
+        ),
+    ],
+)
+def test_train_reader_command_names_a_device_it_cannot_use(tiny_squad, tiny_base_dir, tmp_path, device, message):
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    args = ["train-reader", "--train", str(tiny_squad), "--out", str(tmp_path / "run"), "--base", str(tiny_base_dir)]
+    result = CliRunner().invoke(cli, [*args, "--device", device])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("Error: ")
+    assert message in result.output
+    assert not (tmp_path / "run" / "checkpoint").exists()

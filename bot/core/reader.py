@@ -101,6 +101,7 @@ class ReaderOptions(TypedDict, total=False):
     max_answer_tokens: int
     dtype: str
     threads: int | None
+    device: str
 
 
 class Reader:
@@ -163,6 +164,10 @@ class Reader:
         return self.config.threads
 
     @property
+    def device(self) -> str:
+        return self.config.device
+
+    @property
     def is_loaded(self) -> bool:
         return self.model is not None
 
@@ -201,6 +206,11 @@ class Reader:
         if not tokenizer.is_fast:
             raise ReaderError(f"The tokenizer of {self.model_name} is not a fast tokenizer; span offsets need one.")
         model.eval()
+        if self.device != "cpu":
+            try:
+                model = model.to(self.device)
+            except (RuntimeError, AssertionError) as exc:  # torch without CUDA raises AssertionError
+                raise ReaderError(f"Cannot put the reader on device {self.device!r}: {exc}".splitlines()[0]) from exc
         if self.dtype == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.tokenizer, self.model = tokenizer, model
@@ -289,13 +299,19 @@ class Reader:
 
         starts, ends = [], []
         total = inputs["input_ids"].shape[0]
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+        device_type = torch.device(self.device).type
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"),
+        ):
             for first in range(0, total, self.batch_size):
-                batch = {name: tensor[first : first + self.batch_size] for name, tensor in inputs.items()}
+                batch = {
+                    name: tensor[first : first + self.batch_size].to(self.device) for name, tensor in inputs.items()
+                }
                 try:
                     output = self.model(**batch)
                 except RuntimeError as exc:
                     raise ReaderError(f"The reader model failed on a batch: {exc}") from exc
-                starts.append(output.start_logits.float().numpy())
-                ends.append(output.end_logits.float().numpy())
+                starts.append(output.start_logits.float().cpu().numpy())
+                ends.append(output.end_logits.float().cpu().numpy())
         return np.concatenate(starts), np.concatenate(ends)

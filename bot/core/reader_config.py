@@ -33,6 +33,8 @@ class ReaderConfig:
     :param max_answer_tokens: longest answer, in tokens.
     :param dtype: one of `DTYPES`: "float32", "bfloat16" (autocast) or "int8" (dynamic quantisation).
     :param threads: torch CPU threads; None keeps torch's choice.
+    :param device: where the model runs: "cpu" (the bot's case) or a torch device such as "cuda" (training runs and
+        evaluations on a GPU).
     :raises ValueError: naming the bad value.
     """
 
@@ -42,6 +44,7 @@ class ReaderConfig:
     max_answer_tokens: int = 30
     dtype: str = "float32"
     threads: int | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Path):
@@ -61,3 +64,7 @@ class ReaderConfig:
             raise ValueError(f"dtype must be {', '.join(DTYPES[:-1])} or {DTYPES[-1]}, got {self.dtype!r}")
         if self.threads is not None and self.threads <= 0:
             raise ValueError(f"threads must be positive or None, got {self.threads}")
+        if not self.device:
+            raise ValueError("device must name a torch device such as 'cpu' or 'cuda', got an empty string")
+        if self.device != "cpu" and self.dtype == "int8":
+            raise ValueError(f"dtype 'int8' (dynamic quantisation) runs on the CPU only, not on {self.device!r}")

@@ -103,7 +103,14 @@ def best_threshold(scored: Sequence[tuple[float, float, bool]]) -> tuple[float, 
 
 
 def _make_reader(
-    model_dir: str | Path, *, max_length: int, doc_stride: int, max_answer_tokens: int, dtype: str, threads: int | None
+    model_dir: str | Path,
+    *,
+    max_length: int,
+    doc_stride: int,
+    max_answer_tokens: int,
+    dtype: str,
+    threads: int | None,
+    device: str = "cpu",
 ) -> Reader:
     try:
         reader = Reader(
@@ -113,6 +120,7 @@ def _make_reader(
             max_answer_tokens=max_answer_tokens,
             dtype=dtype,
             threads=threads,
+            device=device,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -130,6 +138,7 @@ def evaluate_reader(
     max_answer_tokens: int = 30,
     dtype: str = "float32",
     threads: int | None = None,
+    device: str = "cpu",
     reader: Reader | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReaderEvaluation:
@@ -141,6 +150,7 @@ def evaluate_reader(
     :param limit: evaluate only the first N questions.
     :param threshold: answer only when the best span's score reaches it (None: always answer).
     :param dtype: "float32", "bfloat16" or "int8" (see `Reader`).
+    :param device: "cpu", or a GPU such as "cuda" (training runs there evaluate there).
     :param reader: an already built reader (or a test double) to use instead of loading `model_dir`.
     :param progress: called with (done, total) after each question.
     :raises DatasetError: the file is missing or not SQuAD.
@@ -154,6 +164,7 @@ def evaluate_reader(
         max_answer_tokens=max_answer_tokens,
         dtype=dtype,
         threads=threads,
+        device=device,
     )
     total_em = total_f1 = has_em = has_f1 = 0.0
     answered = 0

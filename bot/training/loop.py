@@ -134,6 +134,20 @@ def _bf16_supported() -> bool:
         return False
 
 
+def _training_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ConfigError(f"Unknown device {device!r}: {exc}".splitlines()[0]) from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Device {device!r} asked for, but torch sees no CUDA GPU here; use --device cpu.")
+    return device
+
+
 def _release_free_memory() -> None:
     # glibc keeps the heap that parsing the JSON grew (GBs); hand it back so a run of hours holds only what it uses
     try:
@@ -270,7 +284,7 @@ def _save_final_model(model, tokenizer, out_dir: Path) -> None:
     temporary = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        half = copy.deepcopy(model).to(torch.float16)
+        half = copy.deepcopy(model).to("cpu", torch.float16)
         half.save_pretrained(temporary)
         tokenizer.save_pretrained(temporary)
         del half
@@ -365,13 +379,13 @@ class TrainOptions:
         }
 
 
-def _evaluate(model, tokenizer, *, out_dir: Path, step: int, questions: int) -> dict:
+def _evaluate(model, tokenizer, *, out_dir: Path, step: int, questions: int, device: str = "cpu") -> dict:
     """Held-out scores of the current weights, read exactly as the shipped fp16 model would be."""
     from bot.training.evaluation import evaluate_reader
 
     scratch = out_dir / "eval-model"
     _save_final_model(model, tokenizer, scratch)
-    report = evaluate_reader(out_dir / VALIDATION_FILE, model_dir=scratch, limit=questions)
+    report = evaluate_reader(out_dir / VALIDATION_FILE, model_dir=scratch, limit=questions, device=device)
     model.train()
     point = {
         "step": step,
@@ -413,6 +427,7 @@ def train_reader(
     base_dir: str | Path | None = None,
     threads: int | None = None,
     bf16: bool | None = None,
+    device: str | None = None,
     options: TrainOptions | None = None,
     **overrides,
 ) -> TrainResult:
@@ -427,7 +442,9 @@ def train_reader(
         `default_run_dir()`, in the user's cache folder.
     :param base_dir: encoder or reader folder (default: all-MiniLM-L6-v2); a fresh QA head is added when it has none.
     :param threads: torch CPU threads (default: torch's choice, one per core).
-    :param bf16: bf16 autocast; None uses it only where the CPU has native bf16.
+    :param bf16: bf16 autocast; None uses it on a GPU, and on a CPU only where it has native bf16.
+    :param device: "cpu" or a GPU ("cuda", "cuda:1"); None: the GPU when torch sees one, else the CPU. A run may
+        resume on another device than it started on.
     :param options: a `TrainOptions`; keyword `overrides` (e.g. `epochs=2`) replace its fields.
     :returns: a `TrainResult`; `interrupted=True` when a signal stopped it (run the same call to resume).
     :raises TrainingError: missing base model, a checkpoint of another run, or a checkpoint that cannot be written.
@@ -446,7 +463,13 @@ def train_reader(
     if not (base_dir / "config.json").is_file():
         raise TrainingError(f"No encoder at {base_dir} (config.json missing). Pass --base with a model folder.")
     run = _TrainingRun(
-        train_path=train_path, out_dir=out_dir, base_dir=base_dir, options=options, threads=threads, bf16=bf16
+        train_path=train_path,
+        out_dir=out_dir,
+        base_dir=base_dir,
+        options=options,
+        threads=threads,
+        bf16=bf16,
+        device=_training_device(device),
     )
     return run.train()
 
@@ -463,13 +486,16 @@ class _TrainingRun:
         options: TrainOptions,
         threads: int | None,
         bf16: bool | None,
+        device: str = "cpu",
     ) -> None:
         import torch
 
         self.train_path, self.out_dir, self.base_dir, self.options = train_path, out_dir, base_dir, options
         if threads:
             torch.set_num_threads(threads)
-        self.use_bf16 = _bf16_supported() if bf16 is None else bf16
+        self.device, self.device_type = device, torch.device(device).type
+        on_gpu = self.device_type != "cpu"
+        self.use_bf16 = (on_gpu or _bf16_supported()) if bf16 is None else bf16
         self.checkpoint_path = out_dir / CHECKPOINT_DIR / "state.pt"
         # contents, not paths: the same training file or base model elsewhere resumes, an edited one does not
         self.data_fingerprint = {
@@ -506,7 +532,7 @@ class _TrainingRun:
         if not self.checkpoint_path.is_file():
             return None
         try:
-            state = torch.load(self.checkpoint_path, weights_only=False)
+            state = torch.load(self.checkpoint_path, weights_only=False, map_location="cpu")
         except (OSError, RuntimeError, EOFError) as exc:
             raise TrainingError(
                 f"Cannot read the checkpoint {self.checkpoint_path}: {str(exc).splitlines()[0]}. "
@@ -534,7 +560,7 @@ class _TrainingRun:
             model = AutoModelForQuestionAnswering.from_pretrained(self.base_dir, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise TrainingError(f"Cannot load the encoder from {self.base_dir}: {exc}".splitlines()[0]) from exc
-        model.train()
+        model.to(self.device).train()
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
             {
@@ -604,13 +630,15 @@ class _TrainingRun:
             del state
         stop_at = total_steps if options.max_steps is None else min(options.max_steps, total_steps)
         logger.info(
-            "training features=%d steps_per_epoch=%d total_steps=%d stop_at=%d batch_size=%d bf16=%s threads=%d",
+            "training features=%d steps_per_epoch=%d total_steps=%d stop_at=%d batch_size=%d bf16=%s device=%s "
+            "threads=%d",
             len(features),
             steps_per_epoch,
             total_steps,
             stop_at,
             options.batch_size,
             self.use_bf16,
+            self.device,
             torch.get_num_threads(),
         )
 
@@ -635,7 +663,14 @@ class _TrainingRun:
             model.eval()
             with torch.no_grad():
                 self.curve.append(
-                    _evaluate(model, tokenizer, out_dir=out_dir, step=self.step, questions=options.eval_questions)
+                    _evaluate(
+                        model,
+                        tokenizer,
+                        out_dir=out_dir,
+                        step=self.step,
+                        questions=options.eval_questions,
+                        device=self.device,
+                    )
                 )
             best = _best_point(self.curve)
             if best is not None and best["step"] == self.step:
@@ -643,10 +678,10 @@ class _TrainingRun:
             return _has_plateaued(self.curve, options.patience)
 
         interrupted = plateaued = False
-        if options.eval_every is not None and not self.curve:
-            evaluate()  # where the base model starts, on the same questions
-        run_started, run_start_step, last_saved = time.perf_counter(), self.step, self.step
         with _StopRequest() as stop:
+            if options.eval_every is not None and not self.curve:
+                evaluate()  # where the base model starts, on the same questions; a stop here still checkpoints
+            run_started, run_start_step, last_saved = time.perf_counter(), self.step, self.step
             while self.step < stop_at and not (interrupted or plateaued):
                 epoch, position = divmod(self.step, steps_per_epoch)
                 if self.order is None or position == 0:
@@ -729,7 +764,8 @@ class _TrainingRun:
     def _train_step(self, model, optimizer, scheduler, batch: dict) -> float:
         import torch
 
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16):
+        batch = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_bf16):
             loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)

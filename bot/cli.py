@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bot.cli_common import db_option, settings_for
+from bot.cli_common import collection_name, db_option, settings_for
 from bot.cli_feeds import feeds
 from bot.cli_library import articles
 from bot.cli_report import report
@@ -103,22 +103,13 @@ def cli(verbose: int, db_path: str | None) -> None:
     configure_logging(["WARNING", "INFO", "DEBUG"][min(verbose, 2)])
 
 
-def _collection_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from bot.core.access import check_collection_name
-
-    try:
-        return check_collection_name(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--collection",
     default="general",
     show_default=True,
-    callback=_collection_name,
+    callback=collection_name,
     help="Collection the articles go into (who may read them: QABOT_ACCESS_FILE); an article already stored in "
     "another collection is moved.",
 )

@@ -7,7 +7,7 @@ import click
 from bot.errors import QABotError
 from bot.settings import Settings, load_settings
 
-__all__ = ["db_option", "settings_for"]
+__all__ = ["collection_name", "db_option", "settings_for"]
 
 db_option = click.option(
     "--db",
@@ -34,3 +34,14 @@ def settings_for(**overrides: object) -> Settings:
         return load_settings(**overrides)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def collection_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A `--collection` callback: the name when valid (`bot.core.access.check_collection_name`), else a usage error
+    naming the rule."""
+    from bot.core.access import check_collection_name
+
+    try:
+        return check_collection_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli_common import db_option, settings_for
+from bot.cli_common import collection_name, db_option, settings_for
 from bot.core import messages
 from bot.errors import QABotError
 from bot.settings import Settings
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["feeds"]
 
-LIST_COLUMNS = ("id", "url", "title", "entries", "last_polled_at", "failures", "last_error")
+LIST_COLUMNS = ("id", "url", "title", "collection", "entries", "last_polled_at", "failures", "last_error")
 
 
 @contextmanager
@@ -52,11 +52,20 @@ def feeds() -> None:
 
 @feeds.command("add")
 @click.argument("url")
+@click.option(
+    "--collection",
+    default="general",
+    show_default=True,
+    callback=collection_name,
+    help="Collection the feed's entries go into (who may read them: QABOT_ACCESS_FILE); a feed already subscribed "
+    "under another collection is moved, with its stored articles.",
+)
 @db_option
-def add_command(url: str, db_path: Path | None) -> None:
-    """Subscribe to a feed: it is fetched once (same checks as /ingest) and must be RSS or Atom.
+def add_command(url: str, collection: str, db_path: Path | None) -> None:
+    """Subscribe to a feed: it is fetched once (same checks as /ingest) and must be RSS or Atom. Its entries go
+    into --collection; adding a subscribed feed with another collection moves it there.
 
-    Example: qa-bot feeds add https://news.example.org/rss.xml
+    Example: qa-bot feeds add --collection legal https://news.example.org/rss.xml
     """
     from bot.sources.feed import parse_feed
     from bot.sources.fetch import ACCEPT_FEEDS, check_url, fetch_page
@@ -72,17 +81,24 @@ def add_command(url: str, db_path: Path | None) -> None:
             accept=ACCEPT_FEEDS,
         )
         parsed = parse_feed(page.body, url=url, content_type=page.content_type)
-        if FeedStore(store).add(url, title=parsed.title):
-            click.echo(messages.render("feeds_added", url=url, title=parsed.title or url))
-        else:
-            click.echo(messages.render("feeds_already", url=url))
+        done = FeedStore(store).add(url, title=parsed.title, collection=collection)
+    if done.added:
+        click.echo(messages.render("feeds_added", url=url, title=parsed.title or url, collection=collection))
+    elif done.moved_from is not None:
+        click.echo(
+            messages.render(
+                "feeds_moved", url=url, before=done.moved_from, after=collection, articles=done.articles_moved
+            )
+        )
+    else:
+        click.echo(messages.render("feeds_already", url=url, collection=collection))
 
 
 @feeds.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects.")
 @db_option
 def list_command(as_json: bool, db_path: Path | None) -> None:
-    """List the subscribed feeds: url, title, entries seen, last poll, failures in a row and the last error.
+    """List the subscribed feeds: url, title, collection, entries seen, last poll, failures in a row, last error.
 
     Example: qa-bot feeds list --json
     """

@@ -133,9 +133,9 @@ def store(tmp_path):
 LIMITS = FeedLimits(timeout_s=5, allow_private=True, max_entries=50, budget_s=60, interval_s=60)
 
 
-def subscribe(store, site, path: str, body: bytes) -> None:
+def subscribe(store, site, path: str, body: bytes, *, collection: str = "general") -> None:
     site.feeds[path] = body
-    FeedStore(store).add(site.url(path), title=None)
+    FeedStore(store).add(site.url(path), title=None, collection=collection)
 
 
 def rows(store, sql: str, params=()) -> list[dict]:
@@ -271,7 +271,7 @@ def test_a_feed_backing_off_waits_unless_all_is_asked(store, site):
 def test_the_poller_thread_polls_at_once_and_reports_each_pass(tmp_path, site):
     db_path = tmp_path / "qa.db"
     setup = SQLiteStore(db_path)
-    subscribe(setup, site, "/rss.xml", rss(site.base, [1]))
+    subscribe(setup, site, "/rss.xml", rss(site.base, [1]), collection="legal")
     setup.close()
     passes: list = []
     done = threading.Event()
@@ -283,6 +283,9 @@ def test_the_poller_thread_polls_at_once_and_reports_each_pass(tmp_path, site):
     assert done.wait(20)
     poller.stop(timeout_s=5)
     assert [(r.url, r.added) for r in passes[0]] == [(site.url("/rss.xml"), 1)]
+    check = SQLiteStore(db_path)
+    assert rows(check, "select title, collection from articles") == [{"title": "Story 1", "collection": "legal"}]
+    check.close()
 
 
 # The command line -----------------------------------------------------------------------------------------------
@@ -299,9 +302,12 @@ def test_cli_feeds_add_list_poll_remove_and_stats(tmp_path, site):
     added = invoke("feeds", "add", url, "--db", db)
     assert (added.exit_code, added.stdout) == (
         0,
-        f"Subscribed to {url} (Town News). Poll it now with: qa-bot feeds poll\n",
+        f"Subscribed to {url} (Town News); its entries go into collection general. Poll it now with: qa-bot feeds "
+        "poll\n",
     )
-    assert invoke("feeds", "add", url, "--db", db).stdout == f"{url} is already subscribed; nothing changed.\n"
+    assert invoke("feeds", "add", url, "--db", db).stdout == (
+        f"{url} is already subscribed, into collection general; nothing changed.\n"
+    )
     polled = invoke("feeds", "poll", "--db", db)
     assert (polled.exit_code, polled.stdout) == (
         0,
@@ -309,7 +315,13 @@ def test_cli_feeds_add_list_poll_remove_and_stats(tmp_path, site):
     )
     assert invoke("feeds", "poll", "--db", db).stdout == f"feed {url}: not modified since the last poll.\n"
     [row] = json.loads(invoke("feeds", "list", "--json", "--db", db).stdout)
-    assert (row["url"], row["title"], row["entries"], row["failures"]) == (url, "Town News", 2, 0)
+    assert (row["url"], row["title"], row["collection"], row["entries"], row["failures"]) == (
+        url,
+        "Town News",
+        "general",
+        2,
+        0,
+    )
     assert json.loads(invoke("articles", "stats", "--json", "--db", db).stdout)["feeds"] == 1
     removed = invoke("feeds", "remove", url, "--db", db)
     assert (removed.exit_code, removed.stdout) == (
@@ -347,4 +359,109 @@ def test_feeds_are_refused_from_private_addresses_by_default(tmp_path, site):
     result = CliRunner().invoke(cli, ["feeds", "add", site.url("/rss.xml"), "--db", str(tmp_path / "qa.db")])
     assert result.exit_code == 1
     assert "is a private or local address (127.0.0.1)" in result.stderr
+    assert site.hits == Counter()
+
+
+# Collections ----------------------------------------------------------------------------------------------------
+
+ACCESS_YAML = """\
+collections:
+  general: {channels: "*", dms: true}
+  legal:   {channels: [C0LEGAL1], dms: [U0ALICE]}
+"""
+
+
+def titles(result) -> list[str]:
+    """The titles an `articles list --json` printed, sorted (a poll stores entries in the order their pages came)."""
+    assert result.exit_code == 0, result.output
+    return sorted(row["title"] for row in json.loads(result.stdout))
+
+
+def test_a_feed_added_with_a_collection_stores_its_entries_there_out_of_reach_of_general(
+    tmp_path, site, monkeypatch, tiny_reader_dir
+):
+    import bot.core.service
+    from tests.fakes.reader import FakeReader
+
+    db = str(tmp_path / "qa.db")
+    site.feeds["/rss.xml"] = rss(site.base, [1, 2], title="Counsel Notes")
+    url = site.url("/rss.xml")
+    added = invoke("feeds", "add", "--collection", "legal", url, "--db", db)
+    assert (added.exit_code, added.stdout) == (
+        0,
+        f"Subscribed to {url} (Counsel Notes); its entries go into collection legal. Poll it now with: qa-bot feeds "
+        "poll\n",
+    )
+    listed = invoke("feeds", "list", "--db", db).stdout.splitlines()
+    assert listed[0] == "id\turl\ttitle\tcollection\tentries\tlast_polled_at\tfailures\tlast_error"
+    assert listed[1].split("\t")[:5] == ["1", url, "Counsel Notes", "legal", "0"]
+    assert invoke("feeds", "poll", "--db", db).exit_code == 0
+    assert titles(invoke("articles", "list", "--collection", "legal", "--json", "--db", db)) == ["Story 1", "Story 2"]
+    assert titles(invoke("articles", "list", "--collection", "general", "--json", "--db", db)) == []
+
+    # asked where only general may be read, the stories are not even searched; in #legal they are
+    (tmp_path / "access.yaml").write_text(ACCESS_YAML, encoding="utf-8")
+    monkeypatch.setattr(
+        bot.core.service, "build_reader", lambda settings: FakeReader(settings.reader_config(), point_at="the")
+    )
+    env = {"QABOT_ACCESS_FILE": str(tmp_path / "access.yaml"), "QABOT_READER_MODEL": str(tiny_reader_dir)}
+    question = "What report was read aloud in the hall on day 3?"
+    in_general = invoke("ask", "--json", "--db", db, "--channel", "C0001", question, env=env)
+    assert in_general.exit_code == 0, in_general.output
+    assert {key: json.loads(in_general.stdout)[key] for key in ("answer", "searched", "tentative")} == {
+        "answer": None,
+        "searched": [],
+        "tentative": None,
+    }
+    assert "Story" not in in_general.stdout
+    in_legal = invoke("ask", "--json", "--db", db, "--channel", "C0LEGAL1", question, env=env)
+    assert in_legal.exit_code == 0, in_legal.output
+    assert sorted(json.loads(in_legal.stdout)["searched"]) == ["Story 1", "Story 2"]
+
+
+def test_adding_a_feed_again_with_another_collection_moves_it_with_its_articles(tmp_path, site):
+    db = str(tmp_path / "qa.db")
+    board = SQLiteStore(db)  # story 5 came from a file into `board` first: the feed only records it
+    board.add_article(
+        Article(
+            title="Story 5",
+            body="A saved copy of story five.",
+            source="5.html",
+            url=site.url("/p/5"),
+            collection="board",
+        )
+    )
+    board.close()
+    site.feeds["/rss.xml"] = rss(site.base, [4, 5])
+    url = site.url("/rss.xml")
+    assert invoke("feeds", "add", url, "--db", db).exit_code == 0
+    assert invoke("feeds", "poll", "--db", db).exit_code == 0
+    moved = invoke("feeds", "add", url, "--collection", "legal", "--db", db)
+    assert (moved.exit_code, moved.stdout) == (
+        0,
+        f"Moved the feed {url} from collection general to legal; its new entries go into legal, and its stored "
+        "articles still in general moved with it: 1.\n",
+    )
+    assert json.loads(invoke("feeds", "list", "--json", "--db", db).stdout)[0]["collection"] == "legal"
+    assert titles(invoke("articles", "list", "--collection", "legal", "--json", "--db", db)) == ["Story 4"]
+    assert titles(invoke("articles", "list", "--collection", "board", "--json", "--db", db)) == ["Story 5"]
+    site.feeds["/rss.xml"] = rss(site.base, [4, 5, 6])
+    assert invoke("feeds", "poll", "--db", db).exit_code == 0
+    assert titles(invoke("articles", "list", "--collection", "legal", "--json", "--db", db)) == ["Story 4", "Story 6"]
+    assert invoke("feeds", "add", url, "--collection", "legal", "--db", db).stdout == (
+        f"{url} is already subscribed, into collection legal; nothing changed.\n"
+    )
+
+
+def test_a_bad_collection_name_is_refused_as_ingest_refuses_it_before_any_fetch(tmp_path, site):
+    site.feeds["/rss.xml"] = rss(site.base, [1])
+    db = str(tmp_path / "qa.db")
+    feed = invoke("feeds", "add", "--collection", "Legal!", site.url("/rss.xml"), "--db", db)
+    ingest = invoke("ingest", "--collection", "Legal!", str(tmp_path), "--db", db)
+    rule = (
+        "Error: Invalid value for '--collection': 'Legal!' is not a collection name: use lower-case letters, digits, "
+        "'-' and '_' (e.g. legal, board-2024)"
+    )
+    assert (feed.exit_code, feed.stderr.splitlines()[-1]) == (2, rule)
+    assert (ingest.exit_code, ingest.stderr.splitlines()[-1]) == (2, rule)
     assert site.hits == Counter()

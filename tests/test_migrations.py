@@ -89,7 +89,12 @@ V7_SLACK_SQL = [
     "CREATE INDEX idx_slack_answers_asked_at on slack_answers (asked_at)",
     "CREATE INDEX idx_slack_feedback_answer on slack_feedback (answer_id)",
 ]
-LATEST = 7
+# Version 8 adds feeds.collection.
+V8_FEEDS_SQL = [
+    sql.removesuffix(")") + ", collection text not null default 'general')" if 'TABLE "feeds"' in sql else sql
+    for sql in V6_FEEDS_SQL
+]
+LATEST = 8
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -135,7 +140,7 @@ def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
     assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == LATEST
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V7_SLACK_SQL + V6_FEEDS_SQL)
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL)
 
 
 def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
@@ -147,7 +152,7 @@ def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_da
     ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V7_SLACK_SQL + V6_FEEDS_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL)
 
 
 def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):
@@ -268,3 +273,20 @@ def test_version_7_dates_stored_answers_from_created_at(tmp_path):
     row = next(state.db.query("select asked_at, outcome, searched from slack_answers"))
     state.close()
     assert row == {"asked_at": 1796032800.0, "outcome": None, "searched": None}
+
+
+def test_version_8_keeps_existing_feeds_in_general(tmp_path):
+    from bot.store.feeds import FeedStore
+
+    path = tmp_path / "v7.db"
+    db = sqlite_utils.Database(path)
+    for migration in migrations.MIGRATIONS[:7]:
+        migration(db)
+    db.execute("PRAGMA user_version = 7")
+    db.execute("insert into feeds (url, title, failures) values ('https://news.example.org/rss.xml', 'News', 0)")
+    db.conn.commit()
+    db.close()
+    store = SQLiteStore(path)
+    feed = FeedStore(store).get("https://news.example.org/rss.xml")
+    store.close()
+    assert (feed.title, feed.collection) == ("News", "general")

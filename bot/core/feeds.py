@@ -1,9 +1,9 @@
 """Polling RSS/Atom feeds into the library: `qa-bot feeds poll` (one pass, for cron) and `FeedPoller` (`serve`).
 
 Our fetcher downloads the feed (private-address check, deadline, size cap, conditional GET) and feedparser only
-parses the bytes. Each new entry's link is fetched like an `/ingest` link. An entry already stored (from another
-feed, a file or `/ingest`) is recorded, not fetched or stored again, and keeps its source. A failing feed is
-retried with backoff and never stops the others.
+parses the bytes. Each new entry's link is fetched like an `/ingest` link and stored in the feed's collection. An
+entry already stored (from another feed, a file or `/ingest`) is recorded, not fetched or stored again, and keeps
+its source and collection. A failing feed is retried with backoff and never stops the others.
 
     report = poll_feed(store, FeedStore(store), feed, limits=FeedLimits(allow_private=False))
     print(report.added, report.failures)
@@ -227,7 +227,10 @@ def _store_entry(
         report.out_of_time = True
         return
     article = dataclasses.replace(
-        article, source=_source(feed), published_at=entry.published_at or article.published_at
+        article,
+        source=_source(feed),
+        published_at=entry.published_at or article.published_at,
+        collection=feed.collection,
     )
     if article.url and article.url != entry.link:  # redirected to a page stored already (a canonical url)
         known = feeds.stored_article(link=article.url, key=entry.key)

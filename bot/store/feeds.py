@@ -1,13 +1,14 @@
-"""Subscribed feeds and the entries seen in them (tables `feeds` and `feed_entries`, schema version 4).
+"""Subscribed feeds and the entries seen in them (tables `feeds` and `feed_entries`, schema versions 6 and 8).
 
 feeds = FeedStore(SQLiteStore("qa.db"))
-feeds.add("https://news.example.org/rss.xml", title="Example News")
+feeds.add("https://news.example.org/rss.xml", title="Example News", collection="legal")
 for feed in feeds.feeds():
-    print(feed.url, feed.failures)
+    print(feed.url, feed.collection, feed.failures)
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,9 @@ from datetime import UTC, datetime
 from bot.errors import StoreError
 from bot.store.sqlite import SQLiteStore
 
-__all__ = ["FeedRow", "FeedStore", "SeenEntry"]
+__all__ = ["FeedRow", "FeedStore", "SeenEntry", "Subscription"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,22 @@ class FeedRow:
     last_error: str | None
     failures: int
     retry_at: float | None
+    collection: str = "general"  # where its entries are stored (who may read them: bot.core.access)
     entries: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What `FeedStore.add` did: subscribed (`added`), nothing (already subscribed to that collection), or moved
+    the feed from collection `moved_from`, with `articles_moved` of the articles its entries point to."""
+
+    added: bool
+    collection: str
+    moved_from: str | None = None
+    articles_moved: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,37 @@ class FeedStore:
             row = next(self.db.query(_FEED_SQL + " where f.url = ?", [url]), None)
         return FeedRow(**row) if row else None
 
-    def add(self, url: str, *, title: str | None) -> bool:
-        """Subscribe to a feed; False when it is already subscribed (nothing changes then)."""
-        return bool(
-            self._write(
-                "insert or ignore into feeds (url, title, added_at, failures) values (?, ?, ?, 0)", [url, title, _now()]
-            )
-        )
+    def add(self, url: str, *, title: str | None, collection: str = "general") -> Subscription:
+        """Subscribe to a feed whose entries go into `collection`. A feed already subscribed under another
+        collection moves there, with the articles its entries point to that are still in its old collection
+        (so nothing it brought stays readable where the feed no longer belongs); one transaction.
+
+            FeedStore(store).add(url, title="Counsel Notes", collection="legal").moved_from  # "general", or None
+
+        :returns: what was done: added, moved (from which collection, with how many articles) or nothing.
+        :raises StoreError: when the tables cannot be written.
+        """
+        try:
+            with self.store.lock, self.db.conn:
+                inserted = self.db.execute(
+                    "insert or ignore into feeds (url, title, added_at, failures, collection) values (?, ?, ?, 0, ?)",
+                    [url, title, _now(), collection],
+                ).rowcount
+                if inserted:
+                    return Subscription(True, collection)
+                feed_id, before = self.db.execute("select id, collection from feeds where url = ?", [url]).fetchone()
+                if before == collection:
+                    return Subscription(False, collection)
+                self.db.execute("update feeds set collection = ? where id = ?", [collection, feed_id])
+                moved = self.db.execute(
+                    "update articles set collection = ? where collection = ? and id in "
+                    "(select article_id from feed_entries where feed_id = ?)",
+                    [collection, before, feed_id],
+                ).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not update the feeds in {self.store.path}: {exc}") from exc
+        logger.info("feed moved url=%s from=%s to=%s articles=%d", url, before, collection, moved)
+        return Subscription(False, collection, moved_from=before, articles_moved=moved)
 
     def remove(self, url: str) -> bool:
         """Unsubscribe; the articles it brought stay in the library. False when there is no such feed."""

@@ -240,6 +240,14 @@ def add_question_insights(db: sqlite_utils.Database) -> None:
     db.execute("create index if not exists idx_slack_feedback_answer on slack_feedback (answer_id)")
 
 
+def add_feed_collection(db: sqlite_utils.Database) -> None:
+    """Version 8: `feeds.collection`, the collection a feed's entries are stored in (issue 13). Existing feeds get
+    `general`, where their entries went before."""
+    table = db.table("feeds")
+    if table.exists() and "collection" not in table.columns_dict:
+        db.execute("alter table feeds add column collection text not null default 'general'")
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
@@ -249,6 +257,7 @@ MIGRATIONS: list[Migration] = [
     add_answer_collections,
     add_feeds,
     add_question_insights,
+    add_feed_collection,
 ]
 
 

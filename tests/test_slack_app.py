@@ -32,7 +32,7 @@ from bot.settings import Settings
 from bot.slack.app import create_app, question_text
 from bot.slack.server import EVENTS_PATH, check_health, create_http_server, create_wsgi_app
 from bot.store import SQLiteStore
-from bot.store.state import RateDecision, SlackState
+from bot.store.state import SlackState
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "test-signing-secret"
@@ -877,23 +877,6 @@ def test_a_delete_click_from_a_non_admin_is_refused_and_deletes_nothing(slack):
 def test_qa_admin_without_a_verb_shows_usage(slack):
     status, body = _admin(slack, "purge everything", trigger="t1")
     assert (status, json.loads(body)["text"].startswith("Usage: /qa-admin list [text]")) == (200, True)
-
-
-# The Slack tables on their own ----------------------------------------------------------------------------------
-
-
-def test_state_remembers_event_ids_across_instances(tmp_path):
-    assert SlackState(tmp_path / "qa.db").first_sighting("Ev1") is True
-    state = SlackState(tmp_path / "qa.db")
-    assert [state.first_sighting("Ev1"), state.first_sighting("Ev2")] == [False, True]
-
-
-def test_state_rate_limit_is_per_user_over_a_sliding_minute(tmp_path):
-    state = SlackState(tmp_path / "qa.db")
-    decisions = [state.allow_question("U1", per_minute=2, now=t) for t in (0.0, 10.0, 20.0)]
-    assert decisions == [RateDecision(True), RateDecision(True), RateDecision(False, 40)]
-    assert state.allow_question("U2", per_minute=2, now=20.0) == RateDecision(True)
-    assert state.allow_question("U1", per_minute=2, now=60.5) == RateDecision(True)  # the first one expired
 
 
 # The manifest asks for exactly what the app uses ----------------------------------------------------------------

@@ -261,7 +261,7 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     service.warm_up()
     app = create_app(settings, service, client=client)
     poller = start_feed_poller(settings)
-    sweeper = RetentionSweeper(settings.db_path, retention_days=settings.question_retention_days).start()
+    sweeper = RetentionSweeper(settings.database, retention_days=settings.question_retention_days).start()
     try:
         _serve_app(app, settings, host=host, port=port)
     finally:

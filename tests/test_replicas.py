@@ -1,0 +1,103 @@
+"""Several `qa-bot serve` replicas sharing one PostgreSQL database: two real apps on their own loopback HTTP
+servers, each with its own connections, one fake Slack Web API. What a user must not notice is that there are
+two: a retried event is answered once, the rate limit counts questions wherever they land, a follow-up reaches
+the thread's earlier questions and /qa-report counts every replica's questions. Skipped, with the reason, where no
+PostgreSQL server answers."""
+
+# ruff: noqa: F811  (the fixtures of test_slack_app, imported by name, are test arguments here)
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.test_slack_app import (  # noqa: F401
+    Slack,
+    _block,
+    _channel_message,
+    fake_slack,
+    make_slack,
+)
+
+
+@pytest.fixture
+def replicas(make_slack) -> tuple[Slack, Slack]:
+    """Two apps on the run's PostgreSQL database (library and Slack state), like two `serve` behind one balancer."""
+    first = make_slack(engine="postgres")
+    return first, make_slack(engine="postgres", fresh=False)
+
+
+def _retry(headers_retry: str = "1") -> dict:
+    return {"X-Slack-Retry-Num": headers_retry, "X-Slack-Retry-Reason": "http_timeout"}
+
+
+def test_a_retry_that_reaches_the_other_replica_is_acknowledged_and_not_answered_again(replicas):
+    first, second = replicas
+    assert first.event("event_app_mention_channel.json")[0] == 200
+    first.work.wait_idle()
+    status, headers, _ = second.event("event_app_mention_channel.json", headers=_retry())
+    second.event("event_message_im.json")  # the sentinel: once the second replica answered it, it was done
+    first.fake.wait_for("chat.postMessage", 2)
+    second.work.wait_idle()
+    assert (status, headers.get("X-Slack-No-Retry")) == (200, "1")
+    assert [body["channel"] for body in first.fake.bodies("chat.postMessage")] == ["C0001", "D0001"]
+
+
+def test_the_same_event_delivered_to_both_replicas_at_once_is_answered_once(replicas):
+    first, second = replicas
+    with ThreadPoolExecutor(2) as pool:
+        statuses = list(pool.map(lambda app: app.event("event_app_mention_channel.json")[0], replicas))
+    first.fake.wait_for("chat.postMessage")
+    first.work.wait_idle()
+    second.work.wait_idle()
+    assert (statuses, len(first.fake.bodies("chat.postMessage"))) == ([200, 200], 1)
+
+
+def test_the_rate_limit_counts_questions_asked_through_either_replica(make_slack):
+    first = make_slack(engine="postgres", rate_limit_per_minute=1)
+    second = make_slack(engine="postgres", fresh=False, rate_limit_per_minute=1)
+    first.event("event_message_im.json")
+    first.fake.wait_for("chat.postMessage")
+
+    def second_question(payload):
+        payload["event_id"], payload["event"]["ts"] = "Ev0000000099", "1700000150.000700"
+
+    second.event("event_message_im.json", edit=second_question)
+    [notice] = second.fake.wait_for("chat.postEphemeral")
+    assert notice["text"].startswith("You have asked 1 questions in the last minute")
+    assert len(second.fake.bodies("chat.postMessage")) == 1
+
+
+def test_a_follow_up_reaching_the_other_replica_is_asked_with_the_threads_earlier_question(replicas):
+    first, second = replicas
+    first.reader.answers = second.reader.answers = {"Mikheev": 0.9, "Moscow": 0.9}
+    first.event("event_app_mention_channel.json")
+    first.work.wait_idle()
+    second.reader.answers = {"Moscow": 0.9}
+    follow_up = _channel_message(
+        "Where is it based?", ts="1700000005.000100", thread_ts="1700000000.000100", event_id="Ev0000000101"
+    )
+    second.event("event_app_mention_channel.json", edit=follow_up)
+    _, reply = second.fake.wait_for("chat.postMessage", 2)
+    second.work.wait_idle()
+    assert (reply["thread_ts"], _block(reply, "answer")["text"]["text"]) == (
+        "1700000000.000100",
+        "*Moscow*\n>The agency is based in *Moscow*.",
+    )
+    assert first.state.thread_context("C0001", "1700000000.000100").questions == (
+        "Who is the CEO of Rosoboronexport?",
+        "Where is it based?",
+    )
+
+
+def test_qa_report_on_one_replica_counts_the_questions_answered_by_the_other(replicas):
+    first, second = replicas
+    first.event("event_app_mention_channel.json")
+    first.fake.wait_for("chat.postMessage")
+    first.work.wait_idle()
+    second.command("slash_ingest.form.txt", command="/qa-report", text="", channel_id="D0ADMIN", trigger_id="r1")
+    [report] = second.fake.wait_for("response_url")
+    assert "1 questions asked: 1 answered (100%), 0 hedged (0%), 0 not answered (0%)." in json.dumps(
+        report, ensure_ascii=False
+    )

@@ -1,8 +1,8 @@
 """Several `qa-bot serve` replicas sharing one PostgreSQL database: two real apps on their own loopback HTTP
 servers, each with its own connections, one fake Slack Web API. What a user must not notice is that there are
 two: a retried event is answered once, the rate limit counts questions wherever they land, a follow-up reaches
-the thread's earlier questions and /qa-report counts every replica's questions. Skipped, with the reason, where no
-PostgreSQL server answers."""
+the thread's earlier questions, /qa-report counts every replica's questions and /healthz says when the database is
+gone. Skipped, with the reason, where no PostgreSQL server answers."""
 
 # ruff: noqa: F811  (the fixtures of test_slack_app, imported by name, are test arguments here)
 from __future__ import annotations
@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.slack.server import check_health
 from tests.test_slack_app import (  # noqa: F401
     Slack,
     _block,
@@ -101,3 +102,37 @@ def test_qa_report_on_one_replica_counts_the_questions_answered_by_the_other(rep
     assert "1 questions asked: 1 answered (100%), 0 hedged (0%), 0 not answered (0%)." in json.dumps(
         report, ensure_ascii=False
     )
+
+
+# /healthz -----------------------------------------------------------------------------------------------------
+
+
+def test_healthz_reads_postgresql_and_answers_503_with_the_reason_once_the_database_is_gone(
+    make_slack, make_postgres_db
+):
+    url = make_postgres_db()
+    slack = make_slack(engine="postgres", database_url=url)
+    status, _, body = slack.get("/healthz")
+    assert (status, json.loads(body)) == (200, {"ok": True, "database": "ok"})
+    make_postgres_db.drop(url)
+    status, _, body = slack.get("/healthz")
+    details = json.loads(body)
+    name = url.rsplit("/", 1)[1]
+    assert (status, details["ok"], details["database"]) == (503, False, "unavailable")
+    assert details["reason"].startswith(f"Cannot connect to PostgreSQL at 127.0.0.1:5432 (database {name}): ")
+    assert f'database "{name}" does not exist' in details["reason"] and "\n" not in details["reason"]
+
+
+def test_health_of_a_database_without_qa_bot_tables_says_which_read_failed(make_postgres_db):
+    url = make_postgres_db()  # never opened by qa-bot: no schema
+    healthy, details = check_health(url, min_free_mb=100)
+    assert (healthy, details["database"]) == (False, "unavailable")
+    reason = f'PostgreSQL at {url} did not answer a read: relation "articles" does not exist'
+    assert details["reason"] == reason
+
+
+def test_health_of_a_postgresql_server_that_does_not_answer_names_the_host_not_the_password():
+    healthy, details = check_health("postgresql://qa:s3cret@127.0.0.1:1/qa", min_free_mb=100)
+    assert (healthy, details["database"]) == (False, "unavailable")
+    assert details["reason"].startswith("Cannot connect to PostgreSQL at 127.0.0.1:1 (database qa): ")
+    assert "s3cret" not in json.dumps(details)

@@ -1,18 +1,25 @@
 """Several `qa-bot serve` replicas sharing one PostgreSQL database: two real apps on their own loopback HTTP
 servers, each with its own connections, one fake Slack Web API. What a user must not notice is that there are
 two: a retried event is answered once, the rate limit counts questions wherever they land, a follow-up reaches
-the thread's earlier questions, /qa-report counts every replica's questions and /healthz says when the database is
-gone. Skipped, with the reason, where no PostgreSQL server answers."""
+the thread's earlier questions, /qa-report counts every replica's questions, /healthz says when the database is
+gone, and feeds are polled by one replica at a time. Skipped, with the reason, where no PostgreSQL server answers."""
 
 # ruff: noqa: F811  (the fixtures of test_slack_app, imported by name, are test arguments here)
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from queue import Queue
 
 import pytest
 
+from bot.core.feeds import FeedLimits, FeedPoller
 from bot.slack.server import check_health
+from bot.store import SQLiteStore
+from bot.store.feeds import FeedStore
+from bot.store.pg_locks import FEED_POLL_LOCK, advisory_turn
 from tests.test_slack_app import (  # noqa: F401
     Slack,
     _block,
@@ -136,3 +143,67 @@ def test_health_of_a_postgresql_server_that_does_not_answer_names_the_host_not_t
     assert (healthy, details["database"]) == (False, "unavailable")
     assert details["reason"].startswith("Cannot connect to PostgreSQL at 127.0.0.1:1 (database qa): ")
     assert "s3cret" not in json.dumps(details)
+
+
+# Feeds: one replica polls each round ------------------------------------------------------------------------
+
+
+def test_advisory_turns_go_to_one_session_at_a_time(postgres_url):
+    with advisory_turn(postgres_url, FEED_POLL_LOCK) as first:
+        with advisory_turn(postgres_url, FEED_POLL_LOCK) as second:
+            assert (first, second) == (True, False)
+    with advisory_turn(postgres_url, FEED_POLL_LOCK) as later:
+        assert later is True  # released when the first block ended
+
+
+@pytest.fixture
+def feed_server():
+    """A loopback RSS feed with no entries; `hits` counts the requests for it."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            body = b'<?xml version="1.0"?><rss version="2.0"><channel><title>Town News</title></channel></rss>'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/rss.xml", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_replica_skips_the_feed_round_another_replica_is_polling(tmp_path, postgres_url, feed_server):
+    url, hits = feed_server
+    store = SQLiteStore(tmp_path / "qa.db")
+    FeedStore(store).add(url, title=None)
+    store.close()
+    passes: Queue[list] = Queue()
+    with advisory_turn(postgres_url, FEED_POLL_LOCK) as other_replica_polls:
+        assert other_replica_polls
+        poller = FeedPoller(
+            lambda: SQLiteStore(tmp_path / "qa.db"),
+            limits=FeedLimits(allow_private=True, interval_s=0.2),
+            turn=lambda: advisory_turn(postgres_url, FEED_POLL_LOCK),
+            on_pass=passes.put,
+        ).start()
+        try:
+            skipped = passes.get(timeout=20)
+            requests_while_skipped = len(hits)
+        except BaseException:
+            poller.stop(timeout_s=5)
+            raise
+    try:
+        polled = passes.get(timeout=20)  # the other replica's round is over: this one's turn
+    finally:
+        poller.stop(timeout_s=5)
+    assert (skipped, requests_while_skipped) == ([], 0)
+    assert [(report.url, report.status) for report in polled] == [(url, "polled")] and hits[0] == "/rss.xml"

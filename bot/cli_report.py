@@ -38,18 +38,18 @@ def report(days: int, as_json: bool, html_path: Path | None, db_path: Path | Non
 
     Example: qa-bot report --days 30
     """
-    from bot.core.insights import build_report, render_html, render_markdown
-    from bot.store.state import SlackState
+    from bot.core.insights import render_html, render_markdown
+    from bot.store import open_state
 
     settings = settings_for(db_path=db_path)
-    if not Path(settings.db_path).exists():
+    if settings.database_url is None and not Path(settings.db_path).exists():
         raise click.ClickException(messages.render("report_no_database", db_path=settings.db_path))
     try:
-        state = SlackState(settings.db_path)
+        state = open_state(settings.database)  # PostgreSQL with a postgresql:// URL, as serve
         try:
             now = time.time()
             state.forget_questions(before=now - settings.question_retention_days * DAY_S)
-            result = build_report(state.db, days=days, now=now)
+            result = state.report(days=days, now=now)
         finally:
             state.close()
         if html_path is not None:

@@ -118,6 +118,37 @@ def postgres_url() -> str:
         admin.close()
 
 
+@pytest.fixture
+def make_postgres_db(postgres_url):
+    """Creates more empty databases for one test (`make_postgres_db()` returns the URL of a new one), all dropped
+    after it; `make_postgres_db.drop(url)` drops one during the test (what an operator's mistake would do)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    names: list[str] = []
+
+    def drop(url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+    def create() -> str:
+        name = f"qa_bot_test_{secrets.token_hex(4)}"
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        names.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    create.drop = drop  # type: ignore[attr-defined]
+    try:
+        yield create
+    finally:
+        for name in names:
+            drop(f"/{name}")
+        admin.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request) -> str:
     return request.param
@@ -153,6 +184,41 @@ def new_store(engine, request, tmp_path):
     yield open_one
     for store in opened:
         store.close()
+
+
+SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits"
+
+
+@pytest.fixture
+def new_state(engine, request, tmp_path):
+    """Opens an empty Slack state of the test's engine (`SlackState` on a SQLite file in tmp_path, or
+    `PostgresSlackState` on the run's PostgreSQL database, its slack_ tables emptied). Each call opens another
+    connection to the same database, as another process (a replica) would."""
+    from bot.store import open_state
+
+    location = str(tmp_path / "qa.db")
+    if engine == "postgres":
+        location = request.getfixturevalue("postgres_url")
+        emptied = open_state(location)
+        emptied.conn.execute(f"truncate {SLACK_TABLES} restart identity")
+        emptied.close()
+    opened = []
+
+    def open_one():
+        state = open_state(location)
+        opened.append(state)
+        return state
+
+    yield open_one
+    for state in opened:
+        state.close()
+
+
+def state_rows(state, sql: str, params=()) -> list[dict]:
+    """Rows of a read query on either engine's Slack state (`?` placeholders)."""
+    if hasattr(state, "db"):
+        return [dict(row) for row in state.db.query(sql, params)]
+    return state.query(sql.replace("?", "%s"), list(params))
 
 
 def rows(store, sql: str, params=()) -> list[dict]:

@@ -1,7 +1,7 @@
 """Who may see what, end to end (issue 13's leak tests): a `legal` article never reaches #general, in Slack, in
 `ask --json` or in the INFO log; #legal and an allowed DM get it; sharing into #general is refused; requests of
 another workspace get nothing posted and nothing stored. Same harness as test_slack_app: real HTTP, signed
-requests, the fake Slack Web API, real SQLite."""
+requests, the fake Slack Web API; the app's tests run on SQLite and again on PostgreSQL (library and state)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import bot.core.service
 from bot.cli import cli
 from bot.core.records import Article
-from bot.store import SQLiteStore
+from tests.conftest import rows, state_rows
 from tests.fakes.reader import FakeReader
 from tests.test_slack_app import (  # noqa: F401 (fixtures)
     _all_text,
@@ -44,13 +44,12 @@ def _no_trace(text: str) -> bool:
     return not any(trace.lower() in text.lower() for trace in TRACES)
 
 
-@pytest.fixture
-def scoped(make_slack, tmp_path):  # noqa: F811
-    """The Slack app with the legal memo stored and the access file in place."""
-    SQLiteStore(tmp_path / "qa.db").add_article(MEMO)
+@pytest.fixture(params=["sqlite", "postgres"])
+def scoped(make_slack, tmp_path, request):  # noqa: F811
+    """The Slack app with the legal memo stored and the access file in place, on each engine in turn."""
     access = tmp_path / "access.yaml"
     access.write_text(ACCESS_YAML, encoding="utf-8")
-    slack = make_slack(access_file=access)
+    slack = make_slack(engine=request.param, articles=[MEMO], access_file=access)
     slack.reader.answers = {"Brenn": 0.9, "Mikheev": 0.9}
     return slack
 
@@ -74,7 +73,7 @@ def test_a_question_in_general_about_a_legal_fact_gets_nothing_and_no_trace(scop
     assert _block(reply, "no_answer")["text"]["text"].startswith("I could not find a confident answer")
     assert _no_trace(_all_text(reply)), _all_text(reply)
     assert _no_trace(caplog.text), caplog.text
-    assert [row["collections"] for row in scoped.state.db.query("select collections from slack_answers")] == [""]
+    assert [row["collections"] for row in state_rows(scoped.state, "select collections from slack_answers")] == [""]
 
 
 def test_the_same_question_in_legal_and_in_an_allowed_dm_is_answered(scoped):
@@ -151,7 +150,7 @@ def test_a_foreign_team_gets_nothing_posted_and_nothing_stored(scoped, caplog):
     assert [body["channel"] for body in scoped.fake.bodies("chat.postMessage")] == ["D0001"]
     assert scoped.fake.methods().count("response_url") == 0
     assert scoped.store.article_count() == articles
-    assert scoped.state.db.execute("select count(*) from slack_answers").fetchone()[0] == 1
+    assert len(state_rows(scoped.state, "select id from slack_answers")) == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings.count("ignored request from a workspace not allowed team_id=T0EVIL") == 3
 
@@ -173,7 +172,7 @@ def test_ingest_with_a_collection_stores_it_there_and_moving_says_so(scoped):
         "Ingested “Ferry memo” (Slack /ingest by U0ADMIN): 0 added, 0 updated, 1 unchanged. Moved “Ferry memo” from "
         "collection legal to general: it is now read where general may be read."
     )
-    row = next(scoped.store.db.query("select collection from articles where title = 'Ferry memo'"))
+    [row] = rows(scoped.store, "select collection from articles where title = 'Ferry memo'")
     assert row == {"collection": "general"}
 
 

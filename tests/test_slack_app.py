@@ -31,8 +31,9 @@ from bot.errors import ConfigError, StoreError
 from bot.settings import Settings
 from bot.slack.app import create_app, question_text
 from bot.slack.server import EVENTS_PATH, check_health, create_http_server, create_wsgi_app
-from bot.store import SQLiteStore
-from bot.store.state import RateDecision, SlackState
+from bot.store import SlackStateStore, SQLiteStore, Store
+from bot.store.state import SlackState
+from tests.conftest import rows, state_rows
 from tests.fakes.slack_api import FakeSlackAPI
 
 SECRET = "test-signing-secret"
@@ -118,8 +119,8 @@ class Slack:
 
     url: str
     fake: FakeSlackAPI
-    store: SQLiteStore
-    state: SlackState
+    store: Store
+    state: SlackStateStore
     reader: StubReader
     settings: Settings
     work: TrackedWork
@@ -192,22 +193,19 @@ def fake_slack():
 
 
 @pytest.fixture
-def make_slack(tmp_path, fake_slack):
-    """Start the app (same WSGI app as `serve`, on waitress, port 0) with settings overrides; stop it after."""
-    running = []
+def make_slack(tmp_path, fake_slack, request):
+    """Start the app (same WSGI app as `serve`, on waitress, port 0) with settings overrides; stop it after.
 
-    def start(**overrides) -> Slack:
+    `engine="postgres"` keeps the library and the Slack state in PostgreSQL, as `serve` does for a
+    `postgresql://` URL: the run's database (emptied first unless `fresh=False`: a second replica joining the
+    first) or `database_url`. `articles` are stored besides the three test articles."""
+    running = []
+    opened: list = []
+
+    def start(
+        *, engine: str = "sqlite", fresh: bool = True, database_url: str | None = None, articles=(), **overrides
+    ) -> Slack:
         db_path = tmp_path / "qa.db"
-        store = SQLiteStore(db_path)
-        for article in ARTICLES:
-            store.add_article(article)
-        reader = StubReader()
-        service = AnsweringService(
-            store=store,
-            retriever=Retriever(store, top_k=5),
-            reader=reader,
-            calibrator=Calibrator.raw(answer_threshold=0.5),
-        )
         values = dict(
             db_path=db_path,
             slack_bot_token="xoxb-test",
@@ -217,14 +215,40 @@ def make_slack(tmp_path, fake_slack):
             rate_limit_per_minute=10,
             fetch_allow_private=True,
         )  # the test web pages are on loopback
+        if engine == "postgres":
+            from bot.store import open_state
+            from bot.store.postgres import PostgresStore
+            from tests.conftest import SLACK_TABLES
+
+            url = database_url or request.getfixturevalue("postgres_url")
+            store = PostgresStore(url)
+            if fresh:
+                store.conn.execute(
+                    "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+                    f"update corpus_stats set passages = 0, tokens = 0; truncate {SLACK_TABLES} restart identity"
+                )
+            state = open_state(url)
+            opened.extend([store, state])
+            values["database_url"] = url
+        else:
+            store = SQLiteStore(db_path)
+            state = SlackState(db_path)
+        for article in [*ARTICLES, *articles]:
+            store.add_article(article)
+        reader = StubReader()
+        service = AnsweringService(
+            store=store,
+            retriever=Retriever(store, top_k=5),
+            reader=reader,
+            calibrator=Calibrator.raw(answer_threshold=0.5),
+        )
         settings = Settings(_env_file=None, **{**values, **overrides})
-        state = SlackState(db_path)
         work, fetches = TrackedWork(), TrackedWork()
         app = create_app(settings, service, store=state, executor=work, fetch_executor=fetches)
         wsgi = create_wsgi_app(
             app,
             signing_secret=SECRET,
-            health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+            health=lambda: check_health(settings.database, min_free_mb=settings.min_free_mb),
         )
         server = create_http_server(wsgi, host="127.0.0.1", port=0, threads=4)
         thread = threading.Thread(target=server.run, name="test-slack-server", daemon=True)
@@ -249,6 +273,8 @@ def make_slack(tmp_path, fake_slack):
         if server is not None:
             _stop_waitress(server, thread)
         work.shutdown(wait=True)  # finish work started by the test while the fake Web API still answers
+    for opened_one in opened:
+        opened_one.close()
 
 
 def _stop_waitress(server, thread: threading.Thread) -> None:
@@ -277,8 +303,17 @@ def _eventually(check, *, timeout_s: float = 5.0):
 
 
 @pytest.fixture
-def slack(make_slack) -> Slack:
-    return make_slack()
+def slack(make_slack, request) -> Slack:
+    """The app on SQLite, or on the engine a test is parametrized with (`@BOTH_ENGINES`)."""
+    return make_slack(engine=getattr(request, "param", "sqlite"))
+
+
+# The app on each engine in turn: library and Slack state in one SQLite file, then both in PostgreSQL.
+BOTH_ENGINES = pytest.mark.parametrize("slack", ["sqlite", "postgres"], indirect=True)
+
+
+def _article_id(slack: Slack, title: str) -> int:
+    return rows(slack.store, "select id from articles where title = ?", [title])[0]["id"]
 
 
 def _all_text(body: dict) -> str:
@@ -323,6 +358,7 @@ def test_stale_timestamp_is_401_even_when_correctly_signed(slack):
 # Mentions and DMs ---------------------------------------------------------------------------------------------
 
 
+@BOTH_ENGINES
 def test_mention_in_channel_answers_in_a_thread_with_the_cited_sentence(slack):
     status, _, body = slack.event("event_app_mention_channel.json")
     assert (status, body) == (200, b"")
@@ -351,6 +387,7 @@ def test_mention_inside_a_thread_replies_to_the_thread_root(slack):
     assert (reply["channel"], reply["thread_ts"]) == ("C0001", "1700000000.000100")
 
 
+@BOTH_ENGINES
 def test_dm_is_answered_in_its_thread(slack):
     slack.event("event_message_im.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -363,6 +400,7 @@ def test_question_text_drops_the_bot_mention_and_slack_escaping():
     assert question_text("<@U0BOT|qa-bot> hi <@U0001>", bot_user_id="U0BOT") == "hi <@U0001>"
 
 
+@BOTH_ENGINES
 def test_retried_event_is_answered_once(slack):
     first = slack.event("event_app_mention_channel.json")
     retry = slack.event(
@@ -383,6 +421,7 @@ def test_bot_messages_are_ignored(slack):
     assert [b["channel"] for b in slack.fake.bodies("chat.postMessage")] == ["D0001"]
 
 
+@BOTH_ENGINES
 def test_edited_question_updates_the_reply(slack):
     slack.event("event_message_im.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -395,6 +434,7 @@ def test_edited_question_updates_the_reply(slack):
     assert len(slack.fake.bodies("chat.postMessage")) == 1
 
 
+@BOTH_ENGINES
 def test_deleted_question_deletes_the_reply(slack):
     slack.event("event_message_im.json")
     slack.fake.wait_for("chat.postMessage")
@@ -496,8 +536,8 @@ def test_reaction_errors_do_not_stop_the_answer(slack):
     assert slack.fake.bodies("reactions.remove") == []
 
 
-def test_too_many_questions_get_a_polite_limit_message(make_slack):
-    slack = make_slack(rate_limit_per_minute=1)
+def test_too_many_questions_get_a_polite_limit_message(make_slack, engine):
+    slack = make_slack(engine=engine, rate_limit_per_minute=1)
     slack.event("event_message_im.json")
     slack.fake.wait_for("chat.postMessage")
 
@@ -525,6 +565,7 @@ def test_question_text_is_not_logged_at_info(slack, caplog):
 # Slash commands -----------------------------------------------------------------------------------------------
 
 
+@BOTH_ENGINES
 def test_ask_answers_ephemerally_and_share_posts_it_in_the_channel(slack):
     status, _, body = slack.command("slash_ask.form.txt")
     assert (status, body) == (200, b"")
@@ -565,13 +606,14 @@ def test_ask_without_a_question_shows_usage(slack):
     )
 
 
+@BOTH_ENGINES
 def test_ingest_pasted_text_as_admin_stores_it(slack):
     text = "Ferry news\nThe ferry ticket costs 12 dollars. The captain is Ingrid Holm."
     status, _, _ = slack.command("slash_ingest.form.txt", text=text)
     assert status == 200
     [report] = slack.fake.wait_for("response_url")
     assert report["text"] == ("Ingested “Ferry news” (Slack /ingest by U0ADMIN): 1 added, 0 updated, 0 unchanged.")
-    row = next(slack.store.db.query("select title, source, body from articles where title = 'Ferry news'"))
+    [row] = rows(slack.store, "select title, source, body from articles where title = 'Ferry news'")
     assert row == {
         "title": "Ferry news",
         "source": "Slack /ingest by U0ADMIN",
@@ -675,6 +717,7 @@ def test_qa_help_shows_the_help_text_escaped(slack):
 # Buttons ------------------------------------------------------------------------------------------------------
 
 
+@BOTH_ENGINES
 def test_feedback_click_is_stored_with_question_answer_and_article(slack):
     slack.event("event_app_mention_channel.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -689,7 +732,7 @@ def test_feedback_click_is_stored_with_question_answer_and_article(slack):
         False,
     )
     [row] = slack.state.feedback()
-    article_id = next(slack.store.db.query("select id from articles where title = 'Rosoboronexport leadership'"))["id"]
+    article_id = _article_id(slack, "Rosoboronexport leadership")
     assert {k: row[k] for k in ("user", "vote", "question", "answer", "article_id", "channel", "message_ts")} == {
         "user": "U0001",
         "vote": "up",
@@ -702,6 +745,7 @@ def test_feedback_click_is_stored_with_question_answer_and_article(slack):
     assert row["clicked_at"]
 
 
+@BOTH_ENGINES
 def test_feedback_button_value_names_its_answer(slack):
     slack.event("event_app_mention_channel.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -714,16 +758,19 @@ def test_feedback_button_value_names_its_answer(slack):
     assert [(r["vote"], r["answer"]) for r in slack.state.feedback()] == [("down", "Mikheev")]
 
 
+@BOTH_ENGINES
 def test_an_answered_question_is_recorded_for_the_report(slack):
     slack.event("event_app_mention_channel.json")
     slack.fake.wait_for("chat.postMessage")
     _eventually(lambda: slack.state.reply_to("C0001", "1700000000.000100"))
-    [row] = slack.state.db.query(
-        "select question, outcome, cited, searched, channel, team, user, terms, asked_at from slack_answers"
+    [row] = state_rows(
+        slack.state,
+        'select question, outcome, cited, searched, channel, team, "user", terms, asked_at from slack_answers',
     )
-    article_id = next(slack.store.db.query("select id from articles where title = 'Rosoboronexport leadership'"))["id"]
+    article_id = _article_id(slack, "Rosoboronexport leadership")
     assert abs(row.pop("asked_at") - time.time()) < 60
-    assert json.loads(row.pop("cited"))[0] == article_id  # the answer's article first, then any other shown
+    cited = row.pop("cited")  # a JSON list in SQLite, an array in PostgreSQL
+    assert (json.loads(cited) if isinstance(cited, str) else cited)[0] == article_id  # the answer's article first
     assert row == {
         "question": "Who is the CEO of Rosoboronexport?",
         "outcome": "confident",
@@ -735,6 +782,7 @@ def test_an_answered_question_is_recorded_for_the_report(slack):
     }
 
 
+@BOTH_ENGINES
 def test_buttons_of_an_answer_past_retention_say_it_has_expired(slack):
     slack.event("event_app_mention_channel.json")
     [reply] = slack.fake.wait_for("chat.postMessage")
@@ -879,23 +927,6 @@ def test_qa_admin_without_a_verb_shows_usage(slack):
     assert (status, json.loads(body)["text"].startswith("Usage: /qa-admin list [text]")) == (200, True)
 
 
-# The Slack tables on their own ----------------------------------------------------------------------------------
-
-
-def test_state_remembers_event_ids_across_instances(tmp_path):
-    assert SlackState(tmp_path / "qa.db").first_sighting("Ev1") is True
-    state = SlackState(tmp_path / "qa.db")
-    assert [state.first_sighting("Ev1"), state.first_sighting("Ev2")] == [False, True]
-
-
-def test_state_rate_limit_is_per_user_over_a_sliding_minute(tmp_path):
-    state = SlackState(tmp_path / "qa.db")
-    decisions = [state.allow_question("U1", per_minute=2, now=t) for t in (0.0, 10.0, 20.0)]
-    assert decisions == [RateDecision(True), RateDecision(True), RateDecision(False, 40)]
-    assert state.allow_question("U2", per_minute=2, now=20.0) == RateDecision(True)
-    assert state.allow_question("U1", per_minute=2, now=60.5) == RateDecision(True)  # the first one expired
-
-
 # The manifest asks for exactly what the app uses ----------------------------------------------------------------
 
 
@@ -937,6 +968,7 @@ def _channel_message(text: str, *, ts: str, thread_ts: str | None, event_id: str
     return edit
 
 
+@BOTH_ENGINES
 def test_a_reply_in_a_thread_the_bot_answered_is_a_follow_up_with_the_earlier_question(slack):
     slack.reader.answers = {"Mikheev": 0.9, "Moscow": 0.9}
     slack.event("event_app_mention_channel.json")
@@ -955,6 +987,7 @@ def test_a_reply_in_a_thread_the_bot_answered_is_a_follow_up_with_the_earlier_qu
     assert len(context.article_ids) == 1  # both answers cite "Rosoboronexport leadership"
 
 
+@BOTH_ENGINES
 def test_other_channel_chatter_and_threads_the_bot_never_answered_get_nothing(slack):
     chatter = _channel_message("Where is it based?", ts="1700000006.000100", thread_ts=None, event_id="Ev0000000102")
     stranger = _channel_message(
@@ -968,6 +1001,7 @@ def test_other_channel_chatter_and_threads_the_bot_never_answered_get_nothing(sl
     assert reply["channel"].startswith("D") and len(slack.fake.bodies("chat.postMessage")) == 1
 
 
+@BOTH_ENGINES
 def test_a_thread_reply_that_mentions_the_bot_is_answered_once(slack):
     slack.event("event_app_mention_channel.json")
     slack.work.wait_idle()

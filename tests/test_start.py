@@ -74,6 +74,24 @@ def test_serve_checks_slack_first_then_loads_the_model(slack_env, monkeypatch, t
     )
 
 
+def test_serve_with_an_unreachable_or_wrong_database_url_says_so_in_one_line(slack_env, monkeypatch, postgres_url):
+    missing = postgres_url.rsplit("/", 1)[0] + "/qa_bot_no_such_database"
+    expected = {
+        "postgresql://qa:s3cret@127.0.0.1:1/qa": "Error: Cannot connect to PostgreSQL at 127.0.0.1:1 (database qa): ",
+        missing: "Error: Cannot connect to PostgreSQL at 127.0.0.1:5432 (database qa_bot_no_such_database): ",
+    }
+    with FakeSlackAPI() as fake:
+        monkeypatch.setenv("QABOT_SLACK_API_URL", fake.base_url)
+        for url, start in expected.items():
+            monkeypatch.setenv("QABOT_DATABASE_URL", url)
+            result = CliRunner().invoke(cli, ["serve"])
+            assert (result.exit_code, result.stdout) == (1, ""), url
+            errors = [line for line in result.stderr.splitlines() if "Error" in line]  # the rest: INFO log lines
+            assert errors == [result.stderr.splitlines()[-1]] and errors[0].startswith(start), result.stderr
+            assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+    assert errors[0].endswith('database "qa_bot_no_such_database" does not exist. Check QABOT_DATABASE_URL or --db.')
+
+
 def test_creating_the_app_logs_no_bolt_warning(monkeypatch, tmp_path, caplog, service):
     from slack_sdk import WebClient
 

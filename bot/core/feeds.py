@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -290,7 +291,10 @@ class FeedPoller:
 
     :param open_store: opens the poller's own connection (in its thread), so polling never holds the answering
         store's lock for long.
-    :param on_pass: called with the reports after every pass (tests wait on it instead of sleeping).
+    :param turn: entered around each pass; yields whether this process may poll now. Replicas sharing a
+        PostgreSQL database pass `bot.store.pg_locks.advisory_turn`, so one polls and the others skip the round
+        instead of fetching every feed again. Default: always this process's turn.
+    :param on_pass: called with the reports after every pass, `[]` for a skipped one (tests wait on it).
     """
 
     def __init__(
@@ -298,9 +302,11 @@ class FeedPoller:
         open_store: Callable[[], SQLiteStore],
         *,
         limits: FeedLimits,
+        turn: Callable[[], AbstractContextManager[bool]] | None = None,
         on_pass: Callable[[list[FeedPollReport]], None] | None = None,
     ) -> None:
         self.open_store, self.limits, self.on_pass = open_store, limits, on_pass
+        self.turn = turn or (lambda: nullcontext(True))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qa-bot-feeds", daemon=True)
 
@@ -316,11 +322,15 @@ class FeedPoller:
         store = self.open_store()
         try:
             while not self._stop.is_set():
+                reports: list[FeedPollReport] = []
                 try:
-                    reports = poll_feeds(store, limits=self.limits)
-                except Exception:  # a bug or a full disk must not end the thread: log it and try next time
+                    with self.turn() as mine:
+                        if mine:
+                            reports = poll_feeds(store, limits=self.limits)
+                        else:
+                            logger.info("feed poll skipped: another replica is polling")
+                except Exception:  # a bug, a full disk or an unreachable database must not end the thread
                     logger.exception("feed poll pass failed")
-                    reports = []
                 if self.on_pass is not None:
                     self.on_pass(reports)
                 self._stop.wait(self.limits.interval_s)

@@ -27,7 +27,7 @@ from bot.slack.dedupe import SeenDeliveries
 from bot.slack.gate import Gate
 from bot.slack.listeners import ListenerKit, register_all
 from bot.slack.listeners.shared import question_text
-from bot.store.state import SlackState
+from bot.store import SlackStateStore, open_state
 
 __all__ = ["create_app", "question_text", "WORKER_THREADS", "FETCH_THREADS"]
 
@@ -55,7 +55,7 @@ def create_app(
     service: AnsweringService,
     *,
     client: WebClient | None = None,
-    store: SlackState | None = None,
+    store: SlackStateStore | None = None,
     executor: Executor | None = None,
     fetch_executor: Executor | None = None,
 ) -> App:
@@ -66,10 +66,11 @@ def create_app(
         SlackRequestHandler(app)  # or SocketModeHandler(app, app_token)
 
     :param settings: Slack credentials (`SLACK_BOT_TOKEN`, `SLACK_SIGNING_SECRET`), `slack_api_url`,
-        `admin_user_ids`, `rate_limit_per_minute`, fetch limits and `db_path` (for the Slack tables).
+        `admin_user_ids`, `rate_limit_per_minute`, fetch limits and `database` (for the Slack tables).
     :param service: answers questions; its store also receives `/ingest` articles.
     :param client: a ready `WebClient` (tests, proxies); default: one for `SLACK_BOT_TOKEN` at `slack_api_url`.
-    :param store: the Slack tables (dedup, replies, feedback, rate limit); default: in `settings.db_path`.
+    :param store: the Slack tables (dedup, replies, feedback, rate limit); default: beside the library
+        (`settings.database`: PostgreSQL for a `postgresql://` URL, shared by every replica, else the SQLite file).
     :param executor: where the work after each ack runs; default: a pool of `WORKER_THREADS` threads.
         Pass your own to wait for pending work (`executor.shutdown(wait=True)`) before stopping.
     :param fetch_executor: where `/ingest` fetches and stores; default: a pool of `FETCH_THREADS` threads.
@@ -123,7 +124,7 @@ def create_app(
     )
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
     fetches = fetch_executor or ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="qa-bot-fetch")
-    state = store or SlackState(settings.db_path)
+    state = store or open_state(settings.database)
     register_all(
         app, ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state), gate=gate)
     )

@@ -26,6 +26,7 @@ from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import create_app
+from bot.store import is_postgres_url
 from bot.store.retention import RetentionSweeper
 
 if TYPE_CHECKING:
@@ -51,34 +52,73 @@ HTTP_THREADS = 8
 # Slack's largest payloads (a modal's view state, a long message) are tens of KB; anything past 1 MB is not Slack.
 MAX_BODY_BYTES = 1024 * 1024
 _PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
+HEALTH_TIMEOUT_S = 2  # libpq's shortest connect_timeout; a load balancer's check should not hang much longer
 
 
-def check_health(db_path: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
-    """Whether the bot can work: the database answers a read (on a connection of its own, so a busy store does
-    not make it wait) and its disk has at least `min_free_mb` MB free. Returns (healthy, details for /healthz).
+def check_health(database: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
+    """Whether the bot can work: the database of the library and the Slack state answers a read, on a connection
+    of its own (so a busy store does not make it wait, and a server that takes no new connections shows), and,
+    for a SQLite file, its disk has at least `min_free_mb` MB free. Returns (healthy, details for /healthz); when
+    unhealthy, `reason` says why in one line (never a password).
 
-        ok, details = check_health("qa.db", min_free_mb=100)  # (True, {"database": "ok", "disk_free_mb": 5120})
+        ok, details = check_health("qa.db", min_free_mb=100)  # (True, {"database": "ok", "disk_free_mb": 5120, ...})
+        ok, details = check_health("postgresql://qa@db.internal/qa", min_free_mb=100)  # (True, {"database": "ok"})
     """
-    path = Path(db_path).resolve()
+    if is_postgres_url(database):
+        return _check_postgres(str(database))
+    path = Path(database).resolve()
+    reason = None
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=1)
         try:
             conn.execute("select count(*) from (select 1 from articles limit 1)").fetchone()
         finally:
             conn.close()
-        database = "ok"
+        database_status = "ok"
     except sqlite3.Error as exc:
         logger.warning("health check failed db=%s error=%s", path, exc)
-        database = "unavailable"
+        database_status, reason = "unavailable", f"Cannot read {path}: {exc}"
     try:
         free_mb = shutil.disk_usage(path.parent).free // (1024 * 1024)
     except OSError:
         free_mb = 0
-    details = {"database": database, "disk_free_mb": free_mb, "min_free_mb": min_free_mb}
-    healthy = database == "ok" and free_mb >= min_free_mb
-    if not healthy and database == "ok":
+    details: dict = {"database": database_status, "disk_free_mb": free_mb, "min_free_mb": min_free_mb}
+    healthy = database_status == "ok" and free_mb >= min_free_mb
+    if not healthy and database_status == "ok":
         logger.warning("health check failed disk_free_mb=%d min_free_mb=%d", free_mb, min_free_mb)
+        reason = f"{free_mb} MB free on the disk of {path}, under QABOT_MIN_FREE_MB={min_free_mb}"
+    if reason is not None:
+        details["reason"] = reason
     return healthy, details
+
+
+def _check_postgres(url: str) -> tuple[bool, dict]:
+    """One cheap read of both halves (articles, slack_events) through a new connection; its disk is the
+    server's to watch, not ours."""
+    import psycopg
+
+    from bot.errors import StoreError
+    from bot.store.postgres import connect_pg, describe_url
+
+    try:
+        conn = connect_pg(url, timeout_s=HEALTH_TIMEOUT_S)
+        try:
+            conn.execute(f"set statement_timeout = {HEALTH_TIMEOUT_S * 1000}")
+            conn.execute(
+                "select (select count(*) from (select 1 from articles limit 1) a)"
+                " + (select count(*) from (select 1 from slack_events limit 1) e)"
+            ).fetchone()
+        finally:
+            conn.close()
+    except StoreError as exc:
+        logger.warning("health check failed db=%s error=%s", describe_url(url), exc)
+        return False, {"database": "unavailable", "reason": str(exc)}
+    except psycopg.Error as exc:  # from the read: a dropped table, a time-out, a server shutting down
+        said = getattr(exc.diag, "message_primary", None) or " ".join(str(exc).split())  # without its SQL
+        reason = f"PostgreSQL at {describe_url(url)} did not answer a read: {said}"
+        logger.warning("health check failed db=%s error=%s", describe_url(url), reason)
+        return False, {"database": "unavailable", "reason": reason}
+    return True, {"database": "ok"}
 
 
 def create_wsgi_app(
@@ -261,7 +301,7 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     service.warm_up()
     app = create_app(settings, service, client=client)
     poller = start_feed_poller(settings)
-    sweeper = RetentionSweeper(settings.db_path, retention_days=settings.question_retention_days).start()
+    sweeper = RetentionSweeper(settings.database, retention_days=settings.question_retention_days).start()
     try:
         _serve_app(app, settings, host=host, port=port)
     finally:
@@ -271,10 +311,20 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
 
 def start_feed_poller(settings: Settings, **options: Any) -> FeedPoller:
     """Poll every subscribed feed now and then every QABOT_FEED_INTERVAL_MINUTES, on a thread of its own with
-    its own database connection; a feed's failure is logged and never reaches Slack."""
+    its own database connection; a feed's failure is logged and never reaches Slack. With a PostgreSQL database
+    the replicas take turns: each round polls only in the one holding the advisory lock (`bot.store.pg_locks`)."""
     from bot.core.feeds import FeedPoller
     from bot.store.sqlite import SQLiteStore
 
+    url = settings.database_url
+    if url is not None and "turn" not in options:
+        from bot.store.pg_locks import FEED_POLL_LOCK, advisory_turn
+
+        options["turn"] = lambda: advisory_turn(url, FEED_POLL_LOCK)
+        # the feed tables are still SQLite-only (bot.store.feeds): say where their articles go
+        logger.warning(
+            "feeds are read from and stored into the SQLite file db=%s, not the PostgreSQL library", settings.db_path
+        )
     logger.info("feed polling every minutes=%g", settings.feed_interval_minutes)
     return FeedPoller(lambda: SQLiteStore(settings.db_path), limits=settings.feed_limits(), **options).start()
 
@@ -290,7 +340,7 @@ def _serve_app(app: App, settings: Settings, *, host: str, port: int) -> None:
     wsgi = create_wsgi_app(
         app,
         signing_secret=secret,
-        health=lambda: check_health(settings.db_path, min_free_mb=settings.min_free_mb),
+        health=lambda: check_health(settings.database, min_free_mb=settings.min_free_mb),
     )
     server = create_http_server(wsgi, host=host, port=port)
     logger.info("serving mode=http host=%s port=%s events_path=%s", host, server.effective_port, EVENTS_PATH)

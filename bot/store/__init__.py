@@ -1,5 +1,6 @@
-"""Where qa-bot keeps things: the article store (`Store`, implemented by `SQLiteStore` and `PostgresStore`), their
-schema migrations, and the Slack app's state tables in the SQLite file."""
+"""Where qa-bot keeps things: the article store (`Store`, implemented by `SQLiteStore` and `PostgresStore`), the
+Slack app's state (`SlackStateStore`, implemented by `SlackState` and `PostgresSlackState`) and their schema
+migrations. `open_store` and `open_state` are the one place each engine is chosen, from the same location."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 from bot.store.base import Store, StoredOutcome
 from bot.store.sqlite import SQLiteStore
+from bot.store.state_base import SlackStateStore
 
-__all__ = ["Store", "StoredOutcome", "SQLiteStore", "is_postgres_url", "open_store"]
+__all__ = ["SlackStateStore", "Store", "StoredOutcome", "SQLiteStore", "is_postgres_url", "open_state", "open_store"]
 
 
 def is_postgres_url(location: str | Path) -> bool:
@@ -29,3 +31,20 @@ def open_store(location: str | Path) -> Store:
 
         return PostgresStore(str(location))
     return SQLiteStore(str(location).removeprefix("sqlite:///"))
+
+
+def open_state(location: str | Path) -> SlackStateStore:
+    """The Slack app's state beside the article library at `location`: in PostgreSQL for a `postgresql://` URL
+    (shared by every replica), else in the SQLite file. `serve`, `report` and the retention sweep open it here.
+
+        state = open_state(settings.database)  # QABOT_DATABASE_URL, else QABOT_DB_PATH
+
+    :raises StoreError: when the database cannot be reached or opened (one line naming the host or the file).
+    """
+    if is_postgres_url(location):
+        from bot.store.pg_state import PostgresSlackState
+
+        return PostgresSlackState(str(location))
+    from bot.store.state import SlackState
+
+    return SlackState(str(location).removeprefix("sqlite:///"))

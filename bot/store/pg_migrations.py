@@ -97,8 +97,73 @@ def library_schema(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def slack_state(conn: psycopg.Connection[Any]) -> None:
+    """Version 2: the Slack app's state, shared by every replica (`bot.store.pg_state`), in the `slack_` tables of
+    the SQLite file with the same columns: seen deliveries (`slack_events`, the primary key decides which replica
+    handles a retried event), answers with what the report keeps of their question (`blocks` as jsonb, `cited`
+    as an array of article ids), reply links, feedback, and the rate limit as one row per user holding the times
+    of their questions in the last minute (`slack_rate_limits`), so one upsert counts and decides."""
+    conn.execute(
+        """
+        create table slack_events (event_id text primary key, seen_at double precision not null);
+        create index slack_events_seen_at on slack_events (seen_at);
+        create table slack_answers (
+          id text primary key,
+          question text not null,
+          answer text,
+          article_id bigint,
+          score double precision not null,
+          text text not null,
+          blocks jsonb not null,
+          created_at text not null,
+          collections text,
+          outcome text,
+          cited bigint[] not null default '{}',
+          searched text,
+          channel text,
+          team text,
+          "user" text,
+          asked_at double precision not null,
+          terms text
+        );
+        create index slack_answers_asked_at on slack_answers (asked_at);
+        create table slack_replies (
+          channel text not null,
+          question_ts text not null,
+          reply_ts text not null,
+          thread_ts text not null,
+          answer_id text,
+          updated_at text not null,
+          primary key (channel, question_ts)
+        );
+        create index slack_replies_reply on slack_replies (channel, reply_ts);
+        create index slack_replies_thread on slack_replies (channel, thread_ts, question_ts);
+        create index slack_replies_answer on slack_replies (answer_id);
+        create table slack_feedback (
+          id bigserial primary key,
+          answer_id text,
+          "user" text not null,
+          vote text not null,
+          question text,
+          answer text,
+          article_id bigint,
+          channel text,
+          message_ts text,
+          clicked_at text not null
+        );
+        create index slack_feedback_answer on slack_feedback (answer_id);
+        create index slack_feedback_clicked_at on slack_feedback (clicked_at);
+        create table slack_rate_limits (
+          "user" text primary key,
+          stamps double precision[] not null,
+          allowed boolean not null
+        );
+        """
+    )
+
+
 # Version N is PG_MIGRATIONS[N - 1]. Append only.
-PG_MIGRATIONS: list[PgMigration] = [library_schema]
+PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state]
 
 
 def latest_pg_version() -> int:

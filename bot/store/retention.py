@@ -1,7 +1,9 @@
 """The daily sweep of `qa-bot serve`: questions older than `QABOT_QUESTION_RETENTION_DAYS` are deleted with their
-answers, reply links and feedback (`SlackState.forget_questions`), on a thread of its own with its own connection.
+answers, reply links and feedback (`SlackStateStore.forget_questions`), on a thread of its own with its own
+connection, in whichever engine holds the state (the SQLite file, or PostgreSQL shared by the replicas: there any
+replica's sweep deletes for all, and a second one in the same day finds nothing left to delete).
 
-    sweeper = RetentionSweeper("qa.db", retention_days=90).start()
+    sweeper = RetentionSweeper("qa.db", retention_days=90).start()  # or a postgresql:// URL
     ...
     sweeper.stop(timeout_s=5)
 """
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.store.state import SlackState
+from bot.store import SlackStateStore, open_state
 
 __all__ = ["DAY_S", "RetentionSweeper"]
 
@@ -26,14 +28,14 @@ DAY_S = 86400.0
 class RetentionSweeper:
     """Forget old questions at start and then every `interval_s` (a day) until stopped.
 
-    :param path: the SQLite file (the store's `db_path`).
+    :param location: the state's database: the SQLite file, or a `postgresql://` URL (`bot.store.open_state`).
     :param retention_days: questions asked longer ago than this are deleted.
     :param on_sweep: called with the number deleted after every sweep (tests wait on it instead of sleeping).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        location: str | Path,
         *,
         retention_days: int,
         interval_s: float = DAY_S,
@@ -41,7 +43,8 @@ class RetentionSweeper:
     ) -> None:
         if retention_days <= 0:
             raise ValueError(f"retention_days must be positive, got {retention_days}")
-        self.path, self.retention_days, self.interval_s, self.on_sweep = path, retention_days, interval_s, on_sweep
+        self.location, self.retention_days = str(location), retention_days
+        self.interval_s, self.on_sweep = interval_s, on_sweep
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qa-bot-retention", daemon=True)
 
@@ -54,17 +57,19 @@ class RetentionSweeper:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        state = SlackState(self.path)
+        state: SlackStateStore | None = None
         try:
             while not self._stop.is_set():
                 deleted = 0
                 try:
+                    state = state or open_state(self.location)  # a database down at start is tried again tomorrow
                     deleted = state.forget_questions(before=time.time() - self.retention_days * DAY_S)
                     logger.info("old questions deleted count=%d retention_days=%d", deleted, self.retention_days)
-                except Exception:  # a locked or full database must not end the thread: try again tomorrow
+                except Exception:  # a locked, full or unreachable database must not end the thread
                     logger.exception("question retention sweep failed")
                 if self.on_sweep is not None:
                     self.on_sweep(deleted)
                 self._stop.wait(self.interval_s)
         finally:
-            state.close()
+            if state is not None:
+                state.close()

@@ -1,6 +1,7 @@
-"""What the Slack app remembers between requests, in the store's SQLite file: seen event ids (retry dedup),
-answers it posted, which reply belongs to which question (edits and deletes), feedback clicks and a per-user
-rate limit. Tables are prefixed `slack_` so they never clash with the article store.
+"""The Slack app's state in the store's SQLite file (`SlackStateStore` for one machine): seen event ids (retry
+dedup), answers it posted, which reply belongs to which question (edits and deletes), feedback clicks and a
+per-user rate limit. Tables are prefixed `slack_` so they never clash with the article store. Several replicas
+share `PostgresSlackState` (`bot.store.pg_state`) instead.
 """
 
 from __future__ import annotations
@@ -10,96 +11,36 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from bot.errors import StoreError
 from bot.store.connect import connect
 from bot.store.migrations import migrate
+from bot.store.state_base import (
+    EVENT_MEMORY_S,
+    RATE_WINDOW_S,
+    AskedQuestion,
+    RateDecision,
+    ReplyLink,
+    StoredAnswer,
+    ThreadContext,
+    answer_values,
+    feedback_row,
+    now_iso,
+    retry_after_s,
+    searched_key,
+)
 
-__all__ = ["AskedQuestion", "SlackState", "StoredAnswer", "ReplyLink", "RateDecision", "searched_key"]
+if TYPE_CHECKING:
+    from bot.core.insights import Report
+
+__all__ = ["AskedQuestion", "SlackState", "StoredAnswer", "ReplyLink", "RateDecision", "ThreadContext", "searched_key"]
 
 logger = logging.getLogger(__name__)
-
-RATE_WINDOW_S = 60.0
-EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty and keeps the table small
-
-
-def searched_key(collections: frozenset[str] | None) -> str:
-    """How `slack_answers.searched` writes the collections a question read: sorted names, `*` for everything.
-
-    >>> searched_key(frozenset({"legal", "general"})), searched_key(None)
-    ('general,legal', '*')
-    """
-    return "*" if collections is None else ",".join(sorted(collections))
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """An answer the app showed, kept so a click (share, feedback) can refer to it by id."""
-
-    id: str
-    question: str
-    answer: str | None
-    article_id: int | None
-    score: float
-    text: str
-    blocks: list[dict]
-    collections: tuple[str, ...] = ("general",)  # of every article it cites: where it may be shared
-    asked: AskedQuestion | None = None  # who asked what where, for the admins' report (None: not recorded)
-
-
-@dataclass(frozen=True)
-class AskedQuestion:
-    """What the report keeps of a question: its outcome, the articles cited, where and by whom it was asked.
-
-    :param outcome: `Answer.outcome`: "confident", "unsure" or "none".
-    :param searched: the collections read; None for every article (no access file, or the CLI).
-    :param terms: the question's stemmed content words (`bot.core.insights.question_terms`), sorted.
-    """
-
-    outcome: str
-    cited: tuple[int, ...] = ()
-    searched: frozenset[str] | None = None
-    channel: str | None = None
-    team: str | None = None
-    user: str | None = None
-    terms: tuple[str, ...] = ()
-    asked_at: float | None = None  # epoch seconds; None: now
-
-
-@dataclass(frozen=True)
-class ReplyLink:
-    """The bot's reply to one question message: where it is and which answer it shows."""
-
-    channel: str
-    question_ts: str
-    reply_ts: str
-    thread_ts: str
-    answer_id: str | None
-
-
-@dataclass(frozen=True)
-class ThreadContext:
-    """What a follow-up in a thread is asked against: the thread's earlier questions and the articles cited."""
-
-    questions: tuple[str, ...] = ()
-    article_ids: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    """Whether a user may ask now; when not, how many seconds until they may."""
-
-    allowed: bool
-    retry_after_s: int = 0
 
 
 class SlackState:
@@ -114,8 +55,10 @@ class SlackState:
     :param path: the SQLite file (the store's `db_path`); `":memory:"` works in experiments.
     """
 
+    shared = False  # one machine's file: retries are recognised from memory, the table only outlives a restart
+
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+        self.path = self.location = str(path)
         self._lock = threading.Lock()
         try:
             self.db = sqlite_utils.Database(connect(self.path))
@@ -166,31 +109,12 @@ class SlackState:
 
     def save_answer(self, answer: StoredAnswer) -> None:
         """Keep an answer the app is about to show (its id goes into the message's buttons)."""
-        asked = answer.asked or AskedQuestion(outcome="", searched=None)
+        row = answer_values(answer, asked_at=time.time())
+        row.update(blocks=json.dumps(row["blocks"]), cited=json.dumps(row["cited"]))
         with self._lock:
             self._write(
-                "insert or replace into slack_answers (id, question, answer, article_id, score, text, blocks, "
-                "created_at, collections, outcome, cited, searched, channel, team, user, asked_at, terms) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    answer.id,
-                    answer.question,
-                    answer.answer,
-                    answer.article_id,
-                    answer.score,
-                    answer.text,
-                    json.dumps(answer.blocks),
-                    _now_iso(),
-                    ",".join(answer.collections),
-                    asked.outcome or None,
-                    json.dumps(list(asked.cited)),
-                    searched_key(asked.searched),
-                    asked.channel,
-                    asked.team,
-                    asked.user,
-                    time.time() if asked.asked_at is None else asked.asked_at,
-                    " ".join(asked.terms),
-                ],
+                f"insert or replace into slack_answers ({', '.join(row)}) values ({', '.join('?' for _ in row)})",
+                list(row.values()),
             )
 
     def forget_questions(self, *, before: float) -> int:
@@ -233,7 +157,7 @@ class SlackState:
             self._write(
                 "insert or replace into slack_replies (channel, question_ts, reply_ts, thread_ts, answer_id, "
                 "updated_at) values (?, ?, ?, ?, ?, ?)",
-                [link.channel, link.question_ts, link.reply_ts, link.thread_ts, link.answer_id, _now_iso()],
+                [link.channel, link.question_ts, link.reply_ts, link.thread_ts, link.answer_id, now_iso()],
             )
 
     def reply_to(self, channel: str, question_ts: str) -> ReplyLink | None:
@@ -279,17 +203,7 @@ class SlackState:
     ) -> dict:
         """Store one 👍/👎 click with the question, answer and article it was about; returns the stored row."""
         answer = self.get_answer(answer_id) if answer_id else None
-        row = {
-            "answer_id": answer_id,
-            "user": user,
-            "vote": vote,
-            "question": answer.question if answer else None,
-            "answer": answer.answer if answer else None,
-            "article_id": answer.article_id if answer else None,
-            "channel": channel,
-            "message_ts": message_ts,
-            "clicked_at": _now_iso(),
-        }
+        row = feedback_row(answer, answer_id=answer_id, user=user, vote=vote, channel=channel, message_ts=message_ts)
         with self._lock:
             try:
                 with self.db.conn:
@@ -307,17 +221,53 @@ class SlackState:
 
     def allow_question(self, user: str, *, per_minute: int, now: float | None = None) -> RateDecision:
         """Count a question against a user's budget of `per_minute` questions in any 60 s; refuse past it."""
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be positive, got {per_minute}")
         now = time.time() if now is None else now
         since = now - RATE_WINDOW_S
+        conn = self.db.conn
         with self._lock:
-            self._write("delete from slack_requests where user = ? and at <= ?", [user, since])
-            row = self._one("select count(*) as n, min(at) as oldest from slack_requests where user = ?", [user])
-            assert row is not None  # an aggregate query always returns one row
-            if row["n"] >= per_minute:
-                wait = max(1, int(row["oldest"] + RATE_WINDOW_S - now + 0.999))
-                return RateDecision(False, wait)
-            self._write("insert into slack_requests (user, at) values (?, ?)", [user, now])
-        return RateDecision(True)
+            try:
+                # the file's write lock before the count, so another process's count waits for this one's insert
+                # (the Python lock only orders this connection's threads; a deferred transaction let 11 of 30
+                # concurrent questions through a limit of 10)
+                conn.execute("begin immediate")
+                try:
+                    conn.execute("delete from slack_requests where user = ? and at <= ?", [user, since])
+                    n, oldest = conn.execute(
+                        "select count(*), min(at) from slack_requests where user = ?", [user]
+                    ).fetchone()
+                    if n < per_minute:
+                        conn.execute("insert into slack_requests (user, at) values (?, ?)", [user, now])
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not write Slack state to {self.path}: {exc}") from exc
+        return RateDecision(True) if n < per_minute else RateDecision(False, retry_after_s(oldest, now=now))
+
+    # The admins' report, a second connection, closing ------------------------------------------------------
+
+    def report(
+        self,
+        *,
+        days: int,
+        collections: frozenset[str] | None = None,
+        now: float | None = None,
+        top_gaps: int | None = None,
+    ) -> Report:
+        """The insights of `qa-bot report` (`bot.core.insights.build_report` over this file). It holds this
+        state's lock while it reads: a report beside live answers belongs on a `reopen()`ed state."""
+        from bot.core.insights import build_report
+
+        gaps = {} if top_gaps is None else {"top_gaps": top_gaps}
+        with self._lock:
+            return build_report(self.db, days=days, collections=collections, now=now, **gaps)
+
+    def reopen(self) -> SlackState:
+        """Another `SlackState` on the same file, with a connection of its own."""
+        return SlackState(self.path)
 
     def close(self) -> None:
         self.db.close()

@@ -13,7 +13,7 @@ from slack_bolt import Ack, App, Respond
 from bot.core import messages
 from bot.core.access import DEFAULT_COLLECTION, check_collection_name
 from bot.core.ingest import ingest_article
-from bot.core.insights import build_report, render_markdown
+from bot.core.insights import render_markdown
 from bot.core.records import Article
 from bot.errors import IngestError
 from bot.slack import blocks as slack_blocks
@@ -22,7 +22,6 @@ from bot.slack.gate import is_dm_channel
 from bot.slack.listeners.shared import ListenerKit, question_text
 from bot.sources.fetch import fetch_article
 from bot.sources.files import article_from_text
-from bot.store.state import SlackState
 
 __all__ = ["CommandListeners"]
 
@@ -205,9 +204,9 @@ class CommandListeners:
         self.kit.later(self._report, respond, user, int(text or 7), scope, apology=self.kit.privately(respond))
 
     def _report(self, respond: Respond, user: str, days: int, scope: frozenset[str] | None) -> None:
-        state = SlackState(self.kit.state.path)  # its own connection: the report reads while answers are written
+        state = self.kit.state.reopen()  # its own connection: the report reads while answers are written
         try:
-            report = build_report(state.db, days=days, collections=scope, top_gaps=REPORT_GAPS)
+            report = state.report(days=days, collections=scope, top_gaps=REPORT_GAPS)
         finally:
             state.close()
         logger.info("report shown user=%s days=%d scoped=%s", user, days, scope is not None)

@@ -65,8 +65,9 @@ class EventListeners:
         self, body: dict, request: BoltRequest, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
         """Global middleware: an Events API delivery whose `event_id` was seen before, or a slash command with a
-        (team, user, trigger_id) seen before (a replay), is acknowledged, not run. Memory answers, never SQLite,
-        so the ack cannot wait on the database's lock."""
+        (team, user, trigger_id) seen before (a replay), is acknowledged, not run. Memory answers repeats, never
+        SQLite, so the ack cannot wait on the database's lock; replicas sharing PostgreSQL state claim a new id
+        there first (`SeenDeliveries`), so a retry that reaches another replica is not answered twice."""
         key = delivery_key(body)
         if key and not self.kit.seen.first_sighting(key):
             retries = request.headers.get("x-slack-retry-num") or []

@@ -27,7 +27,7 @@ from bot.slack.escape import unescape_slack
 from bot.slack.gate import Gate
 from bot.store.library import Library
 from bot.store.sqlite import SQLiteStore
-from bot.store.state import AskedQuestion, SlackState, StoredAnswer, ThreadContext
+from bot.store.state_base import AskedQuestion, SlackStateStore, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
 
@@ -66,7 +66,7 @@ def slack_error(exc: Exception) -> str:
 class ListenerKit:
     """The service, the Slack tables and the worker pools every listener uses, with the plumbing around them.
 
-    kit = ListenerKit(settings, service, SlackState(settings.db_path), ThreadPoolExecutor(2), gate=gate)
+    kit = ListenerKit(settings, service, open_state(settings.database), ThreadPoolExecutor(2), gate=gate)
     kit.later(job, client, event, apology=kit.in_thread(client, event))
 
     :param work: answers and clicks run here.
@@ -79,7 +79,7 @@ class ListenerKit:
         self,
         settings: Settings,
         service: AnsweringService,
-        state: SlackState,
+        state: SlackStateStore,
         work: Executor,
         *,
         gate: Gate,

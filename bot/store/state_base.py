@@ -1,0 +1,267 @@
+"""What the Slack app remembers between requests, as a protocol with two implementations: `SlackState` in the
+SQLite file (`bot.store.state`) and `PostgresSlackState` in PostgreSQL (`bot.store.pg_state`), shared by every
+replica. `bot.store.open_state` picks one the way `open_store` picks the library's engine.
+
+The records the app writes and reads (answers, reply links, thread context, rate decisions) live here, apart
+from either engine, so the listeners never see which one is behind them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.core.insights import Report
+
+__all__ = [
+    "AskedQuestion",
+    "EVENT_MEMORY_S",
+    "RATE_WINDOW_S",
+    "RateDecision",
+    "ReplyLink",
+    "SlackStateStore",
+    "StoredAnswer",
+    "ThreadContext",
+    "answer_values",
+    "feedback_row",
+    "retry_after_s",
+    "searched_key",
+]
+
+RATE_WINDOW_S = 60.0
+EVENT_MEMORY_S = 24 * 3600  # Slack retries for about 5 minutes; a day is plenty and keeps the table small
+
+
+def searched_key(collections: frozenset[str] | None) -> str:
+    """How `slack_answers.searched` writes the collections a question read: sorted names, `*` for everything.
+
+    >>> searched_key(frozenset({"legal", "general"})), searched_key(None)
+    ('general,legal', '*')
+    """
+    return "*" if collections is None else ",".join(sorted(collections))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def retry_after_s(oldest: float, *, now: float) -> int:
+    """Whole seconds until the oldest question in the window leaves it (at least 1), for the refusal message.
+
+    >>> retry_after_s(0.0, now=20.0)
+    40
+    """
+    return max(1, int(oldest + RATE_WINDOW_S - now + 0.999))
+
+
+@dataclass(frozen=True)
+class AskedQuestion:
+    """What the report keeps of a question: its outcome, the articles cited, where and by whom it was asked.
+
+    :param outcome: `Answer.outcome`: "confident", "unsure" or "none".
+    :param searched: the collections read; None for every article (no access file, or the CLI).
+    :param terms: the question's stemmed content words (`bot.core.insights.question_terms`), sorted.
+    """
+
+    outcome: str
+    cited: tuple[int, ...] = ()
+    searched: frozenset[str] | None = None
+    channel: str | None = None
+    team: str | None = None
+    user: str | None = None
+    terms: tuple[str, ...] = ()
+    asked_at: float | None = None  # epoch seconds; None: now
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An answer the app showed, kept so a click (share, feedback) can refer to it by id."""
+
+    id: str
+    question: str
+    answer: str | None
+    article_id: int | None
+    score: float
+    text: str
+    blocks: list[dict]
+    collections: tuple[str, ...] = ("general",)  # of every article it cites: where it may be shared
+    asked: AskedQuestion | None = None  # who asked what where, for the admins' report (None: not recorded)
+
+
+@dataclass(frozen=True)
+class ReplyLink:
+    """The bot's reply to one question message: where it is and which answer it shows."""
+
+    channel: str
+    question_ts: str
+    reply_ts: str
+    thread_ts: str
+    answer_id: str | None
+
+
+@dataclass(frozen=True)
+class ThreadContext:
+    """What a follow-up in a thread is asked against: the thread's earlier questions and the articles cited."""
+
+    questions: tuple[str, ...] = ()
+    article_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a user may ask now; when not, how many seconds until they may."""
+
+    allowed: bool
+    retry_after_s: int = 0
+
+
+def answer_values(answer: StoredAnswer, *, asked_at: float) -> dict:
+    """The `slack_answers` row of an answer, in Python values (each engine encodes `blocks` and `cited`).
+
+    :param asked_at: when the question was asked, if `answer.asked` does not say (epoch seconds).
+    """
+    asked = answer.asked or AskedQuestion(outcome="", searched=None)
+    return {
+        "id": answer.id,
+        "question": answer.question,
+        "answer": answer.answer,
+        "article_id": answer.article_id,
+        "score": answer.score,
+        "text": answer.text,
+        "blocks": answer.blocks,
+        "created_at": now_iso(),
+        "collections": ",".join(answer.collections),
+        "outcome": asked.outcome or None,
+        "cited": list(asked.cited),
+        "searched": searched_key(asked.searched),
+        "channel": asked.channel,
+        "team": asked.team,
+        "user": asked.user,
+        "asked_at": asked_at if asked.asked_at is None else asked.asked_at,
+        "terms": " ".join(asked.terms),
+    }
+
+
+def feedback_row(
+    answer: StoredAnswer | None,
+    *,
+    answer_id: str | None,
+    user: str,
+    vote: str,
+    channel: str | None,
+    message_ts: str | None,
+) -> dict:
+    """The `slack_feedback` row of one 👍/👎 click, with the question, answer and article it was about."""
+    return {
+        "answer_id": answer_id,
+        "user": user,
+        "vote": vote,
+        "question": answer.question if answer else None,
+        "answer": answer.answer if answer else None,
+        "article_id": answer.article_id if answer else None,
+        "channel": channel,
+        "message_ts": message_ts,
+        "clicked_at": now_iso(),
+    }
+
+
+class SlackStateStore(Protocol):
+    """The Slack app's memory: seen deliveries, answers and their replies, feedback, rate limits, retention.
+
+        state: SlackStateStore = open_state(settings.database)  # SQLite file or PostgreSQL URL
+        if state.first_sighting("Ev0001"):
+            ...  # answer the event
+
+    Every method is one atomic step, safe to call from any thread; with `shared`, also across processes.
+    """
+
+    path: str  # where it is, as messages show it (never a password)
+    location: str  # what `bot.store.open_state` opens: the file, or the URL
+    shared: bool  # other processes (replicas) use the same state: a delivery is claimed in the database
+
+    # Retry deduplication
+
+    def first_sighting(self, event_id: str, *, now: float | None = None) -> bool:
+        """Record a delivery id; True for the one caller that recorded it first, False for every repeat."""
+        ...
+
+    def recent_event_ids(self, limit: int) -> list[str]:
+        """The ids recorded most recently (newest first), to remember them across a restart."""
+        ...
+
+    # Answers and replies
+
+    def save_answer(self, answer: StoredAnswer) -> None:
+        """Keep an answer the app is about to show (its id goes into the message's buttons)."""
+        ...
+
+    def get_answer(self, answer_id: str) -> StoredAnswer | None:
+        """A kept answer, or None when it is unknown or past retention."""
+        ...
+
+    def forget_questions(self, *, before: float) -> int:
+        """Delete the questions asked before `before` (epoch seconds) with their answers, reply links and
+        feedback; returns how many questions went."""
+        ...
+
+    def link_reply(self, link: ReplyLink) -> None:
+        """Remember (or move) the bot's reply to a question message."""
+        ...
+
+    def reply_to(self, channel: str, question_ts: str) -> ReplyLink | None:
+        """The bot's reply to the question message `question_ts` in `channel`, if it answered one."""
+        ...
+
+    def thread_context(self, channel: str, thread_ts: str, *, before_ts: str | None = None) -> ThreadContext:
+        """The questions the bot answered in a thread (oldest first) and the articles its answers cited."""
+        ...
+
+    def answer_id_of_reply(self, channel: str, reply_ts: str) -> str | None:
+        """Which answer the bot message `reply_ts` shows."""
+        ...
+
+    def forget_reply(self, channel: str, question_ts: str) -> None:
+        """Forget the link to the reply of a deleted question."""
+        ...
+
+    # Feedback
+
+    def record_feedback(
+        self, *, answer_id: str | None, user: str, vote: str, channel: str | None, message_ts: str | None
+    ) -> dict:
+        """Store one 👍/👎 click; returns the stored row."""
+        ...
+
+    def feedback(self) -> list[dict]:
+        """Every stored feedback click, oldest first."""
+        ...
+
+    # Rate limit
+
+    def allow_question(self, user: str, *, per_minute: int, now: float | None = None) -> RateDecision:
+        """Count a question against a user's budget of `per_minute` questions in any 60 s; refuse past it."""
+        ...
+
+    # The admins' report, a second connection, closing
+
+    def report(
+        self,
+        *,
+        days: int,
+        collections: frozenset[str] | None = None,
+        now: float | None = None,
+        top_gaps: int | None = None,
+    ) -> Report:
+        """The insights of `qa-bot report` over the kept questions, scoped to `collections` (None: everything);
+        `top_gaps` None keeps `bot.core.insights.TOP_GAPS`."""
+        ...
+
+    def reopen(self) -> SlackStateStore:
+        """Another state on the same database with a connection of its own (a long read beside the answers)."""
+        ...
+
+    def close(self) -> None:
+        """Release the database."""
+        ...

@@ -128,22 +128,14 @@ def build_report(
 
     :raises StoreError: when the tables cannot be read.
     """
-    if days <= 0:
-        raise ValueError(f"days must be positive, got {days}")
-    now = time.time() if now is None else now
-    since = now - days * _DAY_S
-    since_iso = _iso(since)
+    now, since, since_iso = report_window(days, now)
     try:
         scope_sql, scope_args = _scope(db, since=since, collections=collections)
-        outcomes: Counter[str] = Counter()
-        daily: dict[str, Counter[str]] = defaultdict(Counter)
-        for day, outcome, n in db.execute(
+        outcome_rows = db.execute(
             "select date(a.asked_at, 'unixepoch'), a.outcome, count(*) from slack_answers a "
             f"where a.asked_at >= ? and a.asked_at < ? and {scope_sql} group by 1, 2",
             [since, now, *scope_args],
-        ):
-            outcomes[outcome or "unknown"] += n
-            daily[day][outcome or "unknown"] += n
+        ).fetchall()
         cited = db.execute(
             "select cast(j.value as integer), count(*) from slack_answers a, json_each(a.cited) j "
             f"where a.asked_at >= ? and a.asked_at < ? and {scope_sql} group by 1 order by 2 desc, 1 limit ?",
@@ -166,6 +158,55 @@ def build_report(
         titles = _titles(db, {row[0] for row in cited} | {row[0] for row in votes})
     except sqlite3.Error as exc:
         raise StoreError(f"Could not read the questions for the report: {exc}") from exc
+    return assemble_report(
+        days=days,
+        since_iso=since_iso,
+        now=now,
+        outcome_rows=outcome_rows,
+        cited=cited,
+        votes=votes,
+        gap_rows=gap_rows,
+        titles=titles,
+        top_gaps=top_gaps,
+    )
+
+
+def report_window(days: int, now: float | None) -> tuple[float, float, str]:
+    """`now` (default: the clock), the start of the `days` before it, and that start as ISO text.
+
+    :raises ValueError: when `days` is not positive.
+    """
+    if days <= 0:
+        raise ValueError(f"days must be positive, got {days}")
+    now = time.time() if now is None else now
+    since = now - days * _DAY_S
+    return now, since, _iso(since)
+
+
+def searched_within(searched: str, collections: frozenset[str]) -> bool:
+    """Whether a question's `searched` value (its collections joined by commas, "*" for all) lies in `collections`."""
+    return searched != "*" and set(filter(None, searched.split(","))) <= collections
+
+
+def assemble_report(
+    *,
+    days: int,
+    since_iso: str,
+    now: float,
+    outcome_rows: Iterable[Sequence],
+    cited: Iterable[Sequence],
+    votes: Iterable[Sequence],
+    gap_rows: Iterable[Sequence],
+    titles: dict[int, str],
+    top_gaps: int,
+) -> Report:
+    """The report from the rows both engines' queries return: (day, outcome, count); (article id, citations);
+    (article id, up, down); the gap questions as `group_gaps` takes them; article titles by id."""
+    outcomes: Counter[str] = Counter()
+    daily: dict[str, Counter[str]] = defaultdict(Counter)
+    for day, outcome, n in outcome_rows:
+        outcomes[outcome or "unknown"] += n
+        daily[day][outcome or "unknown"] += n
     return Report(
         days=days,
         since=since_iso,
@@ -282,7 +323,7 @@ def _scope(db: sqlite_utils.Database, *, since: float, collections: frozenset[st
     keys = [
         key
         for (key,) in db.execute("select distinct searched from slack_answers where searched is not null")
-        if key != "*" and set(filter(None, key.split(","))) <= collections
+        if searched_within(key, collections)
     ]
     if not keys:
         return "0", []

@@ -2,7 +2,7 @@
 `bot.core.insights.build_report` in PostgreSQL's dialect, assembled into the same `Report`.
 
 `build_report` speaks SQLite (`date(x, 'unixepoch')`, `json_each`, `sum(bool)`); this module asks the same
-questions of the `slack_` tables of `bot.store.pg_state` and hands the rows to the same `group_gaps`, so both
+questions of the `slack_` tables of `bot.store.pg_state` and hands the rows to the same `assemble_report`, so both
 engines give one report for the same questions (`tests/test_state.py` compares them whole). A change to the
 report's queries belongs in both places.
 
@@ -11,20 +11,16 @@ report's queries belongs in both places.
 
 from __future__ import annotations
 
-import time
-from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from bot.core.insights import OUTCOMES, TOP_ARTICLES, TOP_GAPS, ArticleRow, Report, group_gaps
+from bot.core.insights import TOP_ARTICLES, TOP_GAPS, Report, assemble_report, report_window, searched_within
 from bot.errors import StoreError
 
 __all__ = ["build_pg_report"]
 
-_DAY_S = 86400.0
 _WINDOW = "a.asked_at >= %(since)s and a.asked_at < %(now)s"
 
 
@@ -41,11 +37,7 @@ def build_pg_report(
 
     :raises StoreError: when the tables cannot be read.
     """
-    if days <= 0:
-        raise ValueError(f"days must be positive, got {days}")
-    now = time.time() if now is None else now
-    since = now - days * _DAY_S
-    since_iso = _iso(since)
+    now, since, since_iso = report_window(days, now)
     try:
         scope = _scope(conn, collections)
         params: dict[str, object] = {
@@ -56,17 +48,12 @@ def build_pg_report(
             "scope": scope,
         }
         where_scope = "true" if scope is None else "a.searched = any(%(scope)s)"
-        outcomes: Counter[str] = Counter()
-        daily: dict[str, Counter[str]] = defaultdict(Counter)
-        for row in _rows(
+        outcome_rows = _rows(
             conn,
             "select to_char(to_timestamp(a.asked_at) at time zone 'UTC', 'YYYY-MM-DD'), a.outcome, count(*) "
             f"from slack_answers a where {_WINDOW} and {where_scope} group by 1, 2",
             params,
-        ):
-            day, outcome, n = row
-            outcomes[outcome or "unknown"] += n
-            daily[day][outcome or "unknown"] += n
+        )
         cited = _rows(
             conn,
             "select c.id, count(*) from slack_answers a, unnest(a.cited) as c(id) "
@@ -93,16 +80,16 @@ def build_pg_report(
         titles = dict(_rows(conn, "select id, title from articles where id = any(%(ids)s)", {"ids": ids}))
     except psycopg.Error as exc:
         raise StoreError(f"Could not read the questions for the report: {' '.join(str(exc).split())}") from exc
-    return Report(
+    return assemble_report(
         days=days,
-        since=since_iso,
-        until=_iso(now),
-        questions=sum(outcomes.values()),
-        outcomes={outcome: outcomes.get(outcome, 0) for outcome in OUTCOMES},
-        cited=[ArticleRow(article_id, titles.get(article_id, ""), cited=n) for article_id, n in cited],
-        votes=[ArticleRow(article_id, titles.get(article_id, ""), up=up, down=down) for article_id, up, down in votes],
-        gaps=group_gaps(gap_rows)[: TOP_GAPS if top_gaps is None else top_gaps],
-        daily=[{"day": day, **{o: daily[day].get(o, 0) for o in OUTCOMES}} for day in sorted(daily)],
+        since_iso=since_iso,
+        now=now,
+        outcome_rows=outcome_rows,
+        cited=cited,
+        votes=votes,
+        gap_rows=gap_rows,
+        titles=titles,
+        top_gaps=TOP_GAPS if top_gaps is None else top_gaps,
     )
 
 
@@ -120,9 +107,5 @@ def _scope(conn: psycopg.Connection[Any], collections: frozenset[str] | None) ->
     return [
         key
         for (key,) in _rows(conn, "select distinct searched from slack_answers where searched is not null", {})
-        if key != "*" and set(filter(None, key.split(","))) <= collections
+        if searched_within(key, collections)
     ]
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")

@@ -147,16 +147,7 @@ class PostgresSlackState:
             ).fetchone()
         if row is None:
             return None
-        return StoredAnswer(
-            id=row["id"],
-            question=row["question"],
-            answer=row["answer"],
-            article_id=row["article_id"],
-            score=row["score"],
-            text=row["text"],
-            blocks=row["blocks"],
-            collections=tuple(filter(None, (row["collections"] or "general").split(","))),
-        )
+        return StoredAnswer.from_row(row, blocks=row["blocks"])
 
     def forget_questions(self, *, before: float) -> int:
         """Delete the questions asked before `before` (epoch seconds) with their answers, reply links and

@@ -139,17 +139,7 @@ class SlackState:
             row = self._one("select * from slack_answers where id = ?", [answer_id])
         if row is None:
             return None
-        return StoredAnswer(
-            id=row["id"],
-            question=row["question"],
-            answer=row["answer"],
-            article_id=row["article_id"],
-            score=row["score"],
-            text=row["text"],
-            blocks=json.loads(row["blocks"]),
-            # answers stored before collections (NULL) could only cite `general` articles
-            collections=tuple(filter(None, (row.get("collections") or "general").split(","))),
-        )
+        return StoredAnswer.from_row(row, blocks=json.loads(row["blocks"]))
 
     def link_reply(self, link: ReplyLink) -> None:
         """Remember (or move) the bot's reply to a question message."""

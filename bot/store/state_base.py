@@ -8,9 +8,10 @@ from either engine, so the listeners never see which one is behind them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from bot.core.insights import Report
@@ -88,6 +89,21 @@ class StoredAnswer:
     blocks: list[dict]
     collections: tuple[str, ...] = ("general",)  # of every article it cites: where it may be shared
     asked: AskedQuestion | None = None  # who asked what where, for the admins' report (None: not recorded)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, blocks: list[dict]) -> StoredAnswer:
+        """The answer a `slack_answers` row holds (either engine; `blocks` decoded by the caller's driver)."""
+        return cls(
+            id=row["id"],
+            question=row["question"],
+            answer=row["answer"],
+            article_id=row["article_id"],
+            score=row["score"],
+            text=row["text"],
+            blocks=blocks,
+            # answers stored before collections (NULL) could only cite `general` articles
+            collections=tuple(filter(None, (row.get("collections") or "general").split(","))),
+        )
 
 
 @dataclass(frozen=True)

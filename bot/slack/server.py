@@ -98,7 +98,7 @@ def _check_postgres(url: str) -> tuple[bool, dict]:
     import psycopg
 
     from bot.errors import StoreError
-    from bot.store.postgres import connect_pg, describe_url
+    from bot.store.pg_connect import connect_pg, describe_url
 
     try:
         conn = connect_pg(url, timeout_s=HEALTH_TIMEOUT_S)

@@ -199,6 +199,8 @@ def migrate_pg(conn: psycopg.Connection[Any], *, label: str = "the database") ->
         migration = PG_MIGRATIONS[version - 1]
         try:
             with conn.transaction():
+                # no statement timeout here (bot.store.pg_connect): an index over a large library may take longer
+                conn.execute("set local statement_timeout = 0")
                 conn.execute("select pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])  # a second opener waits here
                 if pg_schema_version(conn) >= version:  # ... and finds the work done
                     continue

@@ -157,7 +157,8 @@ def engine(request) -> str:
 @pytest.fixture
 def new_store(engine, request, tmp_path):
     """Opens an empty store of the test's engine: a SQLite file in tmp_path, or the run's PostgreSQL database
-    emptied. Each call opens another connection to the same database (as a second process would)."""
+    emptied (library and feeds). Each call opens another connection to the same database (as a second process
+    would)."""
     opened = []
     if engine == "postgres":
         from bot.store.postgres import PostgresStore
@@ -165,7 +166,7 @@ def new_store(engine, request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         first = PostgresStore(url)
         first.conn.execute(
-            "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+            "truncate articles, sentences, passages, passage_terms, feeds, feed_entries restart identity cascade;"
             "update corpus_stats set passages = 0, tokens = 0"
         )
         fresh = [first]  # handed out by the first call; later calls open new connections

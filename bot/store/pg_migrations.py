@@ -162,8 +162,44 @@ def slack_state(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def feed_tables(conn: psycopg.Connection[Any]) -> None:
+    """Version 3 (issue 16): the subscribed feeds and the entries seen in them (`bot.store.feeds`), with the
+    columns of the SQLite file's tables (its versions 6 and 8): a feed's validators for conditional GET, its
+    failures and when to retry (backoff), its collection; each entry by feed and entry id or link, with the
+    article it became. `article_id` has no foreign key, as in SQLite: an entry whose article was deleted stays
+    known, and the feed brings the article back only when the entry changes."""
+    conn.execute(
+        """
+        create table feeds (
+          id bigserial primary key,
+          url text not null unique,
+          title text,
+          etag text,
+          last_modified text,
+          added_at text,
+          last_polled_at text,
+          last_error text,
+          failures integer not null default 0,
+          retry_at double precision,
+          collection text not null default 'general'
+        );
+        create table feed_entries (
+          feed_id bigint not null references feeds (id) on delete cascade,
+          entry_key text not null,
+          link text,
+          fingerprint text,
+          article_id bigint,
+          seen_at text,
+          primary key (feed_id, entry_key)
+        );
+        create index feed_entries_link on feed_entries (link);
+        create index feed_entries_entry_key on feed_entries (entry_key);
+        """
+    )
+
+
 # Version N is PG_MIGRATIONS[N - 1]. Append only.
-PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state]
+PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state, feed_tables]
 
 
 def latest_pg_version() -> int:

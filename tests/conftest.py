@@ -187,6 +187,13 @@ def new_store(engine, request, tmp_path):
         store.close()
 
 
+@pytest.fixture
+def db(new_store) -> str:
+    """What `--db` names for an empty database of the test's engine: the SQLite file, or the PostgreSQL URL."""
+    store = new_store()
+    return getattr(store, "url", store.path)
+
+
 SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits"
 
 

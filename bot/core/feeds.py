@@ -3,7 +3,8 @@
 Our fetcher downloads the feed (private-address check, deadline, size cap, conditional GET) and feedparser only
 parses the bytes. Each new entry's link is fetched like an `/ingest` link and stored in the feed's collection. An
 entry already stored (from another feed, a file or `/ingest`) is recorded, not fetched or stored again, and keeps
-its source and collection. A failing feed is retried with backoff and never stops the others.
+its source and collection. A failing feed is retried with backoff and never stops the others. The feed tables
+live beside the library, in the SQLite file or in PostgreSQL (`bot.store.feeds`).
 
     report = poll_feed(store, FeedStore(store), feed, limits=FeedLimits(allow_private=False))
     print(report.added, report.failures)
@@ -26,8 +27,8 @@ from bot.errors import DiskFullError, FetchError, IngestError, StoreError
 from bot.sources.feed import FeedEntry, parse_feed
 from bot.sources.fetch import ACCEPT_FEEDS, fetch_article, fetch_page
 from bot.sources.files import IngestFailure
+from bot.store.base import Store
 from bot.store.feeds import FeedRow, FeedStore
-from bot.store.sqlite import SQLiteStore
 
 __all__ = ["FeedLimits", "FeedPollReport", "FeedPoller", "poll_feed", "poll_feeds", "is_due"]
 
@@ -95,7 +96,7 @@ def _source(feed: FeedRow) -> str:
     return feed.title or urlsplit(feed.url).hostname or feed.url
 
 
-def poll_feed(store: SQLiteStore, feeds: FeedStore, feed: FeedRow, *, limits: FeedLimits) -> FeedPollReport:
+def poll_feed(store: Store, feeds: FeedStore, feed: FeedRow, *, limits: FeedLimits) -> FeedPollReport:
     """Poll one feed within `limits.budget_s`: fetch it (conditionally), store at most `limits.max_entries` new
     or changed entries, record the rest for later. Never raises for a bad feed or page: see the report.
 
@@ -189,7 +190,7 @@ def _fetch_entry(entry: FeedEntry, limits: FeedLimits, ends: float) -> Article |
 
 
 def _fetch_and_store(
-    store: SQLiteStore,
+    store: Store,
     feeds: FeedStore,
     feed: FeedRow,
     entries: list[FeedEntry],
@@ -216,7 +217,7 @@ def _fetch_and_store(
 
 
 def _store_entry(
-    store: SQLiteStore, feeds: FeedStore, feed: FeedRow, entry: FeedEntry, future: Future, report: FeedPollReport
+    store: Store, feeds: FeedStore, feed: FeedRow, entry: FeedEntry, future: Future, report: FeedPollReport
 ) -> None:
     try:
         article = future.result()
@@ -254,7 +255,7 @@ def _store_entry(
 
 
 def poll_feeds(
-    store: SQLiteStore,
+    store: Store,
     *,
     limits: FeedLimits,
     force: bool = False,
@@ -285,7 +286,7 @@ def poll_feeds(
 class FeedPoller:
     """`qa-bot serve`'s background thread: polls every feed, then waits `limits.interval_s`, until stopped.
 
-        poller = FeedPoller(lambda: SQLiteStore("qa.db"), limits=FeedLimits(interval_s=1800)).start()
+        poller = FeedPoller(lambda: open_store("qa.db"), limits=FeedLimits(interval_s=1800)).start()
         ...
         poller.stop()
 
@@ -299,7 +300,7 @@ class FeedPoller:
 
     def __init__(
         self,
-        open_store: Callable[[], SQLiteStore],
+        open_store: Callable[[], Store],
         *,
         limits: FeedLimits,
         turn: Callable[[], AbstractContextManager[bool]] | None = None,
@@ -319,11 +320,12 @@ class FeedPoller:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        store = self.open_store()
+        store: Store | None = None
         try:
             while not self._stop.is_set():
                 reports: list[FeedPollReport] = []
                 try:
+                    store = store or self.open_store()  # a database down at start is tried again next round
                     with self.turn() as mine:
                         if mine:
                             reports = poll_feeds(store, limits=self.limits)
@@ -335,4 +337,5 @@ class FeedPoller:
                     self.on_pass(reports)
                 self._stop.wait(self.limits.interval_s)
         finally:
-            store.close()
+            if store is not None:
+                store.close()

@@ -40,8 +40,10 @@ STATEMENT_TIMEOUT_S = 30
 
 
 def one_line(exc: BaseException) -> str:
-    """A database error as one line (psycopg's messages span several, with hints and context)."""
-    return " ".join(str(exc).split())
+    """A database error as one line: the server's own message when it sent one (without the SQL context psycopg
+    adds: `LINE 2: create table ...`), else psycopg's (a connection that failed), its lines joined."""
+    said = getattr(getattr(exc, "diag", None), "message_primary", None)
+    return said or " ".join(str(exc).split())
 
 
 def describe_url(url: str) -> str:

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.errors import InsufficientPrivilege
 from psycopg.rows import tuple_row
 
+from bot.core import messages
 from bot.errors import StoreError
+from bot.store.pg_connect import one_line
 
 __all__ = ["PG_MIGRATIONS", "TS_CONFIG", "latest_pg_version", "migrate_pg", "pg_schema_version"]
 
@@ -245,9 +248,11 @@ def migrate_pg(conn: psycopg.Connection[Any], *, label: str = "the database") ->
                 conn.execute("delete from schema_version")
                 conn.execute("insert into schema_version (version) values (%s)", [version])
         except psycopg.Error as exc:
+            # a role that may read and write but not change the schema (least privilege): the owner must upgrade
+            hint = messages.render("db_upgrade_as_owner") if isinstance(exc, InsufficientPrivilege) else ""
             raise StoreError(
-                f"Could not upgrade {label} to schema version {version} ({migration.__name__}): "
-                f"{' '.join(str(exc).split())}. The database is still at version {pg_schema_version(conn)}."
+                f"Could not upgrade {label} to schema version {version} ({migration.__name__}): {one_line(exc)}. "
+                f"The database is still at version {pg_schema_version(conn)}.{' ' + hint if hint else ''}"
             ) from exc
         logger.info("schema migrated db=%s version=%d migration=%s", label, version, migration.__name__)
     return before, max(before, latest)

@@ -24,7 +24,15 @@ from psycopg.rows import DictRow, dict_row
 
 from bot.errors import StoreError
 
-__all__ = ["CONNECT_TIMEOUT_S", "STATEMENT_TIMEOUT_S", "PgSession", "connect_pg", "describe_url", "one_line"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "STATEMENT_TIMEOUT_S",
+    "PgSession",
+    "connect_pg",
+    "describe_url",
+    "one_line",
+    "store_errors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,16 @@ def one_line(exc: BaseException) -> str:
     adds: `LINE 2: create table ...`), else psycopg's (a connection that failed), its lines joined."""
     said = getattr(getattr(exc, "diag", None), "message_primary", None)
     return said or " ".join(str(exc).split())
+
+
+@contextmanager
+def store_errors(doing: str, label: str) -> Iterator[None]:
+    """A psycopg error inside the block becomes a one-line `StoreError` saying what was being done, and where:
+    `Could not read an answer in postgresql://qa@db.internal:5432/qa: ...`."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StoreError(f"Could not {doing} in {label}: {one_line(exc)}") from exc
 
 
 def describe_url(url: str) -> str:

@@ -26,8 +26,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from bot.errors import StoreError
-from bot.store.pg_connect import PgSession, describe_url, one_line
+from bot.store.pg_connect import PgSession, describe_url, store_errors
 from bot.store.pg_migrations import migrate_pg
 from bot.store.state_base import (
     EVENT_MEMORY_S,
@@ -100,19 +99,14 @@ class PostgresSlackState:
     def _db(self, doing: str) -> Iterator[psycopg.Connection[DictRow]]:
         """The connection for a write, under the lock, replaced first if the server dropped it; a database error
         becomes a one-line `StoreError` saying what was being done."""
-        try:
-            with self.session.connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise StoreError(f"Could not {doing} in {self.path}: {one_line(exc)}") from exc
+        with store_errors(doing, self.path), self.session.connection() as conn:
+            yield conn
 
     def _read(self, doing: str, run: Callable[[psycopg.Connection[DictRow]], T]) -> T:
         """`run(conn)` for a read, run again on a new connection when the server dropped the last; a database
         error becomes a one-line `StoreError` saying what was being done."""
-        try:
+        with store_errors(doing, self.path):
             return self.session.read(run)
-        except psycopg.Error as exc:
-            raise StoreError(f"Could not {doing} in {self.path}: {one_line(exc)}") from exc
 
     # Retry deduplication -------------------------------------------------------------------------------------
 

@@ -10,8 +10,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import DictRow
 
-from bot.errors import StoreError
-from bot.store.pg_connect import one_line
+from bot.store.pg_connect import store_errors
 from bot.store.postgres import PostgresStore
 from bot.store.tables import Transaction
 
@@ -47,35 +46,25 @@ class PostgresTables:
         self.store, self.label = store, store.path
         self.session = store.session
 
-    def _error(self, doing: str, exc: psycopg.Error) -> StoreError:
-        return StoreError(f"Could not {doing} in {self.label}: {one_line(exc)}")
-
     def rows(self, sql: str, params: Sequence[object] = (), *, doing: str) -> list[dict]:
-        try:
+        with store_errors(doing, self.label):
             return self.session.read(lambda conn: list(conn.execute(_placeholders(sql), list(params)).fetchall()))
-        except psycopg.Error as exc:
-            raise self._error(doing, exc) from exc
 
     def stream(self, sql: str, params: Sequence[object] = (), *, doing: str) -> Iterator[dict]:
         """Through a server-side cursor, a batch of rows at a time (a cursor needs a transaction)."""
-        try:
-            with (
-                self.session.connection() as conn,
-                conn.transaction(),
-                conn.cursor(name="qa_bot_rows") as cursor,
-            ):
-                cursor.execute(_placeholders(sql), list(params))
-                yield from cursor
-        except psycopg.Error as exc:
-            raise self._error(doing, exc) from exc
+        with (
+            store_errors(doing, self.label),
+            self.session.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="qa_bot_rows") as cursor,
+        ):
+            cursor.execute(_placeholders(sql), list(params))
+            yield from cursor
 
     @contextmanager
     def transaction(self, doing: str) -> Iterator[Transaction]:
-        try:
-            with self.session.connection() as conn, conn.transaction():
-                yield _PgTransaction(conn)
-        except psycopg.Error as exc:
-            raise self._error(doing, exc) from exc
+        with store_errors(doing, self.label), self.session.connection() as conn, conn.transaction():
+            yield _PgTransaction(conn)
 
     def contains(self, text: str, part: str) -> str:
         return f"strpos({text}, {part}) > 0"

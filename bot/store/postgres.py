@@ -26,7 +26,7 @@ from bot.errors import StoreError
 from bot.store.base import StoredOutcome
 from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
 from bot.store.parts import article_row, content_hash, page_groups, unchanged_outcome, with_pages
-from bot.store.pg_connect import PgSession, connect_pg, describe_url, one_line
+from bot.store.pg_connect import PgSession, connect_pg, describe_url, one_line, store_errors
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
 
 __all__ = ["PostgresStore", "upgrade_pg", "BULK_ARTICLES"]
@@ -327,11 +327,9 @@ class PostgresStore:
         except ValueError as exc:
             raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
         try:
-            best, rows = self.session.read(lambda conn: self._best_passages(conn, trees, limit, collections))
+            found = self.session.read(lambda conn: self._best_passages(conn, trees, limit, collections))
         except psycopg.Error as exc:
             raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {one_line(exc)}") from exc
-        winners = sorted(best, key=lambda passage_id: (best[passage_id], passage_id))[:limit]
-        by_id = {row["id"]: row for row in rows}
         return [
             Passage(
                 id=row["id"],
@@ -347,19 +345,20 @@ class PostgresStore:
                 char_start=row["char_start"],
                 char_end=row["char_end"],
                 text=row["text"],
-                bm25=best[row["id"]],
+                bm25=rank,
             )
-            for row in (by_id[passage_id] for passage_id in winners if passage_id in by_id)
+            for row, rank in found
         ]
 
     def _best_passages(
         self, conn: psycopg.Connection[DictRow], trees: list[Node], limit: int, collections: Collection[str] | None
-    ) -> tuple[dict[int, float], list[DictRow]]:
-        """The best BM25 rank of each passage found (lower is better) and the rows of the `limit` best."""
+    ) -> list[tuple[DictRow, float]]:
+        """The `limit` best passages (with their article) and their BM25 rank, best (lowest) first; one read, so
+        `PgSession.read` can run it again whole on a new connection."""
         stats = conn.execute("select passages, tokens from corpus_stats").fetchone()
         n_passages = int(stats["passages"]) if stats else 0
         if not stats or n_passages == 0:
-            return {}, []
+            return []
         avgdl = max(int(stats["tokens"]) / n_passages, 1.0)
         lexemes = self._lexemes(sorted({text for tree in trees for text in phrases(tree)}))
         dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
@@ -374,7 +373,8 @@ class PostgresStore:
             "from passages p join articles a on a.id = p.article_id where p.id = any(%s)",
             [winners],
         ).fetchall()
-        return best, rows
+        by_id = {row["id"]: row for row in rows}
+        return [(by_id[passage_id], best[passage_id]) for passage_id in winners if passage_id in by_id]
 
     def search_sql(self, tree: Node, *, collections: bool = False) -> tuple[str, list[object]]:
         """The ranking query of one parsed expression and its tsquery parameters (shown, not run): candidates
@@ -481,7 +481,7 @@ class PostgresStore:
         return [row["collection"] for row in self.query("select distinct collection from articles order by 1")]
 
     def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict]:
-        """Rows of any read query, as dicts (tests, the library commands).
+        """Rows of any read query, as dicts (tests, an admin's look at the tables).
 
         :raises StoreError: when the database fails (a lost connection is replaced and the query run again first).
         """
@@ -490,10 +490,8 @@ class PostgresStore:
     def _read(self, doing: str, run: Callable[[psycopg.Connection[DictRow]], T]) -> T:
         """`run(conn)` through the session (run again on a new connection when the server dropped the last); a
         database error becomes a one-line `StoreError` saying what was being done."""
-        try:
+        with store_errors(doing, self.path):
             return self.session.read(run)
-        except psycopg.Error as exc:
-            raise StoreError(f"Could not {doing} in {self.path}: {one_line(exc)}") from exc
 
     def close(self) -> None:
         self.session.close()

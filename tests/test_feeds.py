@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.core.feeds import FeedLimits, FeedPoller, backoff_s, poll_feeds
 from bot.core.records import Article
-from bot.store.feeds import FeedStore
+from bot.store.feeds import FeedStore, SeenEntry
 from tests.conftest import rows
 
 WORDS = "harbour ferry council budget captain engineer bridge mill river library station tram market"
@@ -185,6 +185,24 @@ def test_the_same_entry_in_two_feeds_or_from_a_file_is_stored_once_and_keeps_its
     ]
     assert (site.hits["/p/4"], site.hits["/p/5"]) == (1, 0)
     assert FeedStore(store).get(site.url("/b.xml")).entries == 2
+
+
+def test_an_entry_is_known_by_its_link_as_an_article_url_or_by_the_id_or_link_another_feed_recorded(store):
+    saved = store.add_article(Article(title="Saved", body="A saved page.", source="s.html", url="https://x.org/1"))
+    other = store.add_article(Article(title="Other", body="Another page.", source="o.html", url="https://x.org/o"))
+    feeds = FeedStore(store)
+    feeds.add("https://x.org/feed.xml", title=None)
+    feed_id = feeds.get("https://x.org/feed.xml").id
+    feeds.record_entry(feed_id, key="guid-2", link="https://x.org/2", fingerprint="f", article_id=other.article_id)
+    new = [(f"https://x.org/new/{n}", f"new-{n}") for n in range(1_200)]  # more than one `in (...)` list
+    pairs = [("https://x.org/1", "guid-1"), ("https://x.org/moved", "guid-2"), ("https://x.org/2", "guid-9"), *new]
+    assert feeds.stored_articles(pairs) == {
+        ("https://x.org/1", "guid-1"): saved.article_id,
+        ("https://x.org/moved", "guid-2"): other.article_id,
+        ("https://x.org/2", "guid-9"): other.article_id,
+    }
+    assert feeds.stored_article(link="https://x.org/2", key="guid-9") == other.article_id
+    assert feeds.seen_entries(feed_id) == {"guid-2": SeenEntry("f", other.article_id)}
 
 
 def test_a_changed_entry_is_updated_in_place(store, site):

@@ -28,7 +28,7 @@ from bot.sources.feed import FeedEntry, parse_feed
 from bot.sources.fetch import ACCEPT_FEEDS, fetch_article, fetch_page
 from bot.sources.files import IngestFailure
 from bot.store.base import Store
-from bot.store.feeds import FeedRow, FeedStore
+from bot.store.feeds import FeedRow, FeedStore, SeenEntry
 
 __all__ = ["FeedLimits", "FeedPollReport", "FeedPoller", "poll_feed", "poll_feeds", "is_due"]
 
@@ -157,19 +157,26 @@ def _new_or_changed(
     feeds: FeedStore, feed: FeedRow, entries: list[FeedEntry], report: FeedPollReport
 ) -> list[FeedEntry]:
     """Entries to fetch: never seen by this feed and not stored already, or seen and changed since. An entry
-    stored already (another feed, a file, /ingest) is recorded for this feed and counted as known."""
+    stored already (another feed, a file, /ingest) is recorded for this feed and counted as known.
+
+    What the feed has seen and what is stored already are read in a few queries for the whole feed, not a few per
+    entry: a feed of 10,000 entries is otherwise 30,000 round trips to a PostgreSQL server."""
+    seen = feeds.seen_entries(feed.id)
+    stored = feeds.stored_articles([(entry.link, entry.key) for entry in entries if entry.key not in seen])
+    recorded: dict[str, int] = {}  # link -> article, of the entries recorded below (as stored_article would see)
     todo = []
     for entry in entries:
-        seen = feeds.seen(feed.id, entry.key)
-        if seen is not None:
-            if seen.fingerprint != entry.fingerprint and seen.article_id is not None:
+        earlier = seen.get(entry.key)
+        if earlier is not None:
+            if earlier.fingerprint != entry.fingerprint and earlier.article_id is not None:
                 todo.append(entry)  # changed: fetched again, updated in place (same url)
             continue
-        article_id = feeds.stored_article(link=entry.link, key=entry.key)
+        article_id = stored.get((entry.link, entry.key)) or recorded.get(entry.link)
         if article_id is not None:
             feeds.record_entry(
                 feed.id, key=entry.key, link=entry.link, fingerprint=entry.fingerprint, article_id=article_id
             )
+            seen[entry.key], recorded[entry.link] = SeenEntry(entry.fingerprint, article_id), article_id
             report.known += 1
             continue
         todo.append(entry)

@@ -10,6 +10,7 @@ for feed in feeds.feeds():
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -62,6 +63,17 @@ class SeenEntry:
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
+
+# Values per `in (...)` list: far below SQLite's limit on parameters (32,766), and a short statement either way.
+_CHUNK = 500
+
+# The article stored for each of a list of urls, or of entry keys or links another feed recorded: `{marks}` is
+# the list's placeholders, `value` the url, key or link found.
+_ID_BY_URL_SQL = "select url as value, min(id) as id from articles where url in ({marks}) group by url"
+_ID_BY_ENTRY_SQL = (
+    "select e.{column} as value, min(a.id) as id from feed_entries e join articles a on a.id = e.article_id "
+    "where e.{column} in ({{marks}}) group by e.{column}"
+)
 
 _FEED_SQL = "select f.*, (select count(*) from feed_entries e where e.feed_id = f.id) as entries from feeds f"
 
@@ -140,18 +152,42 @@ class FeedStore:
         )
         return SeenEntry(**rows[0]) if rows else None
 
+    def seen_entries(self, feed_id: int) -> dict[str, SeenEntry]:
+        """What this feed recorded for each entry key it has seen (one query for a whole poll)."""
+        rows = self.tables.rows(
+            "select entry_key, fingerprint, article_id from feed_entries where feed_id = ?",
+            [feed_id],
+            doing="read the feed entries",
+        )
+        return {row["entry_key"]: SeenEntry(row["fingerprint"], row["article_id"]) for row in rows}
+
     def stored_article(self, *, link: str, key: str) -> int | None:
         """The id of an article already stored for this entry: one whose url is the link (a file, /ingest, any
         feed), or one another feed recorded under the same entry id or link."""
-        rows = self.tables.rows("select id from articles where url = ? limit 1", [link], doing="read the articles")
-        if not rows:
-            rows = self.tables.rows(
-                "select a.id from feed_entries e join articles a on a.id = e.article_id "
-                "where e.entry_key = ? or e.link = ? limit 1",
-                [key, link],
-                doing="read the feed entries",
-            )
-        return rows[0]["id"] if rows else None
+        return self.stored_articles([(link, key)]).get((link, key))
+
+    def stored_articles(self, entries: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """`stored_article` for many (link, entry key) pairs at once, a few queries per `_CHUNK` of them; pairs
+        with no stored article are left out."""
+        links = sorted({link for link, _ in entries})
+        by_url = self._ids_by(_ID_BY_URL_SQL, links)
+        by_key = self._ids_by(_ID_BY_ENTRY_SQL.format(column="entry_key"), sorted({key for _, key in entries}))
+        by_link = self._ids_by(_ID_BY_ENTRY_SQL.format(column="link"), links)
+        found = {}
+        for link, key in entries:
+            article_id = by_url.get(link) or by_key.get(key) or by_link.get(link)
+            if article_id is not None:
+                found[(link, key)] = article_id
+        return found
+
+    def _ids_by(self, sql: str, values: list[str]) -> dict[str, int]:
+        """{value: id} from `sql` (columns `value` and `id`) run for `values`, `_CHUNK` at a time in `in (...)`."""
+        ids: dict[str, int] = {}
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            query = sql.format(marks=", ".join("?" * len(chunk)))
+            ids.update((row["value"], row["id"]) for row in self.tables.rows(query, chunk, doing="read the articles"))
+        return ids
 
     def record_entry(self, feed_id: int, *, key: str, link: str, fingerprint: str, article_id: int | None) -> None:
         self._write(

@@ -18,7 +18,7 @@ from bot.errors import QABotError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.base import Store
 
 __all__ = ["feeds"]
 
@@ -26,12 +26,14 @@ LIST_COLUMNS = ("id", "url", "title", "collection", "entries", "last_polled_at",
 
 
 @contextmanager
-def _store(db_path: Path | None) -> Iterator[tuple[SQLiteStore, Settings]]:
-    from bot.store.sqlite import SQLiteStore
+def _store(db_path: Path | None) -> Iterator[tuple[Store, Settings]]:
+    """The library the options name, whose feed tables live beside it: the SQLite file (created when missing) or
+    the PostgreSQL database of a postgresql:// URL."""
+    from bot.store import open_store
 
     settings = settings_for(db_path=db_path)
     try:
-        store = SQLiteStore(settings.db_path)
+        store = open_store(settings.database)
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -110,7 +112,7 @@ def list_command(as_json: bool, db_path: Path | None) -> None:
         click.echo(json.dumps([row.to_dict() for row in rows], ensure_ascii=False))
         return
     if not rows:
-        click.echo(messages.render("feeds_none", db_path=settings.db_path), err=True)
+        click.echo(messages.render("feeds_none", db_path=settings.database_label), err=True)
         return
     click.echo("\t".join(LIST_COLUMNS))
     for row in rows:
@@ -130,7 +132,7 @@ def remove_command(url: str, db_path: Path | None) -> None:
 
     with _store(db_path) as (store, settings):
         if not FeedStore(store).remove(url.strip()):
-            click.echo(messages.render("feeds_unknown", url=url, db_path=settings.db_path), err=True)
+            click.echo(messages.render("feeds_unknown", url=url, db_path=settings.database_label), err=True)
             sys.exit(1)
     click.echo(messages.render("feeds_removed", url=url))
 
@@ -186,6 +188,6 @@ def poll_command(force: bool, db_path: Path | None) -> None:
             on_report=show,
         )
     if not reports:
-        click.echo(messages.render("feeds_none", db_path=settings.db_path), err=True)
+        click.echo(messages.render("feeds_none", db_path=settings.database_label), err=True)
     if any(report.failed for report in reports):
         sys.exit(1)

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -26,22 +25,21 @@ LIST_COLUMNS = ("id", "title", "source", "url", "published_at", "added", "passag
 
 
 @contextmanager
-def _library(db_path: str | None) -> Iterator[tuple[Library, Path]]:
-    """The library of the database the options name; a missing file is an error, never created empty."""
+def _library(db_path: str | None) -> Iterator[tuple[Library, str]]:
+    """The library of the database the options name, and what messages call it; a missing SQLite file is an error,
+    never created empty."""
+    from bot.store import open_store
     from bot.store.library import Library
-    from bot.store.sqlite import SQLiteStore
 
     settings = settings_for(db_path=db_path)
-    if settings.database_url is not None:  # bot.store.library speaks SQLite only, for now (issue 16)
-        raise click.ClickException(messages.render("articles_sqlite_only", db_path=settings.database_label))
-    if not settings.db_path.exists():
+    if settings.database_url is None and not settings.db_path.exists():
         raise click.ClickException(messages.render("not_indexed", db_path=settings.db_path))
     try:
-        store = SQLiteStore(settings.db_path)
+        store = open_store(settings.database)  # PostgreSQL with a postgresql:// URL
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        yield Library(store), settings.db_path
+        yield Library(store), settings.database_label
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -170,7 +168,7 @@ def stats_command(as_json: bool, db_path: str | None) -> None:
     with _library(db_path) as (library, path):
         stats = library.stats()
     if as_json:
-        click.echo(json.dumps({"db_path": str(path), **stats.to_dict()}))
+        click.echo(json.dumps({"db_path": path, **stats.to_dict()}))
         return
     values = stats.to_dict()
     values["last_ingest"] = values["last_ingest"] or "never"

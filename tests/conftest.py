@@ -157,7 +157,8 @@ def engine(request) -> str:
 @pytest.fixture
 def new_store(engine, request, tmp_path):
     """Opens an empty store of the test's engine: a SQLite file in tmp_path, or the run's PostgreSQL database
-    emptied. Each call opens another connection to the same database (as a second process would)."""
+    emptied (library and feeds). Each call opens another connection to the same database (as a second process
+    would)."""
     opened = []
     if engine == "postgres":
         from bot.store.postgres import PostgresStore
@@ -165,7 +166,7 @@ def new_store(engine, request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         first = PostgresStore(url)
         first.conn.execute(
-            "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+            "truncate articles, sentences, passages, passage_terms, feeds, feed_entries restart identity cascade;"
             "update corpus_stats set passages = 0, tokens = 0"
         )
         fresh = [first]  # handed out by the first call; later calls open new connections
@@ -184,6 +185,13 @@ def new_store(engine, request, tmp_path):
     yield open_one
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def db(new_store) -> str:
+    """What `--db` names for an empty database of the test's engine: the SQLite file, or the PostgreSQL URL."""
+    store = new_store()
+    return getattr(store, "url", store.path)
 
 
 SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits"

@@ -10,7 +10,7 @@ from bot.core.records import Article
 from bot.core.retrieve import Retriever, fts_query
 from bot.errors import StoreError
 from bot.store import StoredOutcome
-from tests.conftest import DATA_DIR, NEWS_ARTICLE, rows
+from tests.conftest import DATA_DIR, NEWS_ARTICLE, POSTGRES_ADMIN_URL, rows
 
 EXAMPLES = DATA_DIR.parents[2] / "examples" / "articles"
 ARTICLE = Article(
@@ -197,6 +197,43 @@ def test_an_unreachable_database_url_is_one_line_naming_the_host_without_the_pas
         assert result.output.startswith("Error: Cannot connect to PostgreSQL at 127.0.0.1:1 (database qa): ")
         assert len(result.output.strip().splitlines()) == 1 and "s3cret" not in result.output
         assert "Traceback" not in result.output
+
+
+UNREACHABLE_URLS = {  # the URL, and how its one line starts
+    "postgresql://postgres:s3cret@127.0.0.1:1/qa": "Error: Cannot connect to PostgreSQL at 127.0.0.1:1 (database qa): ",
+    POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/qa_bot_no_such_database": (
+        "Error: Cannot connect to PostgreSQL at 127.0.0.1:5432 (database qa_bot_no_such_database): "
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["feeds", "list"],
+        ["feeds", "add", "https://news.example.org/rss.xml"],
+        ["feeds", "remove", "https://news.example.org/rss.xml"],
+        ["feeds", "poll"],
+        ["articles", "list"],
+        ["articles", "show", "1"],
+        ["articles", "delete", "1", "--yes"],
+        ["articles", "stats"],
+        ["report"],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("url", list(UNREACHABLE_URLS), ids=["unreachable", "no-such-database"])
+def test_feeds_articles_and_report_with_a_bad_database_url_say_so_in_one_line(monkeypatch, args, url):
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    monkeypatch.setenv("QABOT_DATABASE_URL", url)
+    result = CliRunner().invoke(cli, args)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.startswith(UNREACHABLE_URLS[url]) and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.endswith(". Check QABOT_DATABASE_URL or --db.\n")
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_db_option_wins_over_database_url_which_wins_over_db_path(monkeypatch, tmp_path):

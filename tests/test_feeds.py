@@ -1,9 +1,11 @@
 """Feeds end to end, offline: a loopback HTTP server serves an RSS feed, an Atom feed and the pages they link to
-(private addresses allowed in these tests only); the real fetcher, feedparser, the store and the CLI."""
+(private addresses allowed in these tests only); the real fetcher, feedparser, the store and the CLI. The store's
+and the CLI's tests run on SQLite and on PostgreSQL (`engine`)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -15,8 +17,8 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.core.feeds import FeedLimits, FeedPoller, backoff_s, poll_feeds
 from bot.core.records import Article
-from bot.store import SQLiteStore
-from bot.store.feeds import FeedStore
+from bot.store.feeds import FeedStore, SeenEntry
+from tests.conftest import rows
 
 WORDS = "harbour ferry council budget captain engineer bridge mill river library station tram market"
 
@@ -124,10 +126,9 @@ def site():
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = SQLiteStore(tmp_path / "qa.db")
-    yield opened
-    opened.close()
+def store(new_store):
+    """An empty library of the test's engine, with its feed tables."""
+    return new_store()
 
 
 LIMITS = FeedLimits(timeout_s=5, allow_private=True, max_entries=50, budget_s=60, interval_s=60)
@@ -136,10 +137,6 @@ LIMITS = FeedLimits(timeout_s=5, allow_private=True, max_entries=50, budget_s=60
 def subscribe(store, site, path: str, body: bytes, *, collection: str = "general") -> None:
     site.feeds[path] = body
     FeedStore(store).add(site.url(path), title=None, collection=collection)
-
-
-def rows(store, sql: str, params=()) -> list[dict]:
-    return list(store.db.query(sql, list(params)))
 
 
 def test_rss_and_atom_entries_are_stored_with_their_dates_and_an_unchanged_feed_costs_one_request(store, site):
@@ -188,6 +185,24 @@ def test_the_same_entry_in_two_feeds_or_from_a_file_is_stored_once_and_keeps_its
     ]
     assert (site.hits["/p/4"], site.hits["/p/5"]) == (1, 0)
     assert FeedStore(store).get(site.url("/b.xml")).entries == 2
+
+
+def test_an_entry_is_known_by_its_link_as_an_article_url_or_by_the_id_or_link_another_feed_recorded(store):
+    saved = store.add_article(Article(title="Saved", body="A saved page.", source="s.html", url="https://x.org/1"))
+    other = store.add_article(Article(title="Other", body="Another page.", source="o.html", url="https://x.org/o"))
+    feeds = FeedStore(store)
+    feeds.add("https://x.org/feed.xml", title=None)
+    feed_id = feeds.get("https://x.org/feed.xml").id
+    feeds.record_entry(feed_id, key="guid-2", link="https://x.org/2", fingerprint="f", article_id=other.article_id)
+    new = [(f"https://x.org/new/{n}", f"new-{n}") for n in range(1_200)]  # more than one `in (...)` list
+    pairs = [("https://x.org/1", "guid-1"), ("https://x.org/moved", "guid-2"), ("https://x.org/2", "guid-9"), *new]
+    assert feeds.stored_articles(pairs) == {
+        ("https://x.org/1", "guid-1"): saved.article_id,
+        ("https://x.org/moved", "guid-2"): other.article_id,
+        ("https://x.org/2", "guid-9"): other.article_id,
+    }
+    assert feeds.stored_article(link="https://x.org/2", key="guid-9") == other.article_id
+    assert feeds.seen_entries(feed_id) == {"guid-2": SeenEntry("f", other.article_id)}
 
 
 def test_a_changed_entry_is_updated_in_place(store, site):
@@ -268,24 +283,37 @@ def test_a_feed_backing_off_waits_unless_all_is_asked(store, site):
     assert [r.status for r in poll_feeds(store, limits=limits, force=True)] == ["failed"]
 
 
-def test_the_poller_thread_polls_at_once_and_reports_each_pass(tmp_path, site):
-    db_path = tmp_path / "qa.db"
-    setup = SQLiteStore(db_path)
-    subscribe(setup, site, "/rss.xml", rss(site.base, [1]), collection="legal")
-    setup.close()
+def test_the_poller_thread_polls_at_once_and_reports_each_pass(new_store, site):
+    subscribe(new_store(), site, "/rss.xml", rss(site.base, [1]), collection="legal")
     passes: list = []
     done = threading.Event()
     poller = FeedPoller(
-        lambda: SQLiteStore(db_path),
+        new_store,  # its own connection, as serve's poller has
         limits=FeedLimits(allow_private=True, interval_s=3600),
         on_pass=lambda reports: (passes.append(reports), done.set()),
     ).start()
     assert done.wait(20)
     poller.stop(timeout_s=5)
     assert [(r.url, r.added) for r in passes[0]] == [(site.url("/rss.xml"), 1)]
-    check = SQLiteStore(db_path)
-    assert rows(check, "select title, collection from articles") == [{"title": "Story 1", "collection": "legal"}]
-    check.close()
+    assert rows(new_store(), "select title, collection from articles") == [{"title": "Story 1", "collection": "legal"}]
+
+
+def test_serves_poller_polls_the_feeds_of_its_database_into_its_library(db, engine, store, site, caplog):
+    from bot.settings import Settings
+    from bot.slack.server import start_feed_poller
+
+    subscribe(store, site, "/rss.xml", rss(site.base, [1, 2]), collection="legal")
+    where = {"database_url": db} if engine == "postgres" else {"db_path": db}
+    settings = Settings(_env_file=None, fetch_allow_private=True, **where)
+    done = threading.Event()
+    poller = start_feed_poller(settings, on_pass=lambda reports: done.set())
+    assert done.wait(20)
+    poller.stop(timeout_s=5)
+    assert rows(store, "select title, collection from articles order by title") == [
+        {"title": "Story 1", "collection": "legal"},
+        {"title": "Story 2", "collection": "legal"},
+    ]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # The command line -----------------------------------------------------------------------------------------------
@@ -295,8 +323,7 @@ def invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(cli, list(args), env={"QABOT_FETCH_ALLOW_PRIVATE": "true", **(env or {})})
 
 
-def test_cli_feeds_add_list_poll_remove_and_stats(tmp_path, site):
-    db = str(tmp_path / "qa.db")
+def test_cli_feeds_add_list_poll_remove_and_stats(db, site):
     site.feeds["/rss.xml"] = rss(site.base, [1, 2])
     url = site.url("/rss.xml")
     added = invoke("feeds", "add", url, "--db", db)
@@ -342,12 +369,9 @@ def test_cli_feeds_add_of_an_html_page_is_refused_with_the_reason(tmp_path, site
     )
 
 
-def test_cli_feeds_poll_exits_1_when_a_feed_failed_and_still_polls_the_others(tmp_path, site):
-    db = str(tmp_path / "qa.db")
-    store = SQLiteStore(db)
+def test_cli_feeds_poll_exits_1_when_a_feed_failed_and_still_polls_the_others(db, store, site):
     subscribe(store, site, "/page.html", page_html(1))
     subscribe(store, site, "/rss.xml", rss(site.base, [3]))
-    store.close()
     result = invoke("feeds", "poll", "--db", db)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"failed feed {site.url('/page.html')}: {site.url('/page.html')} is not an RSS")
@@ -378,12 +402,11 @@ def titles(result) -> list[str]:
 
 
 def test_a_feed_added_with_a_collection_stores_its_entries_there_out_of_reach_of_general(
-    tmp_path, site, monkeypatch, tiny_reader_dir
+    db, tmp_path, site, monkeypatch, tiny_reader_dir
 ):
     import bot.core.service
     from tests.fakes.reader import FakeReader
 
-    db = str(tmp_path / "qa.db")
     site.feeds["/rss.xml"] = rss(site.base, [1, 2], title="Counsel Notes")
     url = site.url("/rss.xml")
     added = invoke("feeds", "add", "--collection", "legal", url, "--db", db)
@@ -419,10 +442,8 @@ def test_a_feed_added_with_a_collection_stores_its_entries_there_out_of_reach_of
     assert sorted(json.loads(in_legal.stdout)["searched"]) == ["Story 1", "Story 2"]
 
 
-def test_adding_a_feed_again_with_another_collection_moves_it_with_its_articles(tmp_path, site):
-    db = str(tmp_path / "qa.db")
-    board = SQLiteStore(db)  # story 5 came from a file into `board` first: the feed only records it
-    board.add_article(
+def test_adding_a_feed_again_with_another_collection_moves_it_with_its_articles(db, store, site):
+    store.add_article(  # story 5 came from a file into `board` first: the feed only records it
         Article(
             title="Story 5",
             body="A saved copy of story five.",
@@ -431,7 +452,6 @@ def test_adding_a_feed_again_with_another_collection_moves_it_with_its_articles(
             collection="board",
         )
     )
-    board.close()
     site.feeds["/rss.xml"] = rss(site.base, [4, 5])
     url = site.url("/rss.xml")
     assert invoke("feeds", "add", url, "--db", db).exit_code == 0

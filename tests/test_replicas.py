@@ -17,9 +17,9 @@ import pytest
 
 from bot.core.feeds import FeedLimits, FeedPoller
 from bot.slack.server import check_health
-from bot.store import SQLiteStore
 from bot.store.feeds import FeedStore
 from bot.store.pg_locks import FEED_POLL_LOCK, advisory_turn
+from bot.store.postgres import PostgresStore
 from tests.test_slack_app import (  # noqa: F401
     Slack,
     _block,
@@ -181,16 +181,17 @@ def feed_server():
     server.server_close()
 
 
-def test_a_replica_skips_the_feed_round_another_replica_is_polling(tmp_path, postgres_url, feed_server):
+def test_a_replica_skips_the_feed_round_another_replica_is_polling(postgres_url, feed_server):
     url, hits = feed_server
-    store = SQLiteStore(tmp_path / "qa.db")
+    store = PostgresStore(postgres_url)  # the feeds are in the shared database too
+    store.conn.execute("truncate feeds, feed_entries")
     FeedStore(store).add(url, title=None)
     store.close()
     passes: Queue[list] = Queue()
     with advisory_turn(postgres_url, FEED_POLL_LOCK) as other_replica_polls:
         assert other_replica_polls
         poller = FeedPoller(
-            lambda: SQLiteStore(tmp_path / "qa.db"),
+            lambda: PostgresStore(postgres_url),
             limits=FeedLimits(allow_private=True, interval_s=0.2),
             turn=lambda: advisory_turn(postgres_url, FEED_POLL_LOCK),
             on_pass=passes.put,

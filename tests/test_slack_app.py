@@ -831,9 +831,10 @@ def _click(slack: Slack, button: dict, *, user: str, trigger: str) -> None:
 
 
 def _article_ids(slack: Slack) -> list[int]:
-    return [row["id"] for row in slack.store.db.query("select id from articles order by id")]
+    return [row["id"] for row in rows(slack.store, "select id from articles order by id")]
 
 
+@BOTH_ENGINES
 def test_qa_admin_list_shows_matching_articles_with_links(slack):
     assert _admin(slack, "list rosoboron", trigger="t1") == (200, b"")
     [listing] = slack.fake.wait_for("response_url")
@@ -844,6 +845,7 @@ def test_qa_admin_list_shows_matching_articles_with_links(slack):
     )
 
 
+@BOTH_ENGINES
 def test_qa_admin_list_without_text_lists_everything_escaped(slack):
     _admin(slack, "list", trigger="t1")
     [listing] = slack.fake.wait_for("response_url")
@@ -855,6 +857,7 @@ def test_qa_admin_list_without_text_lists_everything_escaped(slack):
     ]
 
 
+@BOTH_ENGINES
 def test_qa_admin_delete_asks_then_the_button_deletes_through_the_library(slack):
     [url] = [a.url for a in ARTICLES if a.url]
     _admin(slack, f"delete <{url}>", trigger="t1")
@@ -878,13 +881,14 @@ def test_qa_admin_delete_asks_then_the_button_deletes_through_the_library(slack)
     )
     assert _article_ids(slack) == [2, 3]
     counts = [
-        slack.store.db.execute(f"select count(*) from {table} where article_id = 1").fetchone()[0]
+        rows(slack.store, f"select count(*) as n from {table} where article_id = 1")[0]["n"]
         for table in ("sentences", "passages")
     ]
     assert counts == [0, 0]
     assert slack.store.search('"mikheev"', limit=5) == []
 
 
+@BOTH_ENGINES
 def test_qa_admin_cancel_deletes_nothing(slack):
     _admin(slack, "delete 2", trigger="t1")
     [question] = slack.fake.wait_for("response_url")
@@ -893,6 +897,7 @@ def test_qa_admin_cancel_deletes_nothing(slack):
     assert (done["text"], _article_ids(slack)) == ("Nothing was deleted.", [1, 2, 3])
 
 
+@BOTH_ENGINES
 def test_qa_admin_delete_of_an_unknown_article_says_so(slack):
     _admin(slack, "delete 99", trigger="t1")
     [reply] = slack.fake.wait_for("response_url")
@@ -902,6 +907,7 @@ def test_qa_admin_delete_of_an_unknown_article_says_so(slack):
     assert _article_ids(slack) == [1, 2, 3]
 
 
+@BOTH_ENGINES
 def test_qa_admin_by_a_non_admin_is_refused_like_ingest_and_changes_nothing(slack):
     for index, text in enumerate(["list", "delete 1", ""]):
         status, body = _admin(slack, text, user="U0001", trigger=f"t{index}")
@@ -914,6 +920,7 @@ def test_qa_admin_by_a_non_admin_is_refused_like_ingest_and_changes_nothing(slac
     assert (slack.fake.methods(), _article_ids(slack)) == ([], [1, 2, 3])
 
 
+@BOTH_ENGINES
 def test_a_delete_click_from_a_non_admin_is_refused_and_deletes_nothing(slack):
     _click(slack, {"action_id": "admin_delete", "value": "1"}, user="U0001", trigger="c1")
     [refusal] = slack.fake.wait_for("response_url")

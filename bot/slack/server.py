@@ -98,7 +98,7 @@ def _check_postgres(url: str) -> tuple[bool, dict]:
     import psycopg
 
     from bot.errors import StoreError
-    from bot.store.postgres import connect_pg, describe_url
+    from bot.store.pg_connect import connect_pg, describe_url
 
     try:
         conn = connect_pg(url, timeout_s=HEALTH_TIMEOUT_S)
@@ -311,22 +311,19 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
 
 def start_feed_poller(settings: Settings, **options: Any) -> FeedPoller:
     """Poll every subscribed feed now and then every QABOT_FEED_INTERVAL_MINUTES, on a thread of its own with
-    its own database connection; a feed's failure is logged and never reaches Slack. With a PostgreSQL database
-    the replicas take turns: each round polls only in the one holding the advisory lock (`bot.store.pg_locks`)."""
+    its own database connection, into the library (the feed tables live beside it: the SQLite file, or
+    PostgreSQL); a feed's failure is logged and never reaches Slack. With a PostgreSQL database the replicas take
+    turns: each round polls only in the one holding the advisory lock (`bot.store.pg_locks`)."""
     from bot.core.feeds import FeedPoller
-    from bot.store.sqlite import SQLiteStore
+    from bot.store import open_store
 
     url = settings.database_url
     if url is not None and "turn" not in options:
         from bot.store.pg_locks import FEED_POLL_LOCK, advisory_turn
 
         options["turn"] = lambda: advisory_turn(url, FEED_POLL_LOCK)
-        # the feed tables are still SQLite-only (bot.store.feeds): say where their articles go
-        logger.warning(
-            "feeds are read from and stored into the SQLite file db=%s, not the PostgreSQL library", settings.db_path
-        )
     logger.info("feed polling every minutes=%g", settings.feed_interval_minutes)
-    return FeedPoller(lambda: SQLiteStore(settings.db_path), limits=settings.feed_limits(), **options).start()
+    return FeedPoller(lambda: open_store(settings.database), limits=settings.feed_limits(), **options).start()
 
 
 def _serve_app(app: App, settings: Settings, *, host: str, port: int) -> None:

@@ -1,4 +1,5 @@
-"""What the answering core needs from an article store, as a protocol: `SQLiteStore` is the one implementation.
+"""What the answering core needs from an article store, as a protocol: `SQLiteStore` (one file) and
+`PostgresStore` (a shared server) implement it.
 
 Code that only reads and writes articles takes a `Store`; code that needs SQLite itself (benchmarks, migrations)
 takes a `SQLiteStore`.
@@ -43,6 +44,10 @@ class Store(Protocol):
 
     def bulk(self, every: int = ...) -> AbstractContextManager[Store]:
         """Commit `add_article` calls in groups instead of one by one."""
+        ...
+
+    def delete_articles(self, article_ids: Iterable[int]) -> int:
+        """Delete articles with their sentences, passages and search rows in one transaction; how many went."""
         ...
 
     def search(

@@ -1,21 +1,21 @@
-"""The article library as a user manages it: list, show, delete and count the stored articles.
+"""The article library as a user manages it: list, show, delete and count the stored articles, in either engine.
 
-The answering core needs none of this, so it is not part of the `Store` protocol; it works on a `SQLiteStore`.
+The answering core needs none of this, so it is not part of the `Store` protocol. The queries are written once
+for both engines (`bot.store.tables`); deleting is the store's own `delete_articles` (PostgreSQL also keeps its
+BM25 statistics).
 
-    library = Library(SQLiteStore("qa.db"))
+    library = Library(open_store("qa.db"))  # or a postgresql:// URL
     for row in library.articles(since="2024-05-01"):
         print(row.id, row.title)
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from bot.errors import StoreError
-from bot.store.sqlite import SQLiteStore
+from bot.store.base import Store
+from bot.store.tables import tables_of
 
 __all__ = ["ArticleRow", "Library", "LibraryStats"]
 
@@ -40,7 +40,8 @@ class ArticleRow:
 
 @dataclass(frozen=True)
 class LibraryStats:
-    """The size of the library: counts, the database file's size (with its WAL) and the last ingestion."""
+    """The size of the library: counts, the database's size on disk (a SQLite file with its WAL, or the whole
+    PostgreSQL database) and the last ingestion."""
 
     articles: int
     passages: int
@@ -61,14 +62,14 @@ _ROW_SQL = (
 
 
 class Library:
-    """List, look up, delete and count the articles of one store.
+    """List, look up, delete and count the articles of one store, SQLite or PostgreSQL.
 
     :param store: the open store; its lock is held for each query or write.
     """
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.db = store.db
+        self.tables = tables_of(store)
 
     def articles_sql(
         self,
@@ -77,24 +78,30 @@ class Library:
         source: str | None = None,
         text: str | None = None,
         collection: str | None = None,
+        limit: int | None = None,
     ) -> tuple[str, list[object]]:
         """The `articles` query and its parameters: oldest id first, a per-article passage count (no GROUP BY
         over every passage, so the first row comes at once even for 100k articles)."""
         where: list[str] = []
         params: list[object] = []
         if text:
-            where.append("instr(lower(a.title || ' ' || a.source || ' ' || coalesce(a.url, '')), lower(?)) > 0")
+            where.append(
+                self.tables.contains("lower(a.title || ' ' || a.source || ' ' || coalesce(a.url, ''))", "lower(?)")
+            )
             params.append(text)
         if since:
             where.append("a.ingested_at >= ?")
             params.append(since)
         if source:
-            where.append("instr(lower(a.source), lower(?)) > 0")
+            where.append(self.tables.contains("lower(a.source)", "lower(?)"))
             params.append(source)
         if collection:
             where.append("a.collection = ?")
             params.append(collection)
         sql = _ROW_SQL + (" where " + " and ".join(where) if where else "") + " order by a.id"
+        if limit is not None:
+            sql += " limit ?"
+            params.append(limit)
         return sql, params
 
     def articles(
@@ -104,83 +111,57 @@ class Library:
         source: str | None = None,
         text: str | None = None,
         collection: str | None = None,
+        limit: int | None = None,
     ) -> Iterator[ArticleRow]:
-        """Stored articles, oldest id first, one at a time (streamed from SQLite).
+        """Stored articles, oldest id first, one at a time (streamed from the database: read them all, or pass
+        `limit`, since the store's lock is held until the last).
 
         :param since: only articles added (ingested) on or after this date or timestamp (ISO 8601, UTC).
         :param source: only articles whose source contains this text (any case).
         :param text: only articles whose title, source or url contains this text (any case; `/qa-admin list`).
         :param collection: only articles of this collection.
+        :param limit: at most this many.
         """
-        sql, params = self.articles_sql(since=since, source=source, text=text, collection=collection)
-        try:
-            for row in self.db.query(sql, params):
-                yield ArticleRow(**row)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Could not list the articles of {self.store.path}: {exc}") from exc
+        sql, params = self.articles_sql(since=since, source=source, text=text, collection=collection, limit=limit)
+        for row in self.tables.stream(sql, params, doing="list the articles"):
+            yield ArticleRow(**row)
 
     def find(self, ref: str) -> ArticleRow | None:
         """The article with this id, else with this url, else with this source (a file path); None when none."""
-        clauses = (["a.id = ?"] if ref.isdigit() else []) + ["a.url = ?", "a.source = ?"]
-        with self.store.lock:
-            for clause in clauses:
-                row = next(self.db.query(f"{_ROW_SQL} where {clause} order by a.id limit 1", [ref]), None)
-                if row:
-                    return ArticleRow(**row)
+        is_id = ref.isascii() and ref.isdigit() and len(ref) <= 18  # a 64-bit integer, else it is no id
+        lookups: list[tuple[str, object]] = [("a.id = ?", int(ref))] if is_id else []
+        lookups += [("a.url = ?", ref), ("a.source = ?", ref)]
+        for clause, value in lookups:
+            rows = self.tables.rows(
+                f"{_ROW_SQL} where {clause} order by a.id limit 1", [value], doing="look up an article"
+            )
+            if rows:
+                return ArticleRow(**rows[0])
         return None
 
     def opening(self, article_id: int, *, sentences: int = 3) -> list[str]:
         """The first sentences of an article, as stored."""
-        with self.store.lock:
-            rows = self.db.query(
-                "select text from sentences where article_id = ? order by idx limit ?", [article_id, sentences]
-            )
-            return [row["text"] for row in rows]
+        rows = self.tables.rows(
+            "select text from sentences where article_id = ? order by idx limit ?",
+            [article_id, sentences],
+            doing="read an article's sentences",
+        )
+        return [row["text"] for row in rows]
 
     def delete(self, article_ids: Iterable[int]) -> int:
         """Delete articles with their sentences, passages and search rows, all in one transaction.
 
         :returns: how many articles were deleted.
-        :raises StoreError: when SQLite fails; then nothing is deleted.
+        :raises StoreError: when the database fails; then nothing is deleted.
         """
-        ids = sorted(set(article_ids))
-        deleted = 0
-        try:
-            with self.store.lock, self.db.conn:  # one transaction: commits at the end, rolls back on error
-                for article_id in ids:
-                    # passages_fts rows go with their passages (the FTS triggers)
-                    self.db.execute("delete from passages where article_id = ?", [article_id])
-                    self.db.execute("delete from sentences where article_id = ?", [article_id])
-                    deleted += self.db.execute("delete from articles where id = ?", [article_id]).rowcount
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"Could not delete articles {ids} from {self.store.path}: {exc}. Nothing was deleted."
-            ) from exc
-        return deleted
+        return self.store.delete_articles(article_ids)
 
     def stats(self) -> LibraryStats:
-        """Counts of articles, passages and sentences, the file size, the last ingestion and the feeds."""
-
-        def count(sql: str):
-            return self.db.execute(sql).fetchone()[0]
-
-        with self.store.lock:
-            feeds = count("select count(*) from feeds") if self.db.table("feeds").exists() else 0
-            last = count("select max(ingested_at) from articles")
-            articles = count("select count(*) from articles")
-            passages = count("select count(*) from passages")
-            sentences = count("select count(*) from sentences")
-        return LibraryStats(
-            articles=articles,
-            passages=passages,
-            sentences=sentences,
-            db_bytes=self._file_bytes(),
-            last_ingest=last,
-            feeds=feeds,
+        """Counts of articles, passages and sentences, the size on disk, the last ingestion and the feeds."""
+        [row] = self.tables.rows(
+            "select (select count(*) from articles) as articles, (select count(*) from passages) as passages,\n"
+            "  (select count(*) from sentences) as sentences, (select max(ingested_at) from articles) as last_ingest,\n"
+            "  (select count(*) from feeds) as feeds",
+            doing="count the library",
         )
-
-    def _file_bytes(self) -> int:
-        if self.store.path == ":memory:":
-            return 0
-        path = Path(self.store.path)
-        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+        return LibraryStats(db_bytes=self.tables.size_bytes(), **row)

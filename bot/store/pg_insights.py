@@ -17,7 +17,6 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from bot.core.insights import TOP_ARTICLES, TOP_GAPS, Report, assemble_report, report_window, searched_within
-from bot.errors import StoreError
 
 __all__ = ["build_pg_report"]
 
@@ -35,51 +34,49 @@ def build_pg_report(
     """The insights for the `days` before `now`, over the questions whose searched collections all lie in
     `collections` (None: every question), as `bot.core.insights.build_report` computes them.
 
-    :raises StoreError: when the tables cannot be read.
+    :raises psycopg.Error: when the tables cannot be read (`PostgresSlackState.report` says so in one line, after
+        one more try on a new connection when the server dropped the last).
     """
     now, since, since_iso = report_window(days, now)
-    try:
-        scope = _scope(conn, collections)
-        params: dict[str, object] = {
-            "since": since,
-            "now": now,
-            "since_iso": since_iso,
-            "top": TOP_ARTICLES,
-            "scope": scope,
-        }
-        where_scope = "true" if scope is None else "a.searched = any(%(scope)s)"
-        outcome_rows = _rows(
-            conn,
-            "select to_char(to_timestamp(a.asked_at) at time zone 'UTC', 'YYYY-MM-DD'), a.outcome, count(*) "
-            f"from slack_answers a where {_WINDOW} and {where_scope} group by 1, 2",
-            params,
-        )
-        cited = _rows(
-            conn,
-            "select c.id, count(*) from slack_answers a, unnest(a.cited) as c(id) "
-            f"where {_WINDOW} and {where_scope} group by 1 order by 2 desc, 1 limit %(top)s",
-            params,
-        )
-        votes = _rows(
-            conn,
-            "select f.article_id, count(*) filter (where f.vote = 'up'), count(*) filter (where f.vote = 'down') "
-            "from slack_feedback f join slack_answers a on a.id = f.answer_id "
-            f"where f.clicked_at >= %(since_iso)s and f.article_id is not null and {where_scope} "
-            "group by 1 order by 3 desc, 2 desc, 1 limit %(top)s",
-            params,
-        )
-        disliked = "select answer_id from slack_feedback where vote = 'down' and clicked_at >= %(since_iso)s"
-        gap_rows = _rows(
-            conn,
-            f"select a.question, a.terms, a.outcome = 'none', a.id in ({disliked}), a.asked_at "
-            f"from slack_answers a where {where_scope} and (({_WINDOW} and a.outcome = 'none') or a.id in ({disliked}))"
-            " order by a.asked_at, a.id",
-            params,
-        )
-        ids = sorted({row[0] for row in cited} | {row[0] for row in votes})
-        titles = dict(_rows(conn, "select id, title from articles where id = any(%(ids)s)", {"ids": ids}))
-    except psycopg.Error as exc:
-        raise StoreError(f"Could not read the questions for the report: {' '.join(str(exc).split())}") from exc
+    scope = _scope(conn, collections)
+    params: dict[str, object] = {
+        "since": since,
+        "now": now,
+        "since_iso": since_iso,
+        "top": TOP_ARTICLES,
+        "scope": scope,
+    }
+    where_scope = "true" if scope is None else "a.searched = any(%(scope)s)"
+    outcome_rows = _rows(
+        conn,
+        "select to_char(to_timestamp(a.asked_at) at time zone 'UTC', 'YYYY-MM-DD'), a.outcome, count(*) "
+        f"from slack_answers a where {_WINDOW} and {where_scope} group by 1, 2",
+        params,
+    )
+    cited = _rows(
+        conn,
+        "select c.id, count(*) from slack_answers a, unnest(a.cited) as c(id) "
+        f"where {_WINDOW} and {where_scope} group by 1 order by 2 desc, 1 limit %(top)s",
+        params,
+    )
+    votes = _rows(
+        conn,
+        "select f.article_id, count(*) filter (where f.vote = 'up'), count(*) filter (where f.vote = 'down') "
+        "from slack_feedback f join slack_answers a on a.id = f.answer_id "
+        f"where f.clicked_at >= %(since_iso)s and f.article_id is not null and {where_scope} "
+        "group by 1 order by 3 desc, 2 desc, 1 limit %(top)s",
+        params,
+    )
+    disliked = "select answer_id from slack_feedback where vote = 'down' and clicked_at >= %(since_iso)s"
+    gap_rows = _rows(
+        conn,
+        f"select a.question, a.terms, a.outcome = 'none', a.id in ({disliked}), a.asked_at "
+        f"from slack_answers a where {where_scope} and (({_WINDOW} and a.outcome = 'none') or a.id in ({disliked}))"
+        " order by a.asked_at, a.id",
+        params,
+    )
+    ids = sorted({row[0] for row in cited} | {row[0] for row in votes})
+    titles = dict(_rows(conn, "select id, title from articles where id = any(%(ids)s)", {"ids": ids}))
     return assemble_report(
         days=days,
         since_iso=since_iso,

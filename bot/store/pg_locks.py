@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bot.store.postgres import connect_pg
+from bot.store.pg_connect import connect_pg
 
 __all__ = ["FEED_POLL_LOCK", "advisory_turn"]
 

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.errors import InsufficientPrivilege
 from psycopg.rows import tuple_row
 
+from bot.core import messages
 from bot.errors import StoreError
+from bot.store.pg_connect import one_line
 
 __all__ = ["PG_MIGRATIONS", "TS_CONFIG", "latest_pg_version", "migrate_pg", "pg_schema_version"]
 
@@ -162,8 +165,44 @@ def slack_state(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def feed_tables(conn: psycopg.Connection[Any]) -> None:
+    """Version 3 (issue 16): the subscribed feeds and the entries seen in them (`bot.store.feeds`), with the
+    columns of the SQLite file's tables (its versions 6 and 8): a feed's validators for conditional GET, its
+    failures and when to retry (backoff), its collection; each entry by feed and entry id or link, with the
+    article it became. `article_id` has no foreign key, as in SQLite: an entry whose article was deleted stays
+    known, and the feed brings the article back only when the entry changes."""
+    conn.execute(
+        """
+        create table feeds (
+          id bigserial primary key,
+          url text not null unique,
+          title text,
+          etag text,
+          last_modified text,
+          added_at text,
+          last_polled_at text,
+          last_error text,
+          failures integer not null default 0,
+          retry_at double precision,
+          collection text not null default 'general'
+        );
+        create table feed_entries (
+          feed_id bigint not null references feeds (id) on delete cascade,
+          entry_key text not null,
+          link text,
+          fingerprint text,
+          article_id bigint,
+          seen_at text,
+          primary key (feed_id, entry_key)
+        );
+        create index feed_entries_link on feed_entries (link);
+        create index feed_entries_entry_key on feed_entries (entry_key);
+        """
+    )
+
+
 # Version N is PG_MIGRATIONS[N - 1]. Append only.
-PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state]
+PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state, feed_tables]
 
 
 def latest_pg_version() -> int:
@@ -199,6 +238,8 @@ def migrate_pg(conn: psycopg.Connection[Any], *, label: str = "the database") ->
         migration = PG_MIGRATIONS[version - 1]
         try:
             with conn.transaction():
+                # no statement timeout here (bot.store.pg_connect): an index over a large library may take longer
+                conn.execute("set local statement_timeout = 0")
                 conn.execute("select pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])  # a second opener waits here
                 if pg_schema_version(conn) >= version:  # ... and finds the work done
                     continue
@@ -207,9 +248,11 @@ def migrate_pg(conn: psycopg.Connection[Any], *, label: str = "the database") ->
                 conn.execute("delete from schema_version")
                 conn.execute("insert into schema_version (version) values (%s)", [version])
         except psycopg.Error as exc:
+            # a role that may read and write but not change the schema (least privilege): the owner must upgrade
+            hint = messages.render("db_upgrade_as_owner") if isinstance(exc, InsufficientPrivilege) else ""
             raise StoreError(
-                f"Could not upgrade {label} to schema version {version} ({migration.__name__}): "
-                f"{' '.join(str(exc).split())}. The database is still at version {pg_schema_version(conn)}."
+                f"Could not upgrade {label} to schema version {version} ({migration.__name__}): {one_line(exc)}. "
+                f"The database is still at version {pg_schema_version(conn)}.{' ' + hint if hint else ''}"
             ) from exc
         logger.info("schema migrated db=%s version=%d migration=%s", label, version, migration.__name__)
     return before, max(before, latest)

@@ -16,20 +16,18 @@ transaction.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from bot.errors import StoreError
+from bot.store.pg_connect import PgSession, describe_url, store_errors
 from bot.store.pg_migrations import migrate_pg
-from bot.store.postgres import connect_pg, describe_url
 from bot.store.state_base import (
     EVENT_MEMORY_S,
     RATE_WINDOW_S,
@@ -49,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["PostgresSlackState"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # One statement counts the user's questions of the last minute, decides, and records the new one only when
 # allowed. On conflict the row is locked, so a concurrent question (another thread or replica) waits and then
@@ -70,8 +70,9 @@ class PostgresSlackState:
         state = PostgresSlackState(settings.database_url)
         decision = state.allow_question("U0001", per_minute=10)
 
-    One connection shared by Bolt's worker threads, each call under a lock; a connection the server dropped (a
-    restart, a failover) is replaced on the next call, so one failed call does not end the bot's memory.
+    One connection shared by Bolt's worker threads, each call under a lock (`bot.store.pg_connect.PgSession`); a
+    connection the server dropped (a restart, a failover) is replaced on the next call, and a read that finds it
+    dropped runs again on the new one, so one lost connection does not end the bot's memory.
 
     :param url: a `postgresql://` URL; the schema is created or upgraded on open (`bot.store.pg_migrations`).
     :raises StoreError: when the server cannot be reached (one line naming the host), or the schema upgrade fails.
@@ -82,26 +83,30 @@ class PostgresSlackState:
     def __init__(self, url: str) -> None:
         self.location = url
         self.path = describe_url(url)  # never the password
-        self._lock = threading.Lock()
-        self.conn: psycopg.Connection[DictRow] = connect_pg(url)
+        self.session = PgSession(url, label=self.path)
         try:
             migrate_pg(self.conn, label=self.path)
         except BaseException:
-            self.conn.close()
+            self.session.close()
             raise
+
+    @property
+    def conn(self) -> psycopg.Connection[DictRow]:
+        """The current connection (a new one after the server dropped the last)."""
+        return self.session.conn
 
     @contextmanager
     def _db(self, doing: str) -> Iterator[psycopg.Connection[DictRow]]:
-        """The connection, under the lock, reconnected first if the server dropped it; a database error becomes
-        a one-line `StoreError` saying what was being done."""
-        with self._lock:
-            try:
-                if self.conn.closed or self.conn.broken:
-                    logger.warning("slack state reconnecting db=%s", self.path)
-                    self.conn = connect_pg(self.location)
-                yield self.conn
-            except psycopg.Error as exc:
-                raise StoreError(f"Could not {doing} in {self.path}: {' '.join(str(exc).split())}") from exc
+        """The connection for a write, under the lock, replaced first if the server dropped it; a database error
+        becomes a one-line `StoreError` saying what was being done."""
+        with store_errors(doing, self.path), self.session.connection() as conn:
+            yield conn
+
+    def _read(self, doing: str, run: Callable[[psycopg.Connection[DictRow]], T]) -> T:
+        """`run(conn)` for a read, run again on a new connection when the server dropped the last; a database
+        error becomes a one-line `StoreError` saying what was being done."""
+        with store_errors(doing, self.path):
+            return self.session.read(run)
 
     # Retry deduplication -------------------------------------------------------------------------------------
 
@@ -119,8 +124,12 @@ class PostgresSlackState:
 
     def recent_event_ids(self, limit: int) -> list[str]:
         """The ids recorded most recently (newest first), by every replica."""
-        with self._db("read Slack deliveries") as conn:
-            rows = conn.execute("select event_id from slack_events order by seen_at desc limit %s", [limit]).fetchall()
+        rows = self._read(
+            "read Slack deliveries",
+            lambda conn: conn.execute(
+                "select event_id from slack_events order by seen_at desc limit %s", [limit]
+            ).fetchall(),
+        )
         return [row["event_id"] for row in rows]
 
     # Answers and replies -------------------------------------------------------------------------------------
@@ -139,12 +148,14 @@ class PostgresSlackState:
             )
 
     def get_answer(self, answer_id: str) -> StoredAnswer | None:
-        with self._db("read an answer") as conn:
-            row = conn.execute(
+        row = self._read(
+            "read an answer",
+            lambda conn: conn.execute(
                 "select id, question, answer, article_id, score, text, blocks, collections from slack_answers "
                 "where id = %s",
                 [answer_id],
-            ).fetchone()
+            ).fetchone(),
+        )
         if row is None:
             return None
         return StoredAnswer.from_row(row, blocks=row["blocks"])
@@ -174,33 +185,39 @@ class PostgresSlackState:
             )
 
     def reply_to(self, channel: str, question_ts: str) -> ReplyLink | None:
-        with self._db("read a reply link") as conn:
-            row = conn.execute(
+        row = self._read(
+            "read a reply link",
+            lambda conn: conn.execute(
                 "select channel, question_ts, reply_ts, thread_ts, answer_id from slack_replies "
                 "where channel = %s and question_ts = %s",
                 [channel, question_ts],
-            ).fetchone()
+            ).fetchone(),
+        )
         return ReplyLink(**row) if row else None
 
     def thread_context(self, channel: str, thread_ts: str, *, before_ts: str | None = None) -> ThreadContext:
         """The questions the bot answered in a thread (oldest first) and the articles its answers cited; empty
         when the bot never answered there."""
-        with self._db("read a thread") as conn:
-            rows = conn.execute(
+        rows = self._read(
+            "read a thread",
+            lambda conn: conn.execute(
                 "select a.question, a.article_id from slack_replies r join slack_answers a on a.id = r.answer_id "
                 "where r.channel = %s and r.thread_ts = %s and r.question_ts < %s order by r.question_ts",
                 [channel, thread_ts, before_ts or "9999999999.999999"],
-            ).fetchall()
+            ).fetchall(),
+        )
         return ThreadContext(
             questions=tuple(row["question"] for row in rows),
             article_ids=frozenset(row["article_id"] for row in rows if row["article_id"] is not None),
         )
 
     def answer_id_of_reply(self, channel: str, reply_ts: str) -> str | None:
-        with self._db("read a reply link") as conn:
-            row = conn.execute(
+        row = self._read(
+            "read a reply link",
+            lambda conn: conn.execute(
                 "select answer_id from slack_replies where channel = %s and reply_ts = %s", [channel, reply_ts]
-            ).fetchone()
+            ).fetchone(),
+        )
         return row["answer_id"] if row else None
 
     def forget_reply(self, channel: str, question_ts: str) -> None:
@@ -223,8 +240,7 @@ class PostgresSlackState:
 
     def feedback(self) -> list[dict]:
         """Every stored feedback click, oldest first."""
-        with self._db("read feedback") as conn:
-            return [dict(row) for row in conn.execute("select * from slack_feedback order by id").fetchall()]
+        return self.query("select * from slack_feedback order by id")
 
     # Rate limit ----------------------------------------------------------------------------------------------
 
@@ -255,8 +271,10 @@ class PostgresSlackState:
         """The insights of `qa-bot report`, read from these tables (`bot.store.pg_insights`)."""
         from bot.store.pg_insights import build_pg_report
 
-        with self._db("read the questions for the report") as conn:
-            return build_pg_report(conn, days=days, collections=collections, now=now, top_gaps=top_gaps)
+        return self._read(
+            "read the questions for the report",
+            lambda conn: build_pg_report(conn, days=days, collections=collections, now=now, top_gaps=top_gaps),
+        )
 
     def reopen(self) -> PostgresSlackState:
         """Another `PostgresSlackState` on the same database, with a connection of its own."""
@@ -264,8 +282,7 @@ class PostgresSlackState:
 
     def query(self, sql: str, params: list | tuple | dict = ()) -> list[dict]:
         """Rows of any read query, as dicts (tests, an admin's look at the tables)."""
-        with self._db("read Slack state") as conn:
-            return [dict(row) for row in conn.execute(sql, params).fetchall()]
+        return self._read("read Slack state", lambda conn: [dict(row) for row in conn.execute(sql, params).fetchall()])
 
     def close(self) -> None:
-        self.conn.close()
+        self.session.close()

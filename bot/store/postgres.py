@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow
 
 from bot.core.records import Article, ArticleRef, Passage, Sentence
 from bot.core.text import split_sentences
@@ -27,49 +26,19 @@ from bot.errors import StoreError
 from bot.store.base import StoredOutcome
 from bot.store.fts import And, Node, Not, Or, Phrase, parse_fts, phrases
 from bot.store.parts import article_row, content_hash, page_groups, unchanged_outcome, with_pages
+from bot.store.pg_connect import PgSession, connect_pg, describe_url, one_line, store_errors
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
 
-__all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
+__all__ = ["PostgresStore", "upgrade_pg", "BULK_ARTICLES"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 BULK_ARTICLES = 500
-CONNECT_TIMEOUT_S = 5
 # FTS5's bm25() constants and qa-bot's column weights (bot.store.sqlite._BM25_WEIGHTS): title 0.5, text 1.0.
 _K1, _B = 1.2, 0.75
 _TITLE_WEIGHT, _TEXT_WEIGHT = 0.5, 1.0
-
-
-def describe_url(url: str) -> str:
-    """A database URL without its password, for messages and logs: `postgresql://user@host:port/dbname`."""
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "postgresql://(malformed URL)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    return (
-        f"postgresql://{user}{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
-    )
-
-
-def connect_pg(url: str, *, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[DictRow]:
-    """An autocommit connection (writes use explicit transactions), or a one-line `StoreError` naming the host.
-
-    :raises StoreError: when the URL is malformed or the server cannot be reached or refuses us.
-    """
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error as exc:
-        raise StoreError(f"Bad QABOT_DATABASE_URL {describe_url(url)}: {' '.join(str(exc).split())}.") from exc
-    host = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=timeout_s, row_factory=dict_row)
-    except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise StoreError(
-            f"Cannot connect to PostgreSQL at {host} (database {parts.get('dbname') or '?'}): {reason}. "
-            "Check QABOT_DATABASE_URL or --db."
-        ) from exc
 
 
 def upgrade_pg(url: str) -> tuple[int, int]:
@@ -123,7 +92,8 @@ class PostgresStore:
         store.add_article(Article(title="...", body="...", source="notes.txt"))
         passages = store.search('"ceo" OR "rosoboronexport"', limit=5)
 
-    One connection, serialised by `lock` between the threads of a server.
+    One connection, serialised by `lock` between the threads of a server (`bot.store.pg_connect.PgSession`): a
+    connection the server dropped is replaced, and a search that finds it dropped runs again on the new one.
 
     :param url: a `postgresql://` URL of an existing database; its schema is created or upgraded on open
         (`bot.store.pg_migrations`).
@@ -133,16 +103,26 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = describe_url(url)  # what messages name; never the password
-        self.lock = threading.RLock()
-        self.conn: psycopg.Connection[DictRow] = connect_pg(url)
+        self.session = PgSession(url, label=self.path)
+        self.lock = self.session.lock
         self._bulk_every = 0
         self._bulk_pending = 0
         self._bulk_tx: AbstractContextManager[object] | None = None
         try:
             migrate_pg(self.conn, label=self.path)
         except BaseException:
-            self.conn.close()
+            self.session.close()
             raise
+
+    @property
+    def conn(self) -> psycopg.Connection[DictRow]:
+        """The current connection (a new one after the server dropped the last)."""
+        return self.session.conn
+
+    def _writing(self) -> AbstractContextManager[psycopg.Connection[DictRow]]:
+        """The connection for a write, under the lock; replaced first when lost, except inside `bulk`, whose
+        transaction a new connection would silently leave."""
+        return self.session.connection(reconnect=self._bulk_tx is None)
 
     # Writing -------------------------------------------------------------------------------------------------
 
@@ -152,14 +132,12 @@ class PostgresStore:
         Identical content already stored (from any source) is left alone; an article whose url (or, without url,
         whose source) is already stored is updated in place.
         """
-        with self.lock:
+        with self._writing() as conn:
             try:
-                with self.conn.transaction():
+                with conn.transaction():
                     outcome = self._store_article(article, content_hash(article), article.identity)
             except psycopg.Error as exc:
-                raise StoreError(
-                    f"Could not store {article.source!r} in {self.path}: {' '.join(str(exc).split())}"
-                ) from exc
+                raise StoreError(f"Could not store {article.source!r} in {self.path}: {one_line(exc)}") from exc
             if self._bulk_tx is not None:
                 self._bulk_pending += 1
                 if self._bulk_pending >= self._bulk_every:
@@ -178,7 +156,7 @@ class PostgresStore:
         """
         if every <= 0:
             raise ValueError(f"every must be positive, got {every}")
-        with self.lock:
+        with self._writing():
             if self._bulk_tx is not None:  # already inside a bulk block: join it
                 yield self
                 return
@@ -201,7 +179,7 @@ class PostgresStore:
             try:
                 tx.__exit__(None, None, None)
             except psycopg.Error as exc:
-                raise StoreError(f"Could not commit the last articles to {self.path}: {exc}") from exc
+                raise StoreError(f"Could not commit the last articles to {self.path}: {one_line(exc)}") from exc
 
     def _store_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
         existing = self.conn.execute("select id, content_hash from articles where key = %s", [key]).fetchone()
@@ -299,12 +277,19 @@ class PostgresStore:
         """Delete articles with their sentences, passages and term statistics, in one transaction.
 
         :returns: how many articles were deleted.
+        :raises StoreError: when the database fails; then nothing is deleted.
         """
+        ids = sorted(set(article_ids))
         deleted = 0
-        with self.lock, self.conn.transaction():
-            for article_id in sorted(set(article_ids)):
-                self._count_terms(article_id, sign=-1)
-                deleted += self.conn.execute("delete from articles where id = %s", [article_id]).rowcount
+        try:
+            with self._writing() as conn, conn.transaction():
+                for article_id in ids:
+                    self._count_terms(article_id, sign=-1)
+                    deleted += conn.execute("delete from articles where id = %s", [article_id]).rowcount
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"Could not delete articles {ids} from {self.path}: {one_line(exc)}. Nothing was deleted."
+            ) from exc
         return deleted
 
     # Reading -------------------------------------------------------------------------------------------------
@@ -341,29 +326,10 @@ class PostgresStore:
             trees = [parse_fts(expression) for expression in expressions]
         except ValueError as exc:
             raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {exc}") from exc
-        best: dict[int, float] = {}
         try:
-            with self.lock:
-                stats = self.conn.execute("select passages, tokens from corpus_stats").fetchone()
-                n_passages = int(stats["passages"]) if stats else 0
-                if n_passages == 0:
-                    return []
-                avgdl = max(int(stats["tokens"]) / n_passages, 1.0) if stats else 1.0
-                lexemes = self._lexemes(sorted({text for tree in trees for text in phrases(tree)}))
-                dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
-                for tree in trees:
-                    for passage_id, rank in self._ranked(tree, lexemes, dfs, n_passages, avgdl, limit, collections):
-                        best[passage_id] = min(rank, best.get(passage_id, rank))
-                winners = sorted(best, key=lambda passage_id: (best[passage_id], passage_id))[:limit]
-                rows = self.conn.execute(
-                    "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url,\n"
-                    "  a.published_at, a.author, a.collection\n"
-                    "from passages p join articles a on a.id = p.article_id where p.id = any(%s)",
-                    [winners],
-                ).fetchall()
+            found = self.session.read(lambda conn: self._best_passages(conn, trees, limit, collections))
         except psycopg.Error as exc:
-            raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {' '.join(str(exc).split())}") from exc
-        by_id = {row["id"]: row for row in rows}
+            raise StoreError(f"Search failed for {' | '.join(expressions)!r}: {one_line(exc)}") from exc
         return [
             Passage(
                 id=row["id"],
@@ -379,10 +345,36 @@ class PostgresStore:
                 char_start=row["char_start"],
                 char_end=row["char_end"],
                 text=row["text"],
-                bm25=best[row["id"]],
+                bm25=rank,
             )
-            for row in (by_id[passage_id] for passage_id in winners if passage_id in by_id)
+            for row, rank in found
         ]
+
+    def _best_passages(
+        self, conn: psycopg.Connection[DictRow], trees: list[Node], limit: int, collections: Collection[str] | None
+    ) -> list[tuple[DictRow, float]]:
+        """The `limit` best passages (with their article) and their BM25 rank, best (lowest) first; one read, so
+        `PgSession.read` can run it again whole on a new connection."""
+        stats = conn.execute("select passages, tokens from corpus_stats").fetchone()
+        n_passages = int(stats["passages"]) if stats else 0
+        if not stats or n_passages == 0:
+            return []
+        avgdl = max(int(stats["tokens"]) / n_passages, 1.0)
+        lexemes = self._lexemes(sorted({text for tree in trees for text in phrases(tree)}))
+        dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
+        best: dict[int, float] = {}
+        for tree in trees:
+            for passage_id, rank in self._ranked(tree, lexemes, dfs, n_passages, avgdl, limit, collections):
+                best[passage_id] = min(rank, best.get(passage_id, rank))
+        winners = sorted(best, key=lambda passage_id: (best[passage_id], passage_id))[:limit]
+        rows = conn.execute(
+            "select p.id, p.article_id, p.char_start, p.char_end, p.text, a.title, a.source, a.url,\n"
+            "  a.published_at, a.author, a.collection\n"
+            "from passages p join articles a on a.id = p.article_id where p.id = any(%s)",
+            [winners],
+        ).fetchall()
+        by_id = {row["id"]: row for row in rows}
+        return [(by_id[passage_id], best[passage_id]) for passage_id in winners if passage_id in by_id]
 
     def search_sql(self, tree: Node, *, collections: bool = False) -> tuple[str, list[object]]:
         """The ranking query of one parsed expression and its tsquery parameters (shown, not run): candidates
@@ -444,60 +436,62 @@ class PostgresStore:
         terms = list(terms)
         if not terms:
             return {}
-        counts: dict[str, int] = {}
-        try:
-            with self.lock:
-                lexemes = self._lexemes(terms)
-                dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
-                for term in terms:
-                    found = lexemes.get(term, [])
-                    if not found:
-                        counts[term] = 0
-                    elif len(found) == 1:
-                        counts[term] = min(dfs.get(found[0], 0), up_to + 1)
-                    else:
-                        row = self.conn.execute(
-                            "select count(*) as n from (select 1 from passages "
-                            f"where tsv @@ phraseto_tsquery('{TS_CONFIG}', %s) limit %s) hits",
-                            [term, up_to + 1],
-                        ).fetchone()
-                        counts[term] = int(row["n"]) if row else 0
-        except psycopg.Error as exc:
-            raise StoreError(f"Counting passages failed for {terms!r}: {exc}") from exc
-        return counts
+
+        def count(conn: psycopg.Connection[DictRow]) -> dict[str, int]:
+            lexemes = self._lexemes(terms)
+            dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
+            counts: dict[str, int] = {}
+            for term in terms:
+                found = lexemes.get(term, [])
+                if not found:
+                    counts[term] = 0
+                elif len(found) == 1:
+                    counts[term] = min(dfs.get(found[0], 0), up_to + 1)
+                else:
+                    row = conn.execute(
+                        "select count(*) as n from (select 1 from passages "
+                        f"where tsv @@ phraseto_tsquery('{TS_CONFIG}', %s) limit %s) hits",
+                        [term, up_to + 1],
+                    ).fetchone()
+                    counts[term] = int(row["n"]) if row else 0
+            return counts
+
+        return self._read(f"count the passages of {terms!r}", count)
 
     def sentences_covering(self, article_id: int, char_start: int, char_end: int) -> list[Sentence]:
         """The sentences of an article that overlap body[char_start:char_end], in order."""
-        with self.lock:
-            rows = self.conn.execute(
-                "select idx, char_start, char_end, text, page from sentences where article_id = %s "
-                "and char_end > %s and char_start < %s order by char_start",
-                [article_id, char_start, max(char_end, char_start + 1)],
-            ).fetchall()
+        rows = self.query(
+            "select idx, char_start, char_end, text, page from sentences where article_id = %s "
+            "and char_end > %s and char_start < %s order by char_start",
+            [article_id, char_start, max(char_end, char_start + 1)],
+        )
         return [Sentence(r["idx"], r["char_start"], r["char_end"], r["text"], r["page"]) for r in rows]
 
     def article_body(self, article_id: int) -> str:
-        with self.lock:
-            row = self.conn.execute("select body from articles where id = %s", [article_id]).fetchone()
-        if row is None:
+        rows = self.query("select body from articles where id = %s", [article_id])
+        if not rows:
             raise StoreError(f"No article with id {article_id} in {self.path}.")
-        return row["body"]
+        return rows[0]["body"]
 
     def article_count(self) -> int:
-        with self.lock:
-            row = self.conn.execute("select count(*) as n from articles").fetchone()
-        return int(row["n"]) if row else 0
+        return int(self.query("select count(*) as n from articles")[0]["n"])
 
     def collection_names(self) -> list[str]:
         """The collections stored articles belong to, sorted."""
-        with self.lock:
-            rows = self.conn.execute("select distinct collection from articles order by 1").fetchall()
-        return [row["collection"] for row in rows]
+        return [row["collection"] for row in self.query("select distinct collection from articles order by 1")]
 
     def query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[dict]:
-        """Rows of any read query, as dicts (tests, the library commands)."""
-        with self.lock:
-            return list(self.conn.execute(sql, params).fetchall())
+        """Rows of any read query, as dicts (tests, an admin's look at the tables).
+
+        :raises StoreError: when the database fails (a lost connection is replaced and the query run again first).
+        """
+        return self._read("read", lambda conn: list(conn.execute(sql, params).fetchall()))
+
+    def _read(self, doing: str, run: Callable[[psycopg.Connection[DictRow]], T]) -> T:
+        """`run(conn)` through the session (run again on a new connection when the server dropped the last); a
+        database error becomes a one-line `StoreError` saying what was being done."""
+        with store_errors(doing, self.path):
+            return self.session.read(run)
 
     def close(self) -> None:
-        self.conn.close()
+        self.session.close()

@@ -228,6 +228,25 @@ class SQLiteStore:
             )
         self.db.table("passages").insert_all(passages, batch_size=500)
 
+    def delete_articles(self, article_ids: Iterable[int]) -> int:
+        """Delete articles with their sentences, passages and search rows, all in one transaction.
+
+        :returns: how many articles were deleted.
+        :raises StoreError: when SQLite fails; then nothing is deleted.
+        """
+        ids = sorted(set(article_ids))
+        deleted = 0
+        try:
+            with self.lock, self._write_transaction():
+                for article_id in ids:
+                    # passages_fts rows go with their passages (the FTS triggers)
+                    self.db.execute("delete from passages where article_id = ?", [article_id])
+                    self.db.execute("delete from sentences where article_id = ?", [article_id])
+                    deleted += self.db.execute("delete from articles where id = ?", [article_id]).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not delete articles {ids} from {self.path}: {exc}. Nothing was deleted.") from exc
+        return deleted
+
     # Reading -------------------------------------------------------------------------------------------------
 
     def search_sql(self, expressions: int = 1, *, collections: int | None = None) -> str:

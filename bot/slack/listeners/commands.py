@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import re
 
@@ -170,9 +169,8 @@ class CommandListeners:
             ack(**slack_blocks.notice(messages.render("slack_admin_usage")))
 
     def _admin_list(self, respond: Respond, query: str) -> None:
-        library = self.kit.library()
-        with library.store.lock:  # the rows stream from the shared connection
-            rows = [row.to_dict() for row in itertools.islice(library.articles(text=query or None), ADMIN_LIST_MAX + 1)]
+        found = self.kit.library().articles(text=query or None, limit=ADMIN_LIST_MAX + 1)
+        rows = [row.to_dict() for row in found]
         message = slack_blocks.admin_list_message(rows[:ADMIN_LIST_MAX], query=query, more=len(rows) > ADMIN_LIST_MAX)
         self.kit.respond(respond, message, response_type="ephemeral")
 

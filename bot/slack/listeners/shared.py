@@ -26,7 +26,6 @@ from bot.slack.dedupe import SeenDeliveries
 from bot.slack.escape import unescape_slack
 from bot.slack.gate import Gate
 from bot.store.library import Library
-from bot.store.sqlite import SQLiteStore
 from bot.store.state_base import AskedQuestion, SlackStateStore, StoredAnswer, ThreadContext
 
 __all__ = ["ListenerKit", "SLACK_CALL_ERRORS", "from_a_person", "new_id", "question_text", "slack_error"]
@@ -100,11 +99,9 @@ class ListenerKit:
         return bool(user) and self.gate.is_admin(team, user)
 
     def library(self) -> Library:
-        """The article library of the answering store, for `/qa-admin` (its queries take the store's lock)."""
-        store = self.service.store
-        if not isinstance(store, SQLiteStore):
-            raise TypeError(f"/qa-admin needs a SQLiteStore, not {type(store).__name__}")
-        return Library(store)
+        """The article library of the answering store, SQLite or PostgreSQL, for `/qa-admin` (its queries take the
+        store's lock)."""
+        return Library(self.service.store)
 
     def later(
         self,

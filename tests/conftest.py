@@ -186,7 +186,7 @@ def new_store(engine, request, tmp_path):
         store.close()
 
 
-SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits"
+SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits, slack_jobs"
 
 
 @pytest.fixture

@@ -289,6 +289,7 @@ def test_a_postgresql_library_of_schema_version_1_gains_the_slack_tables_and_kee
     make_postgres_db, monkeypatch
 ):
     import bot.store.pg_migrations as pg_migrations
+    from bot.store.pg_migrations import latest_pg_version
     from bot.store.pg_state import PostgresSlackState
     from bot.store.postgres import PostgresStore
 
@@ -301,7 +302,7 @@ def test_a_postgresql_library_of_schema_version_1_gains_the_slack_tables_and_kee
     monkeypatch.undo()
     state = PostgresSlackState(url)
     assert state.first_sighting("Ev1") is True
-    assert state.query("select version from schema_version") == [{"version": 2}]
+    assert state.query("select version from schema_version") == [{"version": latest_pg_version()}]
     assert state.query("select title from articles") == [{"title": "Acme history"}]
     state.close()
 

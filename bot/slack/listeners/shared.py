@@ -206,13 +206,15 @@ class ListenerKit:
         collections: frozenset[str] | None = None,
         channel: str | None = None,
         team: str | None = None,
+        answer_id: str | None = None,
     ) -> tuple[dict, str | None]:
         """(message, answer id) for a question, a follow-up when `thread` holds earlier questions, reading only
         `collections` (None: every article); any failure becomes the apology with a logged reference.
 
         The question is recorded with its outcome, the articles cited, where (`channel`, `team`) and by whom it
-        was asked, for the admins' report (`bot.core.insights`)."""
-        answer_id = new_id()
+        was asked, for the admins' report (`bot.core.insights`), under `answer_id` (default: a new one; a job
+        passes one derived from its key, so answering it again replaces the same row)."""
+        answer_id = answer_id or new_id()
         thread = thread or ThreadContext()
         try:
             with self.reader_lock:

@@ -13,12 +13,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.errors import StoreError
+from bot.settings import Settings
 from bot.slack.jobs import MAX_ATTEMPTS, worker_name
 from bot.slack.listeners.questions import job_answer_id, question_kind
 from bot.store.state_base import AskedQuestion, Job, StoredAnswer
 from tests.conftest import state_rows
+from tests.fakes.slack_api import FakeSlackAPI
 from tests.test_slack_app import (  # noqa: F401
     BOTH_ENGINES,
     FIXTURES,
@@ -329,3 +333,48 @@ def test_past_max_pending_jobs_the_asker_is_told_the_bot_is_busy_and_nothing_is_
     )
     assert answers[1]["thread_ts"] == "1700000200.000001" and "Mikheev" in answers[1]["text"]
     assert [job["key"] for job in _jobs(first.state)] == ["EvDM0001"]
+
+
+# qa-bot worker ------------------------------------------------------------------------------------------------
+
+
+def test_worker_without_a_bot_token_is_one_error_line():
+    result = CliRunner().invoke(cli, ["worker", "--db", "qa.db"])
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        1,
+        "Error: SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set SLACK_BOT_TOKEN to its "
+        "Bot User OAuth Token (xoxb-…).",
+    )
+
+
+def test_a_worker_answers_what_was_queued_and_stops_when_told(store, tiny_reader_dir, tmp_path, caplog):
+    from bot.slack.worker import run_worker
+    from bot.store import open_state
+
+    state = open_state(tmp_path / "qa.db")
+    state.enqueue_job("Ev1", "mention", PAYLOAD)  # as a serve on this machine would have
+    stop = threading.Event()
+    with FakeSlackAPI() as fake, caplog.at_level(logging.INFO):
+        settings = Settings(
+            _env_file=None,
+            db_path=tmp_path / "qa.db",
+            reader_model=str(tiny_reader_dir),
+            slack_bot_token="xoxb-test",
+            slack_api_url=fake.base_url,
+        )
+        worker = threading.Thread(target=run_worker, args=(settings,), kwargs={"threads": 1, "stop": stop})
+        worker.start()
+        [reply] = fake.wait_for("chat.postMessage", timeout_s=30)
+        assert _eventually(lambda: _jobs(state)[0]["state"] == "done", timeout_s=10)
+        stop.set()
+        worker.join(timeout=30)
+    [job] = _jobs(state)
+    assert (worker.is_alive(), reply["thread_ts"], job["attempts"], job["reply_ts"] is not None) == (
+        False,
+        MENTION["event"]["ts"],
+        1,
+        True,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "bot.slack.worker"]
+    assert len(warnings) == 1 and warnings[0].startswith("qa-bot worker on a SQLite file answers only the questions")
+    state.close()

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from queue import Queue
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +21,7 @@ from bot.errors import StoreError
 from bot.settings import Settings
 from bot.slack.jobs import MAX_ATTEMPTS, worker_name
 from bot.slack.listeners.questions import job_answer_id, question_kind
+from bot.store.retention import DAY_S, RetentionSweeper
 from bot.store.state_base import AskedQuestion, Job, StoredAnswer
 from tests.conftest import state_rows
 from tests.fakes.slack_api import FakeSlackAPI
@@ -123,6 +125,21 @@ def test_finished_jobs_are_not_claimed_and_are_forgotten_a_day_later(new_state):
     assert state.enqueue_job("Ev-new", "dm", {}) is False  # still stops a late retry
 
 
+def test_the_daily_sweep_forgets_jobs_finished_over_a_day_ago(new_state):
+    state = new_state()
+    for key, finished_at in [("Ev-two-days", time.time() - 2 * DAY_S), ("Ev-an-hour", time.time() - 3600)]:
+        state.enqueue_job(key, "dm", {})
+        state.claim_job("w", lease_s=10)
+        state.finish_job(key, now=finished_at)
+    sweeps: Queue[int] = Queue()
+    sweeper = RetentionSweeper(state.location, retention_days=90, on_sweep=sweeps.put).start()
+    try:
+        sweeps.get(timeout=20)
+    finally:
+        sweeper.stop(timeout_s=5)
+    assert [job["key"] for job in _jobs(state)] == ["Ev-an-hour"]
+
+
 def test_the_payload_comes_back_as_it_went_in(new_state):
     payload = {"event": {"text": "Wer leitet „Kestrel“? 🙂", "n": [1, 2.5, None, True]}, "team": None}
     state = new_state()
@@ -214,6 +231,18 @@ def _leave_running(slack: Slack, key: str, *, attempts: int = 1, reply_ts: str |
 
 def _thread_replies(slack: Slack) -> list[dict]:
     return [body for body in slack.fake.bodies("chat.postMessage") if body.get("thread_ts") == MENTION["event"]["ts"]]
+
+
+@BOTH_ENGINES
+def test_a_mention_is_queued_with_what_its_worker_needs_and_never_a_token(slack):
+    slack.event("event_app_mention_channel.json")
+    slack.fake.wait_for("chat.postMessage")
+    slack.work.wait_idle()
+    [row] = state_rows(slack.state, "select key, kind, state, payload from slack_jobs")
+    payload = row.pop("payload")
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    assert (row, payload) == ({"key": "Ev0000000001", "kind": "mention", "state": "done"}, PAYLOAD)
+    assert "xoxb" not in json.dumps(payload) and "token" not in json.dumps(payload)
 
 
 @BOTH_ENGINES

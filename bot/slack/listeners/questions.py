@@ -135,8 +135,8 @@ class QuestionJobs:
             return True
         if new:
             self.wake()
-        else:
-            logger.info("question queued already, by another replica key=%s", key)
+        else:  # a retry reaching another replica, or this one after a restart
+            logger.info("question queued already key=%s", key)
         return new
 
     def _is_for_us(self, kind: str, event: dict) -> bool:
@@ -190,7 +190,8 @@ class QuestionJobs:
         )
 
     def _answer_in_thread(self, job: Job, replied: Callable[[str], None]) -> None:
-        event, bot_user_id, client = job.payload["event"], job.payload.get("bot_user_id"), self._client_for(job.payload)
+        event, bot_user_id = job.payload["event"], job.payload.get("bot_user_id")
+        client = self._client_for(job.payload)
         channel, user, ts = event["channel"], event.get("user", ""), event["ts"]
         thread_ts = event.get("thread_ts") or ts
         answer_id = job_answer_id(job.key)
@@ -229,7 +230,8 @@ class QuestionJobs:
         self.kit.state.link_reply(ReplyLink(channel, ts, reply["ts"], thread_ts, stored_id))
 
     def _update_answer(self, job: Job, replied: Callable[[str], None]) -> None:
-        event, bot_user_id, client = job.payload["event"], job.payload.get("bot_user_id"), self._client_for(job.payload)
+        event, bot_user_id = job.payload["event"], job.payload.get("bot_user_id")
+        client = self._client_for(job.payload)
         channel, new = event.get("channel", ""), event.get("message") or {}
         link = self.kit.state.reply_to(channel, new["ts"])
         question = question_text(new.get("text"), bot_user_id=bot_user_id)

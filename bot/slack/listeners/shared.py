@@ -133,8 +133,9 @@ class ListenerKit:
     def question_later(
         self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None
     ) -> None:
-        """`later` for a question: at most `max_pending` questions wait for the reader; past that the user is
-        told, through `apology`, that the bot is busy, and nothing is queued."""
+        """`later` for a question (`/ask`): at most `max_pending` of them wait for the reader in this process; past
+        that the user is told, through `apology`, that the bot is busy, and nothing is queued. Questions asked by
+        events are jobs instead, capped the same way in the database (`bot.slack.listeners.questions`)."""
         limit = self.settings.max_pending
         with self._questions_lock:
             busy = self.pending_questions >= limit

@@ -316,6 +316,18 @@ def test_a_job_that_fails_gets_the_apology_with_a_logged_reference_and_is_not_re
     assert [(job["state"], job["attempts"]) for job in _jobs(slack.state)] == [("failed", 1)]
 
 
+def test_a_reply_whose_ts_cannot_be_recorded_is_still_an_answer_not_an_apology(slack, monkeypatch):
+    def broken(*args, **kwargs):
+        raise StoreError("disk I/O error")
+
+    monkeypatch.setattr(slack.state, "record_job_reply", broken)
+    slack.event("event_app_mention_channel.json")
+    [reply] = slack.fake.wait_for("chat.postMessage")
+    slack.work.wait_idle()
+    assert reply["text"].startswith("Mikheev — ") and len(slack.fake.bodies("chat.postMessage")) == 1
+    assert [(job["state"], job["reply_ts"]) for job in _jobs(slack.state)] == [("done", None)]
+
+
 def _dm(number: int):
     def edit(payload: dict) -> None:
         payload["event_id"] = f"EvDM{number:04d}"

@@ -174,7 +174,7 @@ class JobRunner:
             )
         else:
             try:
-                work.run(job, lambda ts: state.record_job_reply(job.key, ts))
+                work.run(job, lambda ts: self._record_reply(job, ts))
             except Exception:
                 failed, reference = True, new_id()[:8]
                 logger.exception("job failed key=%s kind=%s reference=%s", job.key, job.kind, reference)
@@ -187,6 +187,15 @@ class JobRunner:
             state.finish_job(job.key, failed=failed)
         except Exception:  # claimed again after its lease: its reply is recorded, so only the bookkeeping repeats
             logger.exception("could not mark a job finished key=%s", job.key)
+
+    def _record_reply(self, job: Job, reply_ts: str) -> None:
+        """The reply is posted: a failed write must not turn it into an apology too (only a crash before the job
+        is finished could then post it again)."""
+        assert self._state is not None
+        try:
+            self._state.record_job_reply(job.key, reply_ts)
+        except Exception:
+            logger.exception("could not record a job's reply key=%s reply_ts=%s", job.key, reply_ts)
 
     # Heartbeat -----------------------------------------------------------------------------------------------
 

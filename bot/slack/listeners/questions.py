@@ -147,11 +147,6 @@ class QuestionJobs:
             return self.kit.state.reply_to(event.get("channel", ""), event["message"]["ts"]) is not None
         return True
 
-    def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until the questions taken so far are recorded (SQLite; tests, shutdown)."""
-        if self._intake is not None:
-            self._intake.submit(lambda: None).result(timeout=timeout_s)
-
     # Answering a job (a worker) ------------------------------------------------------------------------------
 
     def run(self, job: Job, replied: Callable[[str], None]) -> None:

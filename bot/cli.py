@@ -390,6 +390,41 @@ def serve(db_path: str | None, host: str, port: int) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@cli.command()
+@db_option
+@click.option(
+    "--threads",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Questions handled at once (the reader reads one at a time; the others post or wait).",
+)
+def worker(db_path: str | None, threads: int) -> None:
+    """Answer the questions `qa-bot serve` queued, without serving HTTP, until SIGTERM or SIGINT.
+
+    Several serve replicas and workers on several machines share one PostgreSQL database (--db or
+    QABOT_DATABASE_URL): each question is answered once, by whichever worker is free, and the questions of a
+    process that dies are answered by another after QABOT_JOB_LEASE_S. With a SQLite file a worker shares the
+    questions only with a serve on the same machine using the same file. Needs SLACK_BOT_TOKEN (no signing
+    secret: it receives nothing from Slack). On SIGTERM it finishes the questions it is reading and exits.
+
+    Example: qa-bot worker --db postgresql://qa@db.internal/qa --threads 2
+    """
+    import logging
+
+    from bot.slack.worker import run_worker
+
+    settings = _settings(db_path=db_path)
+    configure_logging(
+        min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
+        log_file=settings.log_file,
+    )
+    try:
+        run_worker(settings, threads=threads)
+    except QABotError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cli.group()
 def db() -> None:
     """Look after the database file: `db upgrade` brings it to this version's schema.

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     max_pending: int = Field(
         default=100, gt=0, description="Questions that may wait for the reader; past that the bot says it is busy."
     )
+    job_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker holds a question without a heartbeat: after a crash, its questions wait this "
+        "long before another worker answers them (seconds).",
+    )
     min_free_mb: int = Field(
         default=100, ge=0, description="/healthz fails (503) when the database's disk has less free space (MB)."
     )

@@ -194,7 +194,7 @@ def db(new_store) -> str:
     return getattr(store, "url", store.path)
 
 
-SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits"
+SLACK_TABLES = "slack_events, slack_answers, slack_replies, slack_feedback, slack_rate_limits, slack_jobs"
 
 
 @pytest.fixture

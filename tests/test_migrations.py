@@ -94,7 +94,15 @@ V8_FEEDS_SQL = [
     sql.removesuffix(")") + ", collection text not null default 'general')" if 'TABLE "feeds"' in sql else sql
     for sql in V6_FEEDS_SQL
 ]
-LATEST = 8
+# Version 9 adds slack_jobs, the questions waiting for a worker, with an index of the unfinished ones.
+V9_JOBS_SQL = [
+    "CREATE TABLE slack_jobs (key text primary key, kind text not null, payload text not null, "
+    "state text not null default 'pending' check (state in ('pending', 'running', 'done', 'failed')), "
+    "claimed_by text, lease_until real, attempts integer not null default 0, reply_ts text, "
+    "created_at real not null, finished_at real)",
+    "CREATE INDEX idx_slack_jobs_unfinished on slack_jobs (created_at) where state in ('pending', 'running')",
+]
+LATEST = 9
 BODY = "The bridge reopened on Monday. Engineer Lena Ortiz led the repairs."
 
 
@@ -140,7 +148,7 @@ def test_a_new_database_gets_the_latest_version_and_its_schema(tmp_path):
     store = SQLiteStore(tmp_path / "qa.db")
     assert schema_version(store.db) == latest_version() == len(migrations.MIGRATIONS) == LATEST
     store.close()
-    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL)
+    assert sorted(schema_sql(tmp_path / "qa.db")) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL + V9_JOBS_SQL)
 
 
 def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_data(legacy_db):
@@ -152,7 +160,7 @@ def test_a_database_from_before_versions_opens_at_the_latest_version_with_its_da
     ]
     assert store.article_body(1) == BODY
     store.close()
-    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL)
+    assert sorted(schema_sql(legacy_db)) == sorted(V4_SQL + V7_SLACK_SQL + V8_FEEDS_SQL + V9_JOBS_SQL)
 
 
 def test_a_version_1_database_upgrades_to_the_latest_and_keeps_its_rows(legacy_db):

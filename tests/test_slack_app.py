@@ -30,6 +30,7 @@ from bot.core.service import AnsweringService
 from bot.errors import ConfigError, StoreError
 from bot.settings import Settings
 from bot.slack.app import create_app, question_text
+from bot.slack.jobs import JobRunner
 from bot.slack.server import EVENTS_PATH, check_health, create_http_server, create_wsgi_app
 from bot.store import SlackStateStore, SQLiteStore, Store
 from bot.store.state import SlackState
@@ -88,12 +89,14 @@ class StubReader:
 
 class TrackedWork(ThreadPoolExecutor):
     """The app's worker pool, counting the jobs in flight: `wait_idle()` waits on an event set when none is left,
-    so a test can say "the app did its work and posted nothing" without sleeping for a guessed time."""
+    so a test can say "the app did its work and posted nothing" without sleeping for a guessed time. The app's
+    `work` also waits for the question intake and for the job workers to have nothing left (`also_idle`)."""
 
-    def __init__(self) -> None:
-        super().__init__(max_workers=2, thread_name_prefix="test-slack-work")
+    def __init__(self, max_workers: int = 2) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="test-slack-work")
         self._lock, self._pending, self._idle = threading.Lock(), 0, threading.Event()
         self._idle.set()
+        self.also_idle: list[Callable[[], bool]] = []
 
     def submit(self, fn, /, *args, **kwargs):
         with self._lock:
@@ -109,8 +112,18 @@ class TrackedWork(ThreadPoolExecutor):
             if self._pending == 0:
                 self._idle.set()
 
+    def is_idle(self) -> bool:
+        return self._idle.is_set()
+
     def wait_idle(self, timeout_s: float = 5.0) -> None:
-        assert self._idle.wait(timeout_s), f"the app still had work after {timeout_s} s"
+        """Wait until no job is in flight here and every one of `also_idle` says it is idle, all at once."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self._idle.wait(max(0.0, deadline - time.monotonic())), f"the app still had work after {timeout_s} s"
+            if all(idle() for idle in self.also_idle) and self._idle.is_set():
+                return
+            assert time.monotonic() < deadline, f"the app still had work after {timeout_s} s"
+            time.sleep(0.01)
 
 
 @dataclass
@@ -243,8 +256,12 @@ def make_slack(tmp_path, fake_slack, request):
             calibrator=Calibrator.raw(answer_threshold=0.5),
         )
         settings = Settings(_env_file=None, **{**values, **overrides})
-        work, fetches = TrackedWork(), TrackedWork()
-        app = create_app(settings, service, store=state, executor=work, fetch_executor=fetches)
+        work, fetches, intake = TrackedWork(), TrackedWork(), TrackedWork(max_workers=1)
+        jobs = JobRunner(threads=2, lease_s=settings.job_lease_s, poll_s=0.2)
+        app = create_app(
+            settings, service, store=state, executor=work, fetch_executor=fetches, jobs=jobs, intake_executor=intake
+        )
+        work.also_idle = [intake.is_idle, lambda: jobs.is_idle() and state.unfinished_jobs() == 0]
         wsgi = create_wsgi_app(
             app,
             signing_secret=SECRET,
@@ -264,15 +281,19 @@ def make_slack(tmp_path, fake_slack, request):
             server,
             fetches,
         )
-        running.append((server, thread, work))
-        running.append((None, None, fetches))
+        running.append((server, thread, [intake, jobs, work]))
+        running.append((None, None, [fetches]))
         return slack
 
     yield start
-    for server, thread, work in running:
+    for server, thread, pools in running:
         if server is not None:
             _stop_waitress(server, thread)
-        work.shutdown(wait=True)  # finish work started by the test while the fake Web API still answers
+        for pool in pools:  # finish work started by the test while the fake Web API still answers
+            if isinstance(pool, JobRunner):
+                pool.stop(timeout_s=30)
+            else:
+                pool.shutdown(wait=True)
     for opened_one in opened:
         opened_one.close()
 

@@ -97,11 +97,14 @@ def test_creating_the_app_logs_no_bolt_warning(monkeypatch, tmp_path, caplog, se
 
     from bot.settings import Settings
     from bot.slack.app import create_app
+    from bot.slack.jobs import JobRunner
 
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")  # Bolt reads it, and would warn that `client` wins
+    jobs = JobRunner()
     with FakeSlackAPI() as fake, caplog.at_level(logging.WARNING):
         settings = Settings(db_path=tmp_path / "qa.db", slack_signing_secret="secret", slack_api_url=fake.base_url)
-        create_app(settings, service, client=WebClient(token="xoxb-test", base_url=fake.base_url))
+        create_app(settings, service, client=WebClient(token="xoxb-test", base_url=fake.base_url), jobs=jobs)
+        jobs.stop(timeout_s=10)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 

@@ -1,7 +1,9 @@
 """The Slack app (Bolt): mentions, DMs, /ask, /ingest, /qa-help, edits, deletes, feedback and share buttons.
 
 Listeners only do Slack I/O. Each one acknowledges at once and hands the slow part (reading, fetching, storing)
-to a small worker pool, so Bolt's own threads stay free to acknowledge the next request within Slack's 3 s.
+to a small worker pool, so Bolt's own threads stay free to acknowledge the next request within Slack's 3 s. A
+question asked by an event (a mention, a DM, a follow-up, an edit) becomes a job in the database instead, answered
+by the job workers (`bot.slack.jobs`) of this process or of any other sharing the database, so it survives a crash.
 Answering goes through `AnsweringService`; wording comes from prompts/ through `slack_blocks`. The listeners live
 in `bot.slack.listeners`, by kind: events, commands, actions.
 """
@@ -25,7 +27,9 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.dedupe import SeenDeliveries
 from bot.slack.gate import Gate
+from bot.slack.jobs import JobRunner
 from bot.slack.listeners import ListenerKit, register_all
+from bot.slack.listeners.questions import QuestionJobs
 from bot.slack.listeners.shared import question_text
 from bot.store import SlackStateStore, open_state
 
@@ -34,6 +38,7 @@ __all__ = ["create_app", "question_text", "WORKER_THREADS", "FETCH_THREADS"]
 logger = logging.getLogger(__name__)
 
 WORKER_THREADS = 2  # answers take the CPU (and a lock); a second worker lets clicks and posts overlap a reading
+# (the same number of job workers answer the questions taken as jobs: one reads while the other posts)
 FETCH_THREADS = 2  # /ingest fetches wait on other servers: their own pool, so a slow link never delays an answer
 
 
@@ -58,6 +63,8 @@ def create_app(
     store: SlackStateStore | None = None,
     executor: Executor | None = None,
     fetch_executor: Executor | None = None,
+    jobs: JobRunner | None = None,
+    intake_executor: Executor | None = None,
 ) -> App:
     """The Bolt app with every listener registered; serve it with `bot.slack.server.serve` or dispatch to it in tests.
 
@@ -74,6 +81,11 @@ def create_app(
     :param executor: where the work after each ack runs; default: a pool of `WORKER_THREADS` threads.
         Pass your own to wait for pending work (`executor.shutdown(wait=True)`) before stopping.
     :param fetch_executor: where `/ingest` fetches and stores; default: a pool of `FETCH_THREADS` threads.
+    :param jobs: the job workers that answer the questions taken as jobs; create_app starts them on the Slack state.
+        Default: `WORKER_THREADS` of them, with `QABOT_JOB_LEASE_S` leases, never stopped. Pass your own to stop
+        them (`jobs.stop()`) before stopping.
+    :param intake_executor: where a question is recorded right after the ack when the state is a SQLite file;
+        default: one thread of its own.
     :raises ConfigError: when the bot token or the signing secret is missing, Slack rejects the token, or the
         access file (`QABOT_ACCESS_FILE`) or the admins' ids are wrong.
     """
@@ -125,9 +137,11 @@ def create_app(
     work = executor or ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="qa-bot-work")
     fetches = fetch_executor or ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="qa-bot-fetch")
     state = store or open_state(settings.database)
-    register_all(
-        app, ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state), gate=gate)
-    )
+    kit = ListenerKit(settings, service, state, work, fetches=fetches, seen=SeenDeliveries(state), gate=gate)
+    runner = jobs or JobRunner(threads=WORKER_THREADS, lease_s=settings.job_lease_s)
+    questions = QuestionJobs(kit, client, wake=runner.wake, intake=intake_executor)
+    register_all(app, kit, questions)
+    runner.start(state, questions)
     return app
 
 

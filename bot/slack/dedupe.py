@@ -13,6 +13,9 @@ depends on the state:
   handled (`insert ... on conflict do nothing`, one round trip, no lock an ingest holds): only the replica whose
   insert wrote the row answers. When the database cannot be reached, the delivery is handled anyway (memory still
   stops repeats to this replica) and the failure is logged: a missed answer is worse than a rare double one.
+
+A question (a mention, a DM, a follow-up, an edit) is claimed by its job's row instead (`slack_jobs`, keyed by the
+same id: `bot.slack.listeners.questions`), so only `remember` (memory) is asked for it here.
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ class SeenDeliveries:
     def first_sighting(self, delivery_id: str) -> bool:
         """True the first time `delivery_id` is seen, False for every repeat: a repeat this process saw is
         answered from memory; with a shared state, a new id is True only for the replica that claims it."""
+        if not self.remember(delivery_id):
+            return False
+        if self.state.shared:
+            return self._claim(delivery_id)
+        self._writes.submit(self._persist, delivery_id)
+        return True
+
+    def remember(self, delivery_id: str) -> bool:
+        """True the first time this process sees `delivery_id`, from memory only: for a delivery whose claim is
+        another row, a question's job (`bot.slack.listeners.questions`), keyed by the same id."""
         with self._lock:
             if delivery_id in self._ids:
                 self._ids.move_to_end(delivery_id)
@@ -67,9 +80,6 @@ class SeenDeliveries:
             self._ids[delivery_id] = None
             if len(self._ids) > self.max_ids:
                 self._ids.popitem(last=False)
-        if self.state.shared:
-            return self._claim(delivery_id)
-        self._writes.submit(self._persist, delivery_id)
         return True
 
     def _claim(self, delivery_id: str) -> bool:

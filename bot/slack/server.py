@@ -25,7 +25,8 @@ from bot.core.access import load_access_policy
 from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
-from bot.slack.app import create_app
+from bot.slack.app import WORKER_THREADS, create_app
+from bot.slack.jobs import JobRunner
 from bot.store import is_postgres_url
 from bot.store.retention import RetentionSweeper
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "serve",
     "connect_to_slack",
+    "STOP_JOBS_S",
     "create_wsgi_app",
     "create_http_server",
     "EVENTS_PATH",
@@ -53,6 +55,7 @@ HTTP_THREADS = 8
 MAX_BODY_BYTES = 1024 * 1024
 _PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
 HEALTH_TIMEOUT_S = 2  # libpq's shortest connect_timeout; a load balancer's check should not hang much longer
+STOP_JOBS_S = 30.0  # on exit, how long the questions being answered may take; later, others re-claim them
 
 
 def check_health(database: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
@@ -234,11 +237,13 @@ def create_http_server(wsgi_app: Callable, *, host: str, port: int, threads: int
     )
 
 
-def connect_to_slack(settings: Settings) -> WebClient:
+def connect_to_slack(settings: Settings, *, receiving: bool = True) -> WebClient:
     """Check the Slack credentials before anything slow happens, and return the client that the app will use.
 
         client = connect_to_slack(settings)  # auth.test at settings.slack_api_url (default https://slack.com/api/)
 
+    :param receiving: whether this process receives Slack's requests (`serve`: it needs the signing secret or an
+        app token); `qa-bot worker` only posts, with the bot token.
     :raises ConfigError: in one line, when a credential is missing, Slack rejects the bot token, or Slack cannot be
         reached (naming the URL and what failed).
     """
@@ -247,12 +252,16 @@ def connect_to_slack(settings: Settings) -> WebClient:
             "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
             "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
         )
-    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+    if receiving and settings.slack_app_token is None and settings.slack_signing_secret is None:
         raise ConfigError(
             "SLACK_SIGNING_SECRET is not set. Copy it from the Slack app's Basic Information page, "
             "or set SLACK_APP_TOKEN (xapp-…) to use Socket Mode instead of a public URL."
         )
-    if settings.slack_app_token is not None and not settings.slack_app_token.get_secret_value().startswith("xapp-"):
+    if (
+        receiving
+        and settings.slack_app_token is not None
+        and not settings.slack_app_token.get_secret_value().startswith("xapp-")
+    ):
         raise ConfigError(
             "SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write "
             "scope; unset it to serve over HTTP instead."
@@ -299,12 +308,14 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
         logger.warning("%s", messages.render("not_indexed", db_path=settings.database_label))
     load_access_policy(settings.access_file, service.store)  # a bad access file stops us before the model loads
     service.warm_up()
-    app = create_app(settings, service, client=client)
+    jobs = JobRunner(threads=WORKER_THREADS, lease_s=settings.job_lease_s)
+    app = create_app(settings, service, client=client, jobs=jobs)
     poller = start_feed_poller(settings)
     sweeper = RetentionSweeper(settings.database, retention_days=settings.question_retention_days).start()
     try:
         _serve_app(app, settings, host=host, port=port)
     finally:
+        jobs.stop(timeout_s=STOP_JOBS_S)  # the questions being read are answered; the queued ones wait in the database
         poller.stop(timeout_s=5)
         sweeper.stop(timeout_s=5)
 

@@ -248,6 +248,25 @@ def add_feed_collection(db: sqlite_utils.Database) -> None:
         db.execute("alter table feeds add column collection text not null default 'general'")
 
 
+def add_slack_jobs(db: sqlite_utils.Database) -> None:
+    """Version 9: `slack_jobs`, the questions acknowledged to Slack and not yet answered (issue 16), so an answer
+    survives a crash: one row per question keyed by its delivery (`event_id`), its `kind` and `payload` (JSON: what
+    the worker needs), its `state` (pending, running, done, failed), who holds it (`claimed_by`, host:pid:thread)
+    and until when (`lease_until`, epoch seconds), how often it was claimed (`attempts`) and the `ts` of the reply
+    already posted (`reply_ts`: never posted twice). The index holds only unfinished jobs: claiming and counting
+    them stay cheap however many finished ones the day kept."""
+    db.execute(
+        "create table if not exists slack_jobs (key text primary key, kind text not null, payload text not null, "
+        "state text not null default 'pending' check (state in ('pending', 'running', 'done', 'failed')), "
+        "claimed_by text, lease_until real, attempts integer not null default 0, reply_ts text, "
+        "created_at real not null, finished_at real)"
+    )
+    db.execute(
+        "create index if not exists idx_slack_jobs_unfinished on slack_jobs (created_at) "
+        "where state in ('pending', 'running')"
+    )
+
+
 # Version N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     initial_schema,
@@ -258,6 +277,7 @@ MIGRATIONS: list[Migration] = [
     add_feeds,
     add_question_insights,
     add_feed_collection,
+    add_slack_jobs,
 ]
 
 

@@ -201,8 +201,33 @@ def feed_tables(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def slack_jobs(conn: psycopg.Connection[Any]) -> None:
+    """Version 4 (issue 16): `slack_jobs`, the questions acknowledged to Slack and not yet answered, shared by every
+    replica and worker (`bot.slack.jobs`): the SQLite file's columns, with the payload as jsonb and times as epoch
+    seconds. The primary key on the delivery id is also what stops a retried event reaching another replica from
+    being asked twice; the partial index holds only unfinished jobs, for claiming (`for update skip locked`)
+    and counting."""
+    conn.execute(
+        """
+        create table slack_jobs (
+          key text primary key,
+          kind text not null,
+          payload jsonb not null,
+          state text not null default 'pending' check (state in ('pending', 'running', 'done', 'failed')),
+          claimed_by text,
+          lease_until double precision,
+          attempts integer not null default 0,
+          reply_ts text,
+          created_at double precision not null,
+          finished_at double precision
+        );
+        create index slack_jobs_unfinished on slack_jobs (created_at) where state in ('pending', 'running');
+        """
+    )
+
+
 # Version N is PG_MIGRATIONS[N - 1]. Append only.
-PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state, feed_tables]
+PG_MIGRATIONS: list[PgMigration] = [library_schema, slack_state, feed_tables, slack_jobs]
 
 
 def latest_pg_version() -> int:

@@ -6,7 +6,8 @@ What SQLite got from being one file on one machine, the SQL does here: a deliver
 row inserted; a question is counted against the rate limit by one upsert of the user's row (the row lock orders
 concurrent questions, and the count and the decision happen inside the statement), so ten questions spread over
 three replicas are still ten; retention deletes the old questions with their links and feedback in one
-transaction.
+transaction; a question waiting for a worker is one `slack_jobs` row, claimed by one worker of any replica with
+`for update skip locked` (a row another worker is claiming is passed over, not waited for).
 
     state = PostgresSlackState("postgresql://qa@db.internal/qa")
     if state.first_sighting("Ev0001"):
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -31,6 +32,7 @@ from bot.store.pg_migrations import migrate_pg
 from bot.store.state_base import (
     EVENT_MEMORY_S,
     RATE_WINDOW_S,
+    Job,
     RateDecision,
     ReplyLink,
     StoredAnswer,
@@ -61,6 +63,19 @@ on conflict ("user") do update set
     || case when (select count(*) from unnest(r.stamps) s where s > %(since)s) < %(limit)s
        then array[%(now)s::float8] else array[]::float8[] end
 returning allowed, (select min(s) from unnest(stamps) s) as oldest
+"""
+
+# The oldest pending job, or running one whose lease expired; a row another worker is locking is skipped, so
+# concurrent claims each get a different job (or none) without waiting for one another.
+_CLAIM_SQL = """
+update slack_jobs set state = 'running', claimed_by = %(worker)s, lease_until = %(until)s, attempts = attempts + 1
+where key = (
+  select key from slack_jobs
+  where state in ('pending', 'running') and (state = 'pending' or lease_until < %(now)s)
+  order by created_at limit 1
+  for update skip locked
+)
+returning key, kind, payload, attempts, reply_ts, claimed_by
 """
 
 
@@ -257,6 +272,61 @@ class PostgresSlackState:
         if row["allowed"]:
             return RateDecision(True)
         return RateDecision(False, retry_after_s(row["oldest"], now=now))
+
+    # Jobs ----------------------------------------------------------------------------------------------------
+
+    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
+        """Queue a question as a pending job unless `key` is already there (queued by any replica); True when new."""
+        now = time.time() if now is None else now
+        with self._db("queue a question") as conn:
+            return (
+                conn.execute(
+                    "insert into slack_jobs (key, kind, payload, state, attempts, created_at) "
+                    "values (%s, %s, %s, 'pending', 0, %s) on conflict (key) do nothing",
+                    [key, kind, Jsonb(payload), now],
+                ).rowcount
+                == 1
+            )
+
+    def unfinished_jobs(self) -> int:
+        with self._db("count the queued questions") as conn:
+            row = conn.execute("select count(*) as n from slack_jobs where state in ('pending', 'running')").fetchone()
+        return int(row["n"]) if row else 0
+
+    def claim_job(self, worker: str, *, lease_s: float, now: float | None = None) -> Job | None:
+        now = time.time() if now is None else now
+        with self._db("claim a job") as conn:
+            row = conn.execute(_CLAIM_SQL, {"worker": worker, "until": now + lease_s, "now": now}).fetchone()
+        return Job.from_row(row, payload=row["payload"]) if row else None
+
+    def extend_job_leases(self, held: Mapping[str, str], *, lease_s: float, now: float | None = None) -> int:
+        if not held:
+            return 0
+        now = time.time() if now is None else now
+        with self._db("extend job leases") as conn:
+            return conn.execute(
+                "update slack_jobs j set lease_until = %s from unnest(%s::text[], %s::text[]) as h(key, worker) "
+                "where j.key = h.key and j.claimed_by = h.worker and j.state = 'running'",
+                [now + lease_s, list(held), list(held.values())],
+            ).rowcount
+
+    def record_job_reply(self, key: str, reply_ts: str) -> None:
+        with self._db("record a job's reply") as conn:
+            conn.execute("update slack_jobs set reply_ts = %s where key = %s", [reply_ts, key])
+
+    def finish_job(self, key: str, *, failed: bool = False, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._db("finish a job") as conn:
+            conn.execute(
+                "update slack_jobs set state = %s, finished_at = %s, lease_until = null where key = %s",
+                ["failed" if failed else "done", now, key],
+            )
+
+    def forget_finished_jobs(self, *, before: float) -> int:
+        with self._db("delete finished jobs") as conn:
+            return conn.execute(
+                "delete from slack_jobs where state in ('done', 'failed') and finished_at < %s", [before]
+            ).rowcount
 
     # The admins' report, a second connection, closing ------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The daily sweep of `qa-bot serve`: questions older than `QABOT_QUESTION_RETENTION_DAYS` are deleted with their
-answers, reply links and feedback (`SlackStateStore.forget_questions`), on a thread of its own with its own
-connection, in whichever engine holds the state (the SQLite file, or PostgreSQL shared by the replicas: there any
-replica's sweep deletes for all, and a second one in the same day finds nothing left to delete).
+answers, reply links and feedback (`SlackStateStore.forget_questions`), and question jobs finished over a day ago
+(`forget_finished_jobs`: a retried delivery comes within minutes), on a thread of its own with its own connection,
+in whichever engine holds the state (the SQLite file, or PostgreSQL shared by the replicas: there any replica's
+sweep deletes for all, and a second one in the same day finds nothing left to delete).
 
     sweeper = RetentionSweeper("qa.db", retention_days=90).start()  # or a postgresql:// URL
     ...
@@ -18,11 +19,12 @@ from pathlib import Path
 
 from bot.store import SlackStateStore, open_state
 
-__all__ = ["DAY_S", "RetentionSweeper"]
+__all__ = ["DAY_S", "JOB_MEMORY_S", "RetentionSweeper"]
 
 logger = logging.getLogger(__name__)
 
 DAY_S = 86400.0
+JOB_MEMORY_S = DAY_S  # finished jobs are kept this long: their keys still stop a retried delivery
 
 
 class RetentionSweeper:
@@ -64,7 +66,13 @@ class RetentionSweeper:
                 try:
                     state = state or open_state(self.location)  # a database down at start is tried again tomorrow
                     deleted = state.forget_questions(before=time.time() - self.retention_days * DAY_S)
-                    logger.info("old questions deleted count=%d retention_days=%d", deleted, self.retention_days)
+                    jobs = state.forget_finished_jobs(before=time.time() - JOB_MEMORY_S)
+                    logger.info(
+                        "old questions deleted count=%d retention_days=%d finished_jobs=%d",
+                        deleted,
+                        self.retention_days,
+                        jobs,
+                    )
                 except Exception:  # a locked, full or unreachable database must not end the thread
                     logger.exception("question retention sweep failed")
                 if self.on_sweep is not None:

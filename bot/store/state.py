@@ -1,7 +1,7 @@
 """The Slack app's state in the store's SQLite file (`SlackStateStore` for one machine): seen event ids (retry
-dedup), answers it posted, which reply belongs to which question (edits and deletes), feedback clicks and a
-per-user rate limit. Tables are prefixed `slack_` so they never clash with the article store. Several replicas
-share `PostgresSlackState` (`bot.store.pg_state`) instead.
+dedup), answers it posted, which reply belongs to which question (edits and deletes), feedback clicks, a
+per-user rate limit and the questions waiting for a worker (`slack_jobs`). Tables are prefixed `slack_` so they
+never clash with the article store. Several replicas share `PostgresSlackState` (`bot.store.pg_state`) instead.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from bot.store.state_base import (
     EVENT_MEMORY_S,
     RATE_WINDOW_S,
     AskedQuestion,
+    Job,
     RateDecision,
     ReplyLink,
     StoredAnswer,
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["AskedQuestion", "SlackState", "StoredAnswer", "ReplyLink", "RateDecision", "ThreadContext", "searched_key"]
 
 logger = logging.getLogger(__name__)
+
+# A job a worker may take: pending, or running under an expired lease (`?`: now); `state in (...)` lets the partial
+# index of unfinished jobs serve the query.
+_CLAIMABLE = "state in ('pending', 'running') and (state = 'pending' or lease_until < ?)"
 
 
 class SlackState:
@@ -236,6 +242,94 @@ class SlackState:
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not write Slack state to {self.path}: {exc}") from exc
         return RateDecision(True) if n < per_minute else RateDecision(False, retry_after_s(oldest, now=now))
+
+    # Jobs ----------------------------------------------------------------------------------------------------
+
+    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
+        """Queue a question as a pending job unless `key` is already there; True when it was new."""
+        now = time.time() if now is None else now
+        with self._lock:
+            cursor = self._write(
+                "insert or ignore into slack_jobs (key, kind, payload, state, attempts, created_at) "
+                "values (?, ?, ?, 'pending', 0, ?)",
+                [key, kind, json.dumps(payload), now],
+            )
+        return cursor.rowcount == 1
+
+    def unfinished_jobs(self) -> int:
+        with self._lock:
+            row = self._one("select count(*) as n from slack_jobs where state in ('pending', 'running')", [])
+        return row["n"] if row else 0
+
+    def claim_job(self, worker: str, *, lease_s: float, now: float | None = None) -> Job | None:
+        """Take the oldest pending job, or a running one whose lease expired, for `worker`. The file's write lock
+        (`begin immediate`) is taken before the read, so two processes never pick the same row."""
+        now = time.time() if now is None else now
+        conn = self.db.conn
+        with self._lock:
+            try:
+                # a plain read first: an idle worker's poll never takes the file's write lock
+                if (
+                    conn.execute(f"select exists (select 1 from slack_jobs where {_CLAIMABLE})", [now]).fetchone()[0]
+                    == 0
+                ):
+                    return None
+                conn.execute("begin immediate")
+                try:
+                    row = conn.execute(
+                        f"select key from slack_jobs where {_CLAIMABLE} order by created_at limit 1", [now]
+                    ).fetchone()
+                    if row is not None:
+                        conn.execute(
+                            "update slack_jobs set state = 'running', claimed_by = ?, lease_until = ?, "
+                            "attempts = attempts + 1 where key = ?",
+                            [worker, now + lease_s, row[0]],
+                        )
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not claim a job in {self.path}: {exc}") from exc
+            if row is None:
+                return None
+            claimed = self._one("select * from slack_jobs where key = ?", [row[0]])
+        assert claimed is not None  # claimed under the lock above; only a finished job is ever deleted
+        return Job.from_row(claimed, payload=json.loads(claimed["payload"]))
+
+    def extend_job_leases(self, held: Mapping[str, str], *, lease_s: float, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        extended = 0
+        with self._lock:
+            try:
+                with self.db.conn:
+                    for key, worker in held.items():
+                        extended += self.db.execute(
+                            "update slack_jobs set lease_until = ? where key = ? and claimed_by = ? "
+                            "and state = 'running'",
+                            [now + lease_s, key, worker],
+                        ).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not extend job leases in {self.path}: {exc}") from exc
+        return extended
+
+    def record_job_reply(self, key: str, reply_ts: str) -> None:
+        with self._lock:
+            self._write("update slack_jobs set reply_ts = ? where key = ?", [reply_ts, key])
+
+    def finish_job(self, key: str, *, failed: bool = False, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            self._write(
+                "update slack_jobs set state = ?, finished_at = ?, lease_until = null where key = ?",
+                ["failed" if failed else "done", now, key],
+            )
+
+    def forget_finished_jobs(self, *, before: float) -> int:
+        with self._lock:
+            return self._write(
+                "delete from slack_jobs where state in ('done', 'failed') and finished_at < ?", [before]
+            ).rowcount
 
     # The admins' report, a second connection, closing ------------------------------------------------------
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AskedQuestion",
     "EVENT_MEMORY_S",
+    "Job",
     "RATE_WINDOW_S",
     "RateDecision",
     "ReplyLink",
@@ -131,6 +132,38 @@ class RateDecision:
 
     allowed: bool
     retry_after_s: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A question acknowledged to Slack and not yet answered, as a worker claimed it from `slack_jobs`.
+
+    :param key: the delivery it came from (the event id): a retried delivery finds the row already there.
+    :param kind: which handler answers it ("mention", "dm", "follow-up", "edit": `bot.slack.listeners.questions`).
+    :param payload: what the handler needs (the event, the bot's user id, the team), never a token.
+    :param attempts: how often it was claimed, this claim included: more than 1 after a worker died holding it.
+    :param reply_ts: the reply a worker already posted, if any: the job must not post it again.
+    :param claimed_by: the worker holding it (`host:pid:thread`).
+    """
+
+    key: str
+    kind: str
+    payload: dict
+    attempts: int = 1
+    reply_ts: str | None = None
+    claimed_by: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, payload: dict) -> Job:
+        """The job a claimed `slack_jobs` row holds (either engine; `payload` decoded by the caller's driver)."""
+        return cls(
+            key=row["key"],
+            kind=row["kind"],
+            payload=payload,
+            attempts=row["attempts"],
+            reply_ts=row["reply_ts"],
+            claimed_by=row["claimed_by"],
+        )
 
 
 def answer_values(answer: StoredAnswer, *, asked_at: float) -> dict:
@@ -258,6 +291,40 @@ class SlackStateStore(Protocol):
 
     def allow_question(self, user: str, *, per_minute: int, now: float | None = None) -> RateDecision:
         """Count a question against a user's budget of `per_minute` questions in any 60 s; refuse past it."""
+        ...
+
+    # Jobs: questions acknowledged and not yet answered (`bot.slack.jobs`)
+
+    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
+        """Queue a question as a pending job unless a job with `key` exists; True when it was new. The key is the
+        delivery's id, so a retried delivery (reaching any replica) queues nothing."""
+        ...
+
+    def unfinished_jobs(self) -> int:
+        """How many jobs are pending or running (every replica's, in a shared state): what `QABOT_MAX_PENDING` caps."""
+        ...
+
+    def claim_job(self, worker: str, *, lease_s: float, now: float | None = None) -> Job | None:
+        """Take the oldest job that is pending, or running under a lease that expired (its worker died), for
+        `worker` until `lease_s` from now; None when there is none. Two workers never get the same job."""
+        ...
+
+    def extend_job_leases(self, held: Mapping[str, str], *, lease_s: float, now: float | None = None) -> int:
+        """The heartbeat: push the leases of the running jobs `held` ({key: claimed_by}) to `lease_s` from now, while
+        each is still claimed by that worker; returns how many were extended (fewer: a job was taken over)."""
+        ...
+
+    def record_job_reply(self, key: str, reply_ts: str) -> None:
+        """Note that the job's reply was posted (its `ts`), as soon as Slack returns it: a worker that claims the job
+        again after a crash finishes the bookkeeping instead of posting a second reply."""
+        ...
+
+    def finish_job(self, key: str, *, failed: bool = False, now: float | None = None) -> None:
+        """Mark a job done (or failed: it is not tried again) and release its lease."""
+        ...
+
+    def forget_finished_jobs(self, *, before: float) -> int:
+        """Delete the jobs finished before `before` (epoch seconds); returns how many went. Unfinished ones stay."""
         ...
 
     # The admins' report, a second connection, closing

@@ -5,7 +5,9 @@
         client.chat_postMessage(channel="C0001", text="hi")
         assert fake.calls == [("chat.postMessage", {"channel": "C0001", "text": "hi"})]
 
-Bodies are parsed from JSON or form encoding (slack_sdk uses both). `response_url` posts land on
+Bodies are parsed from JSON or form encoding (slack_sdk uses both). `fake.times` and `fake.tokens` hold, for each
+call in `calls`, when it arrived (`time.monotonic()`) and the bot token it carried (which process sent it, when
+several processes use tokens of their own). `response_url` posts land on
 `fake.response_url(name)` and are recorded as `("response_url", body)` with `body["_path"]`.
 
 Failure modes, chosen by the token like bolt-python's mock server (auth.test always succeeds so an app can start):
@@ -33,6 +35,9 @@ class FakeSlackAPI:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
+        self.times: list[float] = []
+        self.tokens: list[str] = []
+        self._caller = threading.local()  # the token of the request the current handler thread is recording
         self._failures: dict[str, str] = {}
         self._lock = threading.Condition()
         self._ts_counter = 0
@@ -80,6 +85,8 @@ class FakeSlackAPI:
     def _record(self, method: str, body: dict) -> None:
         with self._lock:
             self.calls.append((method, body))
+            self.times.append(time.monotonic())
+            self.tokens.append(getattr(self._caller, "token", ""))
             self._lock.notify_all()
 
     # Reading what happened -----------------------------------------------------------------------------------
@@ -88,6 +95,11 @@ class FakeSlackAPI:
         """The bodies of every call to `method` so far, in order."""
         with self._lock:
             return [body for name, body in self.calls if name == method]
+
+    def timed_calls(self) -> list[tuple[float, str, dict, str]]:
+        """Every call so far as (when it arrived, method, body, token), in order."""
+        with self._lock:
+            return [(at, method, body, token) for at, (method, body), token in zip(self.times, self.calls, self.tokens)]
 
     def methods(self) -> list[str]:
         """The names of every call so far except auth.test, in order."""
@@ -179,11 +191,13 @@ def _handler_for(fake: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
             body = _parse(raw, self.headers.get("Content-Type", ""))
             path = self.path.split("?", 1)[0]
             if path.startswith("/response_url/"):
+                fake._caller.token = ""
                 fake._record("response_url", {**body, "_path": path})
                 self._send(200, b"ok", "text/html")
                 return
             method = path.lstrip("/")
             token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip() or str(body.get("token", ""))
+            fake._caller.token = token
             fake._record(method, body)
             if method != "auth.test" and token == "xoxb-ratelimited":
                 self._send(

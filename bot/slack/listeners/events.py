@@ -1,33 +1,25 @@
-"""Event listeners: mentions, DMs and their edits and deletions, retried deliveries, unhandled errors."""
+"""Event listeners: questions (mentions, DMs, follow-ups, edits) taken as jobs before the ack, deletions, retried
+deliveries, unhandled errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
-from bot.core import messages
-from bot.slack import blocks as slack_blocks
-from bot.slack.listeners.shared import ListenerKit, from_a_person, new_id, question_text
-from bot.store.state import ReplyLink
+from bot.slack.listeners.questions import QuestionJobs, question_kind
+from bot.slack.listeners.shared import ListenerKit, new_id
 
 __all__ = ["EventListeners"]
 
 logger = logging.getLogger(__name__)
 
 
-def is_direct_message(event: dict) -> bool:
-    """Bolt matcher: a message in a DM with the bot."""
-    return event.get("channel_type") == "im"
-
-
-def is_channel_thread_reply(event: dict) -> bool:
-    """Bolt matcher: a reply inside a thread of a public or private channel."""
-    thread_ts = event.get("thread_ts")
-    return event.get("channel_type") in ("channel", "group") and bool(thread_ts) and thread_ts != event.get("ts")
+def _repeat() -> BoltResponse:
+    """The ack of a delivery handled before: Slack is asked not to retry it."""
+    return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
 
 
 def delivery_key(body: dict) -> str | None:
@@ -45,21 +37,36 @@ def delivery_key(body: dict) -> str | None:
 
 
 class EventListeners:
-    """Mentions in channels, DMs, edits and deletions of questions; a middleware drops retried deliveries."""
+    """Questions become jobs in a middleware, before the ack (`take_questions`); deletions, other messages and
+    errors have listeners; a middleware drops retried deliveries."""
 
-    def __init__(self, kit: ListenerKit) -> None:
-        self.kit = kit
+    def __init__(self, kit: ListenerKit, questions: QuestionJobs) -> None:
+        self.kit, self.questions = kit, questions
 
     def register(self, app: App) -> None:
+        app.use(self.take_questions)
         app.use(self.skip_repeated_deliveries)
-        app.event("app_mention")(self.on_mention)
-        # Bolt runs the first listener that matches: plain DMs, edits, deletions, then every other message.
-        app.event({"type": "message", "subtype": None}, matchers=[is_direct_message])(self.on_direct_message)
-        app.event({"type": "message", "subtype": None}, matchers=[is_channel_thread_reply])(self.on_thread_reply)
-        app.event({"type": "message", "subtype": "message_changed"})(self.on_edit)
+        # Bolt runs the first listener that matches: deletions, then every other message and mention (acknowledged:
+        # an unhandled event would be retried); questions never get here (see `take_questions`).
         app.event({"type": "message", "subtype": "message_deleted"})(self.on_delete)
+        app.event("app_mention")(self.on_other_message)
         app.event("message")(self.on_other_message)
         app.error(self.on_error)
+
+    def take_questions(self, body: dict, context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:
+        """Global middleware: an event that asks the bot a question (`question_kind`: a mention, a DM, a reply in a
+        thread, an edit) is taken as a job (`QuestionJobs.take`) and acknowledged, before any listener; with
+        PostgreSQL the job is in the database before Slack gets the ack, so a crash cannot lose it. A repeat is
+        acknowledged with no retry. Anything else goes on to the other middleware and listeners."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        key = str(body.get("event_id") or "")
+        kind = question_kind(event, bot_user_id=context.bot_user_id) if isinstance(event, dict) and key else None
+        if kind is None:
+            return next()
+        if not self.questions.take(key, kind, body, bot_user_id=context.bot_user_id, team=context.team_id):
+            logger.info("ignored repeated event event_id=%s kind=%s", key, kind)
+            return _repeat()
+        return BoltResponse(status=200, body="")
 
     def skip_repeated_deliveries(
         self, body: dict, request: BoltRequest, next: Callable[[], BoltResponse]
@@ -74,7 +81,7 @@ class EventListeners:
             retry = retries[0] if retries else None
             if body.get("type") == "event_callback":
                 logger.info("ignored repeated event event_id=%s retry_num=%s", body.get("event_id"), retry)
-                return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
+                return _repeat()
             logger.info("ignored repeated command command=%s user=%s", body.get("command"), body.get("user_id"))
             return BoltResponse(status=200, body="")
         return next()
@@ -82,105 +89,11 @@ class EventListeners:
     def on_error(self, error: Exception, body: dict) -> None:
         logger.error("unhandled Slack error reference=%s type=%s", new_id()[:8], body.get("type"), exc_info=error)
 
-    # Mentions and DMs ----------------------------------------------------------------------------------------
-
-    def on_mention(self, event: dict, context: BoltContext, client: WebClient) -> None:
-        channel = event.get("channel", "")
-        if event.get("bot_id") or channel.startswith("D"):  # DMs are answered by on_message
-            return
-        self.kit.question_later(
-            self._answer_in_thread,
-            client,
-            "mention",
-            event,
-            context.bot_user_id,
-            apology=self.kit.in_thread(client, event),
-        )
-
-    def on_direct_message(self, event: dict, context: BoltContext, client: WebClient) -> None:
-        if not from_a_person(event, context.bot_user_id):
-            return
-        self.kit.question_later(
-            self._answer_in_thread, client, "dm", event, context.bot_user_id, apology=self.kit.in_thread(client, event)
-        )
-
-    def on_thread_reply(self, event: dict, context: BoltContext, client: WebClient) -> None:
-        """A reply in a channel thread: a follow-up when the bot answered in that thread, else not for us. A reply
-        that mentions the bot is left to `on_mention` (Slack sends both events for it)."""
-        bot_user_id = context.bot_user_id
-        if not from_a_person(event, bot_user_id) or (bot_user_id and f"<@{bot_user_id}" in (event.get("text") or "")):
-            return
-        if not self.kit.state.thread_context(event["channel"], event["thread_ts"]).questions:
-            return
-        self.kit.question_later(
-            self._answer_in_thread, client, "follow-up", event, bot_user_id, apology=self.kit.in_thread(client, event)
-        )
-
-    def on_edit(self, event: dict, context: BoltContext, client: WebClient) -> None:
-        edited = {**(event.get("message") or {}), "channel": event.get("channel", "")}
-        self.kit.question_later(
-            self._on_edit, client, event, context.bot_user_id, apology=self.kit.in_thread(client, edited)
-        )
-
     def on_delete(self, event: dict, client: WebClient) -> None:
         self.kit.later(self._on_delete, client, event)
 
     def on_other_message(self) -> None:
         """Bot posts, joins, channel chatter: not for us, but acknowledged (an unhandled event would be retried)."""
-
-    def _answer_in_thread(self, client: WebClient, kind: str, event: dict, bot_user_id: str | None) -> None:
-        channel, user, ts = event["channel"], event.get("user", ""), event["ts"]
-        thread_ts = event.get("thread_ts") or ts
-        logger.info("question kind=%s channel=%s user=%s ts=%s", kind, channel, user, ts)
-        question = question_text(event.get("text"), bot_user_id=bot_user_id)
-        if not question:
-            client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, **slack_blocks.notice(messages.render("slack_empty_question"))
-            )
-            return
-        refusal = self.kit.rate_limited(user)
-        if refusal:
-            client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, **refusal)
-            return
-        # in a thread the bot has answered in, the earlier questions and their articles guide the search
-        thread = self.kit.state.thread_context(channel, thread_ts, before_ts=ts) if thread_ts != ts else None
-        team = event.get("user_team") or event.get("team")
-        collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
-        with self.kit.eyes(client, channel, ts):
-            message, answer_id = self.kit.answer(
-                question, user=user, thread=thread, collections=collections, channel=channel, team=team
-            )
-            reply = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
-        self.kit.state.link_reply(
-            ReplyLink(channel=channel, question_ts=ts, reply_ts=reply["ts"], thread_ts=thread_ts, answer_id=answer_id)
-        )
-
-    def _on_edit(self, client: WebClient, event: dict, bot_user_id: str | None) -> None:
-        channel = event.get("channel", "")
-        new, old = event.get("message") or {}, event.get("previous_message") or {}
-        if not from_a_person(new, bot_user_id) or "ts" not in new:
-            return
-        link = self.kit.state.reply_to(channel, new["ts"])
-        question = question_text(new.get("text"), bot_user_id=bot_user_id)
-        if link is None or not question or question == question_text(old.get("text"), bot_user_id=bot_user_id):
-            return  # not a question we answered, or only an unfurl/attachment changed
-        user = new.get("user", "")
-        logger.info("question edited channel=%s user=%s ts=%s", channel, user, new["ts"])
-        refusal = self.kit.rate_limited(user)
-        if refusal:
-            self.kit.try_call(
-                client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal
-            )
-            return
-        team = new.get("user_team") or new.get("team")
-        collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
-        with self.kit.eyes(client, channel, new["ts"]):
-            message, answer_id = self.kit.answer(
-                question, user=user, collections=collections, channel=channel, team=team
-            )
-            updated = self.kit.try_call(client.chat_update, channel=channel, ts=link.reply_ts, **message)
-        if updated:
-            self.kit.state.link_reply(dataclasses.replace(link, answer_id=answer_id))
 
     def _on_delete(self, client: WebClient, event: dict) -> None:
         channel = event.get("channel", "")

@@ -130,8 +130,9 @@ class ListenerKit:
     def question_later(
         self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None
     ) -> None:
-        """`later` for a question: at most `max_pending` questions wait for the reader; past that the user is
-        told, through `apology`, that the bot is busy, and nothing is queued."""
+        """`later` for a question (`/ask`): at most `max_pending` of them wait for the reader in this process; past
+        that the user is told, through `apology`, that the bot is busy, and nothing is queued. Questions asked by
+        events are jobs instead, capped the same way in the database (`bot.slack.listeners.questions`)."""
         limit = self.settings.max_pending
         with self._questions_lock:
             busy = self.pending_questions >= limit
@@ -203,13 +204,15 @@ class ListenerKit:
         collections: frozenset[str] | None = None,
         channel: str | None = None,
         team: str | None = None,
+        answer_id: str | None = None,
     ) -> tuple[dict, str | None]:
         """(message, answer id) for a question, a follow-up when `thread` holds earlier questions, reading only
         `collections` (None: every article); any failure becomes the apology with a logged reference.
 
         The question is recorded with its outcome, the articles cited, where (`channel`, `team`) and by whom it
-        was asked, for the admins' report (`bot.core.insights`)."""
-        answer_id = new_id()
+        was asked, for the admins' report (`bot.core.insights`), under `answer_id` (default: a new one; a job
+        passes one derived from its key, so answering it again replaces the same row)."""
+        answer_id = answer_id or new_id()
         thread = thread or ThreadContext()
         try:
             with self.reader_lock:

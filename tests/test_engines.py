@@ -182,6 +182,51 @@ def test_postgres_ranks_like_fts5(tmp_path, postgres_url, question):
         pg.close()
 
 
+def _postgres_statistics(store) -> tuple[dict[str, int], dict[str, int]]:
+    """The stored BM25 statistics (lexemes held by a passage or more, corpus totals) and the same counted afresh."""
+    stored = {r["lexeme"]: r["df"] for r in store.query("select lexeme, df from passage_terms where df <> 0")}
+    counted = {
+        r["lexeme"]: r["df"]
+        for r in store.query("select u.lexeme, count(*) as df from passages p, unnest(p.tsv) u group by u.lexeme")
+    }
+    totals = store.query("select passages, tokens from corpus_stats")[0]
+    assert totals == store.query("select count(*) as passages, coalesce(sum(n_tokens), 0) as tokens from passages")[0]
+    return stored, counted
+
+
+def test_postgres_bulk_writes_the_batch_statistics_once_and_they_match_the_passages(new_store, engine, monkeypatch):
+    """Inside `bulk()` the term statistics of a batch are written before its commit: an update, a failed article
+    and a search in the middle of the batch leave them equal to a fresh count of the stored passages."""
+    if engine != "postgres":
+        pytest.skip("PostgreSQL keeps its own BM25 statistics")
+    store = new_store()
+    real_insert_parts = store._insert_parts
+
+    def fail_on_note_1(article_id, article, sentences):
+        counts = real_insert_parts(article_id, article, sentences)
+        if article.title == "Note 1":
+            store.conn.execute("select 1/0")  # a database error after the passages went in
+        return counts
+
+    monkeypatch.setattr(store, "_insert_parts", fail_on_note_1)
+    with store.bulk(every=2):
+        ingest_paths(store, [DATA_DIR])
+        outcomes = []
+        for i in range(3):
+            try:
+                outcomes.append(
+                    store.add_article(Article(title=f"Note {i}", body=f"Note {i} is here.", source=f"n{i}"))
+                )
+            except StoreError:
+                outcomes.append(None)
+        edited = Article(title="Note 0", body="Note 0 moved to the harbor.", source="n0")
+        assert store.add_article(edited).status == "updated"
+        assert [p.text for p in store.search('"harbor"', limit=5)] == [edited.body]  # the batch's own statistics
+    assert outcomes[1] is None and {o.status for o in outcomes if o} == {"added"}
+    stored, counted = _postgres_statistics(store)
+    assert stored == counted and "harbor" in stored
+
+
 # Choosing the engine: QABOT_DATABASE_URL, --db, and what a bad URL says -----------------------------------
 
 

@@ -3,9 +3,9 @@ candidate passages, and the term statistics to rank them with the same BM25 as F
 
 FTS5 ranks with BM25 over its own statistics; `ts_rank` is no BM25 (no document frequencies), so this store keeps
 them: `passage_terms` counts the passages holding each lexeme and `corpus_stats` the passages and their tokens,
-both updated in the transaction that stores or deletes an article. A search finds the passages matching the
-expression through the GIN index and scores each with k1 = 1.2, b = 0.75, title weight 0.5 and text weight 1.0,
-as `SQLiteStore` does. A phrase of several words (rare: the retriever searches single words) is scored by its
+both updated in the transaction that stores or deletes an article (inside `bulk()`, once per batch: see
+`_TermCounts`). A search finds the passages matching the expression through the GIN index and scores each with
+k1 = 1.2, b = 0.75, title weight 0.5 and text weight 1.0, as `SQLiteStore` does. A phrase of several words (rare: the retriever searches single words) is scored by its
 rarest word's statistics.
 """
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -116,6 +118,50 @@ _SCORE_SQL = f"""-(
 )"""
 
 
+@dataclass
+class _TermCounts:
+    """A change to the BM25 statistics: passages holding each lexeme, passages, and their tokens (negative when
+    taken away).
+
+    Inside `bulk()` the changes of a batch are added up and written once, before its commit. Written per article,
+    a frequent lexeme's `passage_terms` row (and the one `corpus_stats` row) got a new version for every article,
+    and in one long transaction PostgreSQL cannot prune them: each update walked the row's whole chain of dead
+    versions, and ingestion slowed to 32 articles/s by 1,000 articles (BENCHMARKS.md, PostgreSQL).
+    """
+
+    df: Counter[str] = field(default_factory=Counter)
+    passages: int = 0
+    tokens: int = 0
+
+    def add(self, other: _TermCounts, *, sign: int = 1) -> None:
+        for lexeme, n in other.df.items():
+            self.df[lexeme] += sign * n
+        self.passages += sign * other.passages
+        self.tokens += sign * other.tokens
+
+    def __bool__(self) -> bool:
+        return bool(self.passages or self.tokens or any(self.df.values()))
+
+
+# One row per lexeme of the passages in `counted` (lexeme, df), then one row (null, passages, tokens); `counted`
+# is a CTE the caller prepends: the passages just inserted, or an article's stored ones.
+_COUNT_TERMS_SQL = """
+select u.lexeme, count(*) as n, null::bigint as tokens from counted, unnest(counted.tsv) u group by u.lexeme
+union all
+select null, count(*), coalesce(sum(counted.n_tokens), 0) from counted
+"""
+
+
+def _term_counts(rows: Iterable[DictRow]) -> _TermCounts:
+    counts = _TermCounts()
+    for row in rows:
+        if row["lexeme"] is None:
+            counts.passages, counts.tokens = int(row["n"]), int(row["tokens"])
+        else:
+            counts.df[row["lexeme"]] = int(row["n"])
+    return counts
+
+
 class PostgresStore:
     """Articles and their passages in PostgreSQL, ranked with FTS5's BM25 (the `Store` of a shared library).
 
@@ -138,6 +184,7 @@ class PostgresStore:
         self._bulk_every = 0
         self._bulk_pending = 0
         self._bulk_tx: AbstractContextManager[object] | None = None
+        self._bulk_terms = _TermCounts()  # the statistics of the open batch, written before its commit
         try:
             migrate_pg(self.conn, label=self.path)
         except BaseException:
@@ -155,12 +202,15 @@ class PostgresStore:
         with self.lock:
             try:
                 with self.conn.transaction():
-                    outcome = self._store_article(article, content_hash(article), article.identity)
+                    outcome, change = self._store_article(article, content_hash(article), article.identity)
+                    if self._bulk_tx is None:
+                        self._write_term_counts(change)
             except psycopg.Error as exc:
                 raise StoreError(
                     f"Could not store {article.source!r} in {self.path}: {' '.join(str(exc).split())}"
                 ) from exc
             if self._bulk_tx is not None:
+                self._bulk_terms.add(change)  # only now: an article that failed left its savepoint undone
                 self._bulk_pending += 1
                 if self._bulk_pending >= self._bulk_every:
                     self._end_bulk_transaction()
@@ -199,27 +249,41 @@ class PostgresStore:
         tx, self._bulk_tx = self._bulk_tx, None
         if tx is not None:
             try:
+                self._write_bulk_terms()
+            except psycopg.Error as exc:
+                self._bulk_terms = _TermCounts()
+                tx.__exit__(type(exc), exc, exc.__traceback__)  # the batch is undone with its statistics
+                raise StoreError(f"Could not commit the last articles to {self.path}: {exc}") from exc
+            try:
                 tx.__exit__(None, None, None)
             except psycopg.Error as exc:
                 raise StoreError(f"Could not commit the last articles to {self.path}: {exc}") from exc
 
-    def _store_article(self, article: Article, digest: str, key: str) -> StoredOutcome:
+    def _write_bulk_terms(self) -> None:
+        """Write the open batch's statistics (before its commit, or before a search in the batch reads them)."""
+        if self._bulk_terms:
+            pending, self._bulk_terms = self._bulk_terms, _TermCounts()
+            self._write_term_counts(pending)
+
+    def _store_article(self, article: Article, digest: str, key: str) -> tuple[StoredOutcome, _TermCounts]:
+        """Store one article; returns what happened and how the BM25 statistics change (not yet written)."""
         existing = self.conn.execute("select id, content_hash from articles where key = %s", [key]).fetchone()
         if existing is None:
             same = self.conn.execute("select id from articles where content_hash = %s limit 1", [digest]).fetchone()
         else:
             same = existing if existing["content_hash"] == digest else None
         if same:
-            return self._moved_if_needed(same["id"], article)
+            return self._moved_if_needed(same["id"], article), _TermCounts()
         sentences = with_pages(split_sentences(article.body), article.page_starts)
         row = article_row(article, key=key, digest=digest)
         columns = ", ".join(row)
         values = ", ".join(f"%({name})s" for name in row)
         moved_from = None
+        change = _TermCounts()
         if existing:
             article_id = existing["id"]
             moved_from = self._collection_of(article_id)
-            self._count_terms(article_id, sign=-1)
+            change.add(self._stored_term_counts(article_id), sign=-1)
             self.conn.execute("delete from passages where article_id = %s", [article_id])
             self.conn.execute("delete from sentences where article_id = %s", [article_id])
             self.conn.execute(
@@ -228,15 +292,15 @@ class PostgresStore:
         else:
             inserted = self.conn.execute(f"insert into articles ({columns}) values ({values}) returning id", row)
             article_id = inserted.fetchone()["id"]  # type: ignore[index]  # insert ... returning: one row
-        self._insert_parts(article_id, article, sentences)
-        self._count_terms(article_id, sign=1)
-        return StoredOutcome(
+        change.add(self._insert_parts(article_id, article, sentences))
+        outcome = StoredOutcome(
             "updated" if existing else "added",
             article_id,
             article.title,
             moved_from=moved_from if moved_from != article.collection else None,
             collection=article.collection,
         )
+        return outcome, change
 
     def _collection_of(self, article_id: int) -> str:
         row = self.conn.execute("select collection from articles where id = %s", [article_id]).fetchone()
@@ -249,14 +313,16 @@ class PostgresStore:
             self.conn.execute("update articles set collection = %s where id = %s", [article.collection, article_id])
         return unchanged_outcome(article_id, article, before)
 
-    def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> None:
+    def _insert_parts(self, article_id: int, article: Article, sentences: list[Sentence]) -> _TermCounts:
+        """Insert an article's sentences and passages; returns the passages' term counts (one round trip)."""
         with self.conn.cursor() as cursor:
             with cursor.copy("copy sentences (article_id, idx, char_start, char_end, text, page) from stdin") as copy:
                 for s in sentences:
                     copy.write_row((article_id, s.index, s.char_start, s.char_end, s.text, s.page))
         spans = [(sentences[first].char_start, sentences[last].char_end) for first, last in page_groups(sentences)]
-        self.conn.execute(
+        rows = self.conn.execute(
             f"""
+            with counted as (
             insert into passages (article_id, idx, char_start, char_end, title, text, tsv, n_tokens)
             select %(article_id)s, x.idx - 1, x.char_start, x.char_end, %(title)s, x.text, v.tsv,
               (select coalesce(sum(array_length(u.positions, 1)), 0) from unnest(v.tsv) u)
@@ -266,7 +332,8 @@ class PostgresStore:
               select setweight(to_tsvector('{TS_CONFIG}', %(title)s), 'A')
                 || setweight(to_tsvector('{TS_CONFIG}', x.text), 'B') as tsv
             ) v
-            """,
+            returning tsv, n_tokens
+            ){_COUNT_TERMS_SQL}""",
             {
                 "article_id": article_id,
                 "title": article.title,
@@ -274,26 +341,34 @@ class PostgresStore:
                 "ends": [end for _, end in spans],
                 "texts": [article.body[start:end] for start, end in spans],
             },
-        )
+        ).fetchall()
+        return _term_counts(rows)
 
-    def _count_terms(self, article_id: int, *, sign: int) -> None:
-        """Add (`sign=1`) or take away (`-1`) an article's passages in the BM25 statistics."""
-        self.conn.execute(
-            """
-            insert into passage_terms (lexeme, df)
-            select u.lexeme, %(sign)s * count(*) from passages p, unnest(p.tsv) u
-            where p.article_id = %(id)s group by u.lexeme order by u.lexeme
-            on conflict (lexeme) do update set df = passage_terms.df + excluded.df
-            """,
-            {"sign": sign, "id": article_id},
-        )
-        self.conn.execute(
-            """
-            update corpus_stats c set passages = c.passages + %(sign)s * s.n, tokens = c.tokens + %(sign)s * s.tokens
-            from (select count(*) as n, coalesce(sum(n_tokens), 0) as tokens from passages where article_id = %(id)s) s
-            """,
-            {"sign": sign, "id": article_id},
-        )
+    def _stored_term_counts(self, article_id: int) -> _TermCounts:
+        """The term counts of an article's stored passages (what deleting them takes from the statistics)."""
+        rows = self.conn.execute(
+            f"with counted as (select tsv, n_tokens from passages where article_id = %s){_COUNT_TERMS_SQL}",
+            [article_id],
+        ).fetchall()
+        return _term_counts(rows)
+
+    def _write_term_counts(self, change: _TermCounts) -> None:
+        """Apply a change to the BM25 statistics, lexemes in sorted order (two writers lock rows in one order)."""
+        lexemes = sorted(lexeme for lexeme, n in change.df.items() if n)
+        if lexemes:
+            self.conn.execute(
+                """
+                insert into passage_terms (lexeme, df)
+                select lexeme, df from unnest(%s::text[], %s::bigint[]) as t(lexeme, df) order by lexeme
+                on conflict (lexeme) do update set df = passage_terms.df + excluded.df
+                """,
+                [lexemes, [change.df[lexeme] for lexeme in lexemes]],
+            )
+        if change.passages or change.tokens:
+            self.conn.execute(
+                "update corpus_stats set passages = passages + %s, tokens = tokens + %s",
+                [change.passages, change.tokens],
+            )
 
     def delete_articles(self, article_ids: Iterable[int]) -> int:
         """Delete articles with their sentences, passages and term statistics, in one transaction.
@@ -301,10 +376,12 @@ class PostgresStore:
         :returns: how many articles were deleted.
         """
         deleted = 0
+        change = _TermCounts()
         with self.lock, self.conn.transaction():
             for article_id in sorted(set(article_ids)):
-                self._count_terms(article_id, sign=-1)
+                change.add(self._stored_term_counts(article_id), sign=-1)
                 deleted += self.conn.execute("delete from articles where id = %s", [article_id]).rowcount
+            self._write_term_counts(change)
         return deleted
 
     # Reading -------------------------------------------------------------------------------------------------
@@ -344,6 +421,7 @@ class PostgresStore:
         best: dict[int, float] = {}
         try:
             with self.lock:
+                self._write_bulk_terms()  # a search inside a batch sees the batch's statistics
                 stats = self.conn.execute("select passages, tokens from corpus_stats").fetchone()
                 n_passages = int(stats["passages"]) if stats else 0
                 if n_passages == 0:
@@ -447,6 +525,7 @@ class PostgresStore:
         counts: dict[str, int] = {}
         try:
             with self.lock:
+                self._write_bulk_terms()
                 lexemes = self._lexemes(terms)
                 dfs = self._document_frequencies(lex for found in lexemes.values() for lex in found)
                 for term in terms:

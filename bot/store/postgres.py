@@ -5,8 +5,8 @@ FTS5 ranks with BM25 over its own statistics; `ts_rank` is no BM25 (no document 
 them: `passage_terms` counts the passages holding each lexeme and `corpus_stats` the passages and their tokens,
 both updated in the transaction that stores or deletes an article (inside `bulk()`, once per batch: see
 `_TermCounts`). A search finds the passages matching the expression through the GIN index and scores each with
-k1 = 1.2, b = 0.75, title weight 0.5 and text weight 1.0, as `SQLiteStore` does. A phrase of several words (rare: the retriever searches single words) is scored by its
-rarest word's statistics.
+k1 = 1.2, b = 0.75, title weight 0.5 and text weight 1.0, as `SQLiteStore` does. A phrase of several words
+(rare: the retriever searches single words) is scored by its rarest word's statistics.
 """
 
 from __future__ import annotations

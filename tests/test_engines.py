@@ -169,7 +169,7 @@ def test_postgres_ranks_like_fts5(tmp_path, postgres_url, question):
     from bot.store.postgres import PostgresStore
 
     lite, pg = SQLiteStore(tmp_path / "rank.db"), PostgresStore(postgres_url)
-    pg.conn.execute("truncate articles, sentences, passages, passage_terms restart identity cascade")
+    pg.conn.execute("truncate articles, sentences, passages, passage_terms, passage_postings restart identity cascade")
     pg.conn.execute("update corpus_stats set passages = 0, tokens = 0")
     try:
         for store in (lite, pg):
@@ -183,7 +183,8 @@ def test_postgres_ranks_like_fts5(tmp_path, postgres_url, question):
 
 
 def _postgres_statistics(store) -> tuple[dict[str, int], dict[str, int]]:
-    """The stored BM25 statistics (lexemes held by a passage or more, corpus totals) and the same counted afresh."""
+    """The stored BM25 statistics (lexemes held by a passage or more, corpus totals) and the same counted afresh;
+    also checks that the postings are exactly the passages' lexemes with their weighted frequencies."""
     stored = {r["lexeme"]: r["df"] for r in store.query("select lexeme, df from passage_terms where df <> 0")}
     counted = {
         r["lexeme"]: r["df"]
@@ -191,6 +192,12 @@ def _postgres_statistics(store) -> tuple[dict[str, int], dict[str, int]]:
     }
     totals = store.query("select passages, tokens from corpus_stats")[0]
     assert totals == store.query("select count(*) as passages, coalesce(sum(n_tokens), 0) as tokens from passages")[0]
+    postings = "select lexeme, passage_id, f, n_tokens from passage_postings order by 1, 2"
+    expected = (
+        "select u.lexeme, p.id as passage_id, (select sum(case when w = 'A' then 0.5 else 1.0 end)"
+        " from unnest(u.weights) w)::real as f, p.n_tokens from passages p, unnest(p.tsv) u order by 1, 2"
+    )
+    assert store.query(postings) == store.query(expected)
     return stored, counted
 
 
@@ -225,6 +232,41 @@ def test_postgres_bulk_writes_the_batch_statistics_once_and_they_match_the_passa
     assert outcomes[1] is None and {o.status for o in outcomes if o} == {"added"}
     stored, counted = _postgres_statistics(store)
     assert stored == counted and "harbor" in stored
+
+
+def test_a_postgresql_library_of_schema_version_2_gains_the_postings_of_its_passages(make_postgres_db):
+    """Migration 3 fills `passage_postings` from the stored passages: the same search results after it."""
+    from bot.store.postgres import PostgresStore
+
+    url = make_postgres_db()
+    store = PostgresStore(url)
+    ingest_paths(store, [DATA_DIR, EXAMPLES])
+    before = [(p.id, p.bm25) for p in Retriever(store, top_k=5).run("Who is the CEO of Kestrel Foods?")]
+    store.conn.execute("drop table passage_postings; update schema_version set version = 2")
+    store.close()
+    upgraded = PostgresStore(url)
+    try:
+        assert upgraded.query("select version from schema_version") == [{"version": 3}]
+        stored, counted = _postgres_statistics(upgraded)
+        assert stored == counted
+        after = [(p.id, p.bm25) for p in Retriever(upgraded, top_k=5).run("Who is the CEO of Kestrel Foods?")]
+        assert after == before and before
+    finally:
+        upgraded.close()
+
+
+def test_postgres_ranks_phrases_of_several_words_from_the_tsvectors_with_the_same_scores(new_store, engine):
+    """A phrase of several words goes through the GIN index and the tsvectors, one word through the postings: a
+    one-word phrase scores the same either way."""
+    if engine != "postgres":
+        pytest.skip("the two ways to rank are PostgreSQL's")
+    store = new_store()
+    ingest_paths(store, [DATA_DIR, EXAMPLES])
+    by_postings = {p.id: p.bm25 for p in store.search('"bridge" OR "ferry"', limit=10)}
+    with_phrase = {p.id: p.bm25 for p in store.search('"bridge" OR "ferry" OR "zebra crossing"', limit=10)}
+    assert by_postings and with_phrase == pytest.approx(by_postings)
+    found = store.search('"riverton bridge"', limit=5)
+    assert found and all("riverton bridge" in f"{p.article.title} {p.text}".lower() for p in found)
 
 
 # Choosing the engine: QABOT_DATABASE_URL, --db, and what a bad URL says -----------------------------------
@@ -276,7 +318,7 @@ def test_ingest_ask_and_db_upgrade_through_a_postgresql_url(postgres_url, monkey
 
     emptied = PostgresStore(postgres_url)
     emptied.conn.execute(
-        "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+        "truncate articles, sentences, passages, passage_terms, passage_postings restart identity cascade;"
         "update corpus_stats set passages = 0, tokens = 0"
     )
     emptied.close()

@@ -20,7 +20,17 @@ from collections.abc import Mapping, Sequence
 from bot.store.fts import And, Node, Not, Or, Phrase, phrases
 from bot.store.pg_migrations import TS_CONFIG
 
-__all__ = ["K1", "B", "TITLE_WEIGHT", "TEXT_WEIGHT", "WEIGHTED_F_SQL", "idf", "postings_sql", "tsvector_sql"]
+__all__ = [
+    "K1",
+    "B",
+    "TITLE_WEIGHT",
+    "TEXT_WEIGHT",
+    "WEIGHTED_F_SQL",
+    "idf",
+    "postings_sql",
+    "postings_params",
+    "tsvector_sql",
+]
 
 # FTS5's bm25() constants and qa-bot's column weights (bot.store.sqlite._BM25_WEIGHTS): title 0.5, text 1.0.
 K1, B = 1.2, 0.75
@@ -82,7 +92,8 @@ def postings_sql(
     collections: bool = False,
 ) -> tuple[str, dict[str, object]] | None:
     """The ranking query over `passage_postings` for expressions whose every phrase is one lexeme or none, and its
-    parameters but %(avgdl)s, %(limit)s and, with `collections`, %(collections)s. None when no passage can match.
+    parameters but those of `postings_params`, %(limit)s and, with `collections`, %(collections)s. None when no
+    passage can match.
 
     Rows are (id, rank): each passage matching an expression, ranked by the best of those expressions' BM25 (FTS5's
     sign: lower is better), best first. Each expression scores a passage over its own phrases, a phrase twice
@@ -120,31 +131,36 @@ def postings_sql(
         + ")"
     )
     others = [lexeme for lexeme in terms if lexeme not in set(drivers)]
-    found = "select passage_id, lexeme, f, n_tokens from d"
+    found = "select passage_id, lexeme, f, n_tokens from passage_postings where lexeme = any(%(drivers)s)"
     if others:  # the commoner lexemes, for the passages holding a driver only
         params["others"] = others
         found += (
             "\n  union all\n  select pp.passage_id, pp.lexeme, pp.f, pp.n_tokens from passage_postings pp\n"
-            "  where pp.lexeme = any(%(others)s) and pp.passage_id in (select passage_id from d)"
+            "  where pp.lexeme = any(%(others)s) and pp.passage_id in (\n"
+            "    select passage_id from passage_postings where lexeme = any(%(drivers)s))"
         )
+    # BM25 of one posting, all in float8: idf (k1 + 1) f / (f + k1 (1 - b) + k1 b dl / avgdl), the constants
+    # folded into %(norm_base)s and %(norm_per_token)s (`postings_params`).
     sql = (
         f"with q (lexeme, idf, bit, {columns}) as (\n"
         f"  select * from unnest(%(q_lexeme)s::text[], %(q_idf)s::float8[], %(q_bit)s::int8[], {weights})\n"
-        "),\n"
-        "d as materialized (\n"
-        "  select passage_id, lexeme, f, n_tokens from passage_postings where lexeme = any(%(drivers)s)\n"
         "),\n"
         f"found as (\n  {found}\n),\n"
         "s as (\n"
         f"  select found.passage_id as id, bit_or(q.bit) as mask, {sums}\n"
         "  from found join q on q.lexeme = found.lexeme,\n"
-        f"  lateral (select q.idf * found.f * {K1 + 1} / (found.f + {K1} * ({1 - B} + {B} * found.n_tokens / "
-        "%(avgdl)s::float8))) as x (score)\n"
+        f"  lateral (select q.idf * {K1 + 1}::float8 * found.f\n"
+        "    / (found.f + %(norm_base)s::float8 + %(norm_per_token)s::float8 * found.n_tokens)) as x (score)\n"
         "  group by found.passage_id\n"
         "),\n"
         f"ranked as (select s.id, {rank} as rank from s)\n"
     )
     return sql + _best_sql(collections), params
+
+
+def postings_params(avgdl: float) -> dict[str, float]:
+    """The length normalisation of `postings_sql` for an average passage length: k1 (1 - b) and k1 b / avgdl."""
+    return {"norm_base": K1 * (1 - B), "norm_per_token": K1 * B / avgdl}
 
 
 def _best_sql(collections: bool) -> str:

@@ -30,7 +30,14 @@ from bot.store.base import StoredOutcome
 from bot.store.fts import Node, parse_fts, phrases
 from bot.store.parts import article_row, content_hash, page_groups, unchanged_outcome, with_pages
 from bot.store.pg_migrations import TS_CONFIG, migrate_pg
-from bot.store.pg_search import MAX_POSTINGS_TERMS, WEIGHTED_F_SQL, idf, postings_sql, tsvector_sql
+from bot.store.pg_search import (
+    MAX_POSTINGS_TERMS,
+    WEIGHTED_F_SQL,
+    idf,
+    postings_params,
+    postings_sql,
+    tsvector_sql,
+)
 
 __all__ = ["PostgresStore", "describe_url", "connect_pg", "upgrade_pg", "BULK_ARTICLES", "CONNECT_TIMEOUT_S"]
 
@@ -500,7 +507,7 @@ class PostgresStore:
         if built is None:
             return []
         sql, params = built
-        params.update(avgdl=avgdl, limit=limit)
+        params.update(postings_params(avgdl), limit=limit)
         if collections is not None:
             params["collections"] = sorted(collections)
         return [(row["id"], float(row["rank"])) for row in self.conn.execute(sql, params).fetchall()]

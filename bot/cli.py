@@ -269,6 +269,19 @@ def ask(
     is_flag=True,
     help="Only time the answer decision, old rule against the calibrated one, at the smallest size.",
 )
+@click.option(
+    "--parts",
+    default=None,
+    help="Measure only these parts, comma-separated: answering, ingestion, cold-start, reader-options, scoping, "
+    "engines (default: all; engines only with --postgres). --out then replaces only their sections and targets.",
+)
+@click.option(
+    "--postgres",
+    "postgres_url",
+    default=None,
+    help="A PostgreSQL server URL: build (or reuse) each corpus there as database qabot_bench_<size> and answer "
+    "from it beside SQLite (the engines part).",
+)
 def bench(
     squad_path: Path,
     sizes: str,
@@ -278,15 +291,19 @@ def bench(
     out: Path | None,
     workdir: Path,
     decision: bool,
+    parts: str | None,
+    postgres_url: str | None,
 ) -> None:
-    """Measure ingestion, answer latency, memory, cold start and a naive baseline on this machine.
+    """Measure ingestion, answer latency, memory, cold start and a naive baseline on this machine; with --postgres,
+    PostgreSQL beside SQLite too.
 
     Reader options (top_k, dtype, max length, threads) come from the settings, like `ask`.
 
     Example: qa-bot bench --squad ../shared/data/squad/train-v1.1.json.gz --sizes 1000,10000 --out BENCHMARKS.md
     """
     from bot.bench.report import render_markdown, write_markdown
-    from bot.bench.run import run_benchmarks
+    from bot.bench.run import parse_parts, run_benchmarks
+    from bot.store.postgres import describe_url
 
     try:
         size_list = [int(part) for part in sizes.split(",") if part.strip()]
@@ -300,9 +317,15 @@ def bench(
             settings, squad_path, size=min(size_list), n_questions=n_questions, workdir=workdir, as_json=as_json
         )
         return
+    try:
+        part_list = parse_parts(parts, postgres_url=postgres_url)
+    except QABotError as exc:
+        raise click.BadParameter(str(exc), param_hint="--parts") from None
     command = (
         f"qa-bot bench --squad {squad_path} --sizes {','.join(map(str, size_list))} "
         f"--questions {n_questions} --model {settings.reader_model} --workdir {workdir}"
+        + (f" --parts {','.join(part_list)}" if parts else "")
+        + (f" --postgres {describe_url(postgres_url)}" if postgres_url else "")
         + (f" --out {out}" if out else "")
         + (" --json" if as_json else "")
     )
@@ -316,12 +339,14 @@ def bench(
             workdir=workdir,
             command=command,
             progress=lambda line: click.echo(line, err=True),
+            parts=part_list,
+            postgres_url=postgres_url,
         )
     except QABotError as exc:
         raise click.ClickException(str(exc)) from exc
     markdown = render_markdown(report)
     if out:
-        write_markdown(out, markdown)
+        write_markdown(out, markdown, merge=True)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else markdown)
 
 

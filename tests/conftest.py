@@ -166,7 +166,8 @@ def new_store(engine, request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         first = PostgresStore(url)
         first.conn.execute(
-            "truncate articles, sentences, passages, passage_terms, feeds, feed_entries restart identity cascade;"
+            "truncate articles, sentences, passages, passage_terms, passage_postings, feeds, feed_entries "
+            "restart identity cascade;"
             "update corpus_stats set passages = 0, tokens = 0"
         )
         fresh = [first]  # handed out by the first call; later calls open new connections

@@ -130,6 +130,32 @@ def test_a_forbidden_passage_never_takes_an_allowed_ones_place(tmp_path):
     assert [p.article.title for p in found] == ["Merger news"]
 
 
+def test_a_scope_ranks_the_matches_first_and_tests_their_collection_in_rank_order(tmp_path):
+    """The scoped ranking sorts the matches, then tests collections one by one until `limit` pass (a co-routine,
+    not flattened into a test of every match); a scope of every collection gives the unscoped results."""
+    store = SQLiteStore(tmp_path / "qa.db")
+    for n in range(12):
+        collection = ("general", "legal", "sales")[n % 3]
+        body = f"The merger number {n} was signed. " + "Merger talks went on. " * (n % 4)
+        store.add_article(Article(title=f"Deal {n}", body=body, source=f"{n}.txt", collection=collection))
+    for query in ('"merger"', '"signed" OR "talks"', '"talks" AND ("merger")'):
+        unscoped = [(p.id, p.bm25) for p in store.search(query, limit=4)]
+        assert [(p.id, p.bm25) for p in store.search(query, limit=4, collections={"general", "legal", "sales"})] == (
+            unscoped
+        )
+        every = store.search(query, limit=50)
+        legal = [(p.id, p.bm25) for p in every if p.article.collection == "legal"][:2]
+        assert legal and [(p.id, p.bm25) for p in store.search(query, limit=2, collections={"legal"})] == legal
+    plan = [
+        row[3]
+        for row in store.db.execute(
+            "explain query plan " + store.search_sql(collections=1),
+            {"query": '"merger"', "limit": 2, "collection_0": "legal"},
+        )
+    ]
+    assert plan.index("CO-ROUTINE f") < plan.index("SCAN f") < plan.index("CORRELATED SCALAR SUBQUERY 2")
+
+
 def test_reingesting_under_another_collection_moves_the_article(scoped_store):
     moved = scoped_store.add_article(MEMO.__class__(**{**MEMO.__dict__, "collection": "general"}))
     assert moved == StoredOutcome("unchanged", 2, MEMO.title, moved_from="legal", collection="general")

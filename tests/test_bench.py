@@ -10,8 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from bot.bench.corpus import build_articles, ensure_corpus_db, load_squad_corpus, pick_questions
-from bot.bench.report import BenchReport, render_markdown, write_markdown
-from bot.bench.run import run_benchmarks
+from bot.bench.report import (
+    BenchReport,
+    EngineRow,
+    ScopingResult,
+    ScopingRow,
+    Summary,
+    WayResult,
+    evaluate_targets,
+    merge_markdown,
+    render_markdown,
+    write_markdown,
+)
+from bot.bench.run import parse_parts, run_benchmarks
+from bot.bench.scoping import SPLIT, split_collection
 from bot.cli import cli
 from bot.core.reader_config import ReaderConfig
 from bot.errors import QABotError
@@ -187,8 +199,18 @@ def test_smoke_run_reports_every_section(smoke_report):
     assert names[0] == "configured" and {"dtype=int8", "dtype=bfloat16", "top_k=1", "top_k=3", "top_k=8"} <= set(names)
     assert report.settings["threads"] == 1
     assert {t.name for t in report.targets} >= {"ingestion", "cold start (largest corpus)"}
+    assert report.parts == ["answering", "ingestion", "cold-start", "reader-options", "scoping"]  # no --postgres
+    assert report.scoping is not None and (report.scoping.articles, report.scoping.questions) == (6, 4)
+    assert [(row.corpus, row.scope) for row in report.scoping.rows] == [
+        ("general", "unscoped"),
+        ("general", "every collection"),
+        ("split", "unscoped"),
+        ("split", "every collection"),
+        ("split", "the question's collection"),
+    ]
+    assert report.scoping.row("every collection", "general").same_as_unscoped == 100  # the same passages
     data = report.to_dict()
-    numbers = list(_numbers(data))
+    numbers = list(_numbers({**data, "scoping": None}))  # a scope may cost less than none: added ms below 0
     assert numbers and all(math.isfinite(n) and n >= 0 for n in numbers)
     assert json.loads(json.dumps(data)) == data
     assert BenchReport.from_dict(json.loads(json.dumps(data))) == report
@@ -202,6 +224,7 @@ def test_markdown_has_a_table_per_section(smoke_report):
         "### Ingestion",
         "### Reader options",
         "### Reading cost",
+        "### Scoping at 6 (collections",
         "### Targets",
     ):
         assert heading in markdown
@@ -295,3 +318,194 @@ def test_the_decision_timing_runs_both_rules_on_the_same_spans(store, tiny_reade
     spans = reader.run(questions[0], [p.text for p in passages])
     text, citations = old_decision(questions[0], passages, spans, store=store, threshold=0.0)
     assert text == "Haddad" and citations[0].sentence == "The club was founded by Noor Haddad in 2015."
+
+
+# Parts, PostgreSQL beside SQLite, scoping ------------------------------------------------------------------------
+
+
+def test_parse_parts_defaults_to_everything_the_run_can_measure():
+    url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    everything = ["answering", "ingestion", "cold-start", "reader-options", "scoping"]
+    assert parse_parts(None, postgres_url=None) == everything
+    assert parse_parts(None, postgres_url=url) == [*everything, "engines"]
+    assert parse_parts(" engines,scoping ", postgres_url=url) == ["scoping", "engines"]  # in PARTS order
+    with pytest.raises(QABotError, match="Unknown benchmark part.s. cold; choose from answering, ingestion"):
+        parse_parts("scoping,cold", postgres_url=None)
+    with pytest.raises(QABotError, match="pass --postgres with the URL of a PostgreSQL server"):
+        parse_parts("engines", postgres_url=None)
+
+
+def test_cli_bench_says_engines_need_a_postgres_url(squad_file, tiny_reader_dir):
+    result = CliRunner().invoke(
+        cli, ["bench", "--squad", str(squad_file), "--parts", "engines", "--model", str(tiny_reader_dir)]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for --parts: The engines part compares SQLite with PostgreSQL" in result.output
+
+
+def _way(retrieve_ms: float, total_ms: float, recall: float) -> WayResult:
+    return WayResult(
+        em=50.0,
+        f1=60.0,
+        answer_in_context=recall,
+        read_ms=Summary(150, 200, 155),
+        retrieve_ms=Summary(retrieve_ms, 2 * retrieve_ms, retrieve_ms),
+        total_ms=Summary(total_ms, 300, total_ms),
+    )
+
+
+def _scoping_row(scope: str, corpus: str, added_ms: float, recall: float) -> ScopingRow:
+    return ScopingRow(scope, corpus, Summary(8 + added_ms, 20, 9), added_ms, added_ms / 2, recall, 100.0)
+
+
+def _partial_report() -> BenchReport:
+    """A run of the engines and scoping parts only, at 10k and 100k articles (numbers made up)."""
+    report = BenchReport(
+        command="qa-bot bench --parts scoping,engines",
+        machine={"cpu_cores": 2, "cpu_model": "test", "torch": "2", "python": "3.11"},
+        model={"path": "m", "name": "m"},
+        settings={
+            "threads": 2,
+            "dtype": "float32",
+            "top_k": 5,
+            "max_length": 384,
+            "passage_max_words": 80,
+            "questions": 200,
+            "warmup_questions": 5,
+        },
+        corpora=[],
+        ingestion=None,
+        answering=[],
+        cold_start=None,
+        reader_options=None,
+        reading_cost=None,
+        bench_peak_rss_mb=100.0,
+        parts=["scoping", "engines"],
+        engines=[
+            EngineRow(10_000, "10k", 49234, 200, _way(7, 165, 84.5), _way(11, 170, 85.0), 81.0),
+            EngineRow(100_000, "100k", 452077, 200, _way(9, 170, 76.0), _way(25, 190, 73.5), 80.0),
+        ],
+        scoping=ScopingResult(
+            100_000,
+            "100k",
+            200,
+            ["handbook 50%", "support 30%", "legal 20%"],
+            [
+                _scoping_row("unscoped", "general", 0.0, 76.0),
+                _scoping_row("every collection", "general", 0.7, 76.0),
+                _scoping_row("unscoped", "split", 0.0, 76.0),
+                _scoping_row("the question's collection", "split", 0.9, 82.0),
+            ],
+        ),
+    )
+    report.targets = evaluate_targets(report)
+    return report
+
+
+def test_engine_and_scoping_targets_are_judged_from_their_rows():
+    judged = {t.name: (round(t.measured, 6), t.met) for t in _partial_report().targets}
+    assert judged == {
+        "scoped to every collection at 100k: added retrieval median": (0.7, True),
+        "scoped to the question's collection at 100k: added retrieval median": (0.9, True),
+        "scoped to the question's collection at 100k: answer in passages change": (6.0, True),
+        "PostgreSQL answer in passages vs SQLite (largest gap)": (2.5, False),
+        "PostgreSQL retrieval median at 100k": (25.0, True),
+        "PostgreSQL answer median at 100k": (190.0, True),
+    }
+
+
+def test_a_partial_report_renders_its_own_sections_and_reads_back():
+    report = _partial_report()
+    markdown = render_markdown(report)
+    assert markdown.startswith("### PostgreSQL beside SQLite (same corpus, same questions, interleaved)\n\n")
+    assert "Measured by `qa-bot bench --parts scoping,engines` (200 questions after 5 warm-up" in markdown
+    assert "| 100k | SQLite | 9 / 18 | 150 / 200 | 170 / 300 | 50.0 | 60.0 | 76.0 |" in markdown
+    assert "|  | PostgreSQL | 25 / 50 | 150 / 200 | 190 / 300 | 50.0 | 60.0 | 73.5 |" in markdown
+    assert "same passages in the same order for 81% at 10k, 80% at 100k of the questions" in markdown
+    assert "| split | the question's collection | 9 / 20 | +0.9 (+0.5) | 82.0 | 100 |" in markdown
+    assert "| PostgreSQL retrieval median at 100k | <= 30 ms | 25.0 ms | yes |" in markdown
+    for absent in ("### Answering", "### Ingestion", "### Reader options", "Machine:"):
+        assert absent not in markdown
+    assert BenchReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+def test_merging_a_partial_run_keeps_every_other_measurement(tmp_path):
+    old = (
+        "Command: `qa-bot bench` (the full run)\n\n"
+        "### Answering\n\n| corpus | total ms |\n|---|---|\n| 1k | 163 |\n\n"
+        "### Scoping at 10k (collections, old)\n\nold scoping table\n\n"
+        "### Targets\n\n| target | wanted | measured | met |\n|---|---|---|---|\n"
+        "| answer median at 10k | <= 200 ms | 167.3 ms | yes |\n"
+        "| scoped to every collection at 100k: added retrieval median | <= 5 ms | 6.1 ms | **no** |\n"
+    )
+    new = (
+        "### PostgreSQL beside SQLite (same corpus)\n\npg table\n\n"
+        "### Scoping at 100k (collections, side by side per question)\n\nnew scoping table\n\n"
+        "### Targets\n\n| target | wanted | measured | met |\n|---|---|---|---|\n"
+        "| scoped to every collection at 100k: added retrieval median | <= 5 ms | 0.7 ms | yes |\n"
+        "| PostgreSQL retrieval median at 100k | <= 30 ms | 25.0 ms | yes |\n"
+    )
+    assert merge_markdown(old, new) == (
+        "Command: `qa-bot bench` (the full run)\n\n"
+        "### Answering\n\n| corpus | total ms |\n|---|---|\n| 1k | 163 |\n\n"
+        "### Scoping at 100k (collections, side by side per question)\n\nnew scoping table\n\n"
+        "### PostgreSQL beside SQLite (same corpus)\n\npg table\n\n"
+        "### Targets\n\n| target | wanted | measured | met |\n|---|---|---|---|\n"
+        "| answer median at 10k | <= 200 ms | 167.3 ms | yes |\n"
+        "| scoped to every collection at 100k: added retrieval median | <= 5 ms | 0.7 ms | yes |\n"
+        "| PostgreSQL retrieval median at 100k | <= 30 ms | 25.0 ms | yes |\n"
+    )
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Benchmarks\n\n<!-- bench:begin -->\n{old}<!-- bench:end -->\n\n## Analysis\nkept\n", "utf-8")
+    write_markdown(path, new, merge=True)
+    assert path.read_text("utf-8") == (
+        f"# Benchmarks\n\n<!-- bench:begin -->\n{merge_markdown(old, new)}<!-- bench:end -->\n\n## Analysis\nkept\n"
+    )
+
+
+def test_split_collections_follow_the_article_key_in_the_planned_shares():
+    keys = [f"mix:{i}" for i in range(5000)]
+    shares = {name: sum(split_collection(key) == name for key in keys) / len(keys) for name, _ in SPLIT}
+    assert [split_collection(key) for key in keys[:50]] == [split_collection(key) for key in keys[:50]]
+    assert all(abs(shares[name] - tenths / 10) < 0.03 for name, tenths in SPLIT)
+
+
+def test_engines_part_builds_each_corpus_in_postgresql_once_and_answers_from_both(
+    squad_file, tiny_reader_dir, tmp_path, postgres_url, monkeypatch
+):
+    """The engines part on a tiny corpus: databases made under a random prefix on the test server, dropped after."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    import bot.bench.corpus as corpus
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    prefix = f"qa_bot_test_bench_{secrets.token_hex(3)}_"
+    monkeypatch.setattr(corpus, "PG_DATABASE_PREFIX", prefix)
+    try:
+        report = run_benchmarks(
+            squad_file,
+            reader=ReaderConfig(str(tiny_reader_dir), threads=1),
+            sizes=(3, 6),
+            n_questions=4,
+            workdir=tmp_path / "work",
+            parts=["engines"],
+            postgres_url=POSTGRES_ADMIN_URL,
+        )
+        assert report.parts == ["engines"] and report.answering == [] and report.scoping is None
+        assert [(row.articles, row.questions) for row in report.engines] == [(3, 4), (6, 4)]
+        assert [(c.articles, c.built_this_run) for c in report.pg_corpora] == [(3, True), (6, True)]
+        assert [c.passages for c in report.pg_corpora] == [c.passages for c in report.corpora]
+        for row in report.engines:  # the same articles: the same passages reach the reader
+            assert row.postgres.answer_in_context == row.sqlite.answer_in_context
+        url, again = corpus.ensure_pg_corpus(
+            load_squad_corpus(squad_file), 6, POSTGRES_ADMIN_URL, squad_path=squad_file
+        )
+        assert (url.rsplit("/", 1)[1], again["built_this_run"]) == (f"{prefix}6", False)
+    finally:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+        for size in (3, 6):
+            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(f"{prefix}{size}")))
+        admin.close()

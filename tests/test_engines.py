@@ -169,7 +169,7 @@ def test_postgres_ranks_like_fts5(tmp_path, postgres_url, question):
     from bot.store.postgres import PostgresStore
 
     lite, pg = SQLiteStore(tmp_path / "rank.db"), PostgresStore(postgres_url)
-    pg.conn.execute("truncate articles, sentences, passages, passage_terms restart identity cascade")
+    pg.conn.execute("truncate articles, sentences, passages, passage_terms, passage_postings restart identity cascade")
     pg.conn.execute("update corpus_stats set passages = 0, tokens = 0")
     try:
         for store in (lite, pg):
@@ -180,6 +180,93 @@ def test_postgres_ranks_like_fts5(tmp_path, postgres_url, question):
     finally:
         lite.close()
         pg.close()
+
+
+def _postgres_statistics(store) -> tuple[dict[str, int], dict[str, int]]:
+    """The stored BM25 statistics (lexemes held by a passage or more, corpus totals) and the same counted afresh;
+    also checks that the postings are exactly the passages' lexemes with their weighted frequencies."""
+    stored = {r["lexeme"]: r["df"] for r in store.query("select lexeme, df from passage_terms where df <> 0")}
+    counted = {
+        r["lexeme"]: r["df"]
+        for r in store.query("select u.lexeme, count(*) as df from passages p, unnest(p.tsv) u group by u.lexeme")
+    }
+    totals = store.query("select passages, tokens from corpus_stats")[0]
+    assert totals == store.query("select count(*) as passages, coalesce(sum(n_tokens), 0) as tokens from passages")[0]
+    postings = "select lexeme, passage_id, f, n_tokens from passage_postings order by 1, 2"
+    expected = (
+        "select u.lexeme, p.id as passage_id, (select sum(case when w = 'A' then 0.5 else 1.0 end)"
+        " from unnest(u.weights) w)::real as f, p.n_tokens from passages p, unnest(p.tsv) u order by 1, 2"
+    )
+    assert store.query(postings) == store.query(expected)
+    return stored, counted
+
+
+def test_postgres_bulk_writes_the_batch_statistics_once_and_they_match_the_passages(new_store, engine, monkeypatch):
+    """Inside `bulk()` the term statistics of a batch are written before its commit: an update, a failed article
+    and a search in the middle of the batch leave them equal to a fresh count of the stored passages."""
+    if engine != "postgres":
+        pytest.skip("PostgreSQL keeps its own BM25 statistics")
+    store = new_store()
+    real_insert_parts = store._insert_parts
+
+    def fail_on_note_1(article_id, article, sentences):
+        counts = real_insert_parts(article_id, article, sentences)
+        if article.title == "Note 1":
+            store.conn.execute("select 1/0")  # a database error after the passages went in
+        return counts
+
+    monkeypatch.setattr(store, "_insert_parts", fail_on_note_1)
+    with store.bulk(every=2):
+        ingest_paths(store, [DATA_DIR])
+        outcomes = []
+        for i in range(3):
+            try:
+                outcomes.append(
+                    store.add_article(Article(title=f"Note {i}", body=f"Note {i} is here.", source=f"n{i}"))
+                )
+            except StoreError:
+                outcomes.append(None)
+        edited = Article(title="Note 0", body="Note 0 moved to the harbor.", source="n0")
+        assert store.add_article(edited).status == "updated"
+        assert [p.text for p in store.search('"harbor"', limit=5)] == [edited.body]  # the batch's own statistics
+    assert outcomes[1] is None and {o.status for o in outcomes if o} == {"added"}
+    stored, counted = _postgres_statistics(store)
+    assert stored == counted and "harbor" in stored
+
+
+def test_a_postgresql_library_of_schema_version_4_gains_the_postings_of_its_passages(make_postgres_db):
+    """Migration 5 fills `passage_postings` from the stored passages: the same search results after it."""
+    from bot.store.postgres import PostgresStore
+
+    url = make_postgres_db()
+    store = PostgresStore(url)
+    ingest_paths(store, [DATA_DIR, EXAMPLES])
+    before = [(p.id, p.bm25) for p in Retriever(store, top_k=5).run("Who is the CEO of Kestrel Foods?")]
+    store.conn.execute("drop table passage_postings; update schema_version set version = 4")
+    store.close()
+    upgraded = PostgresStore(url)
+    try:
+        assert upgraded.query("select version from schema_version") == [{"version": 5}]
+        stored, counted = _postgres_statistics(upgraded)
+        assert stored == counted
+        after = [(p.id, p.bm25) for p in Retriever(upgraded, top_k=5).run("Who is the CEO of Kestrel Foods?")]
+        assert after == before and before
+    finally:
+        upgraded.close()
+
+
+def test_postgres_ranks_phrases_of_several_words_from_the_tsvectors_with_the_same_scores(new_store, engine):
+    """A phrase of several words goes through the GIN index and the tsvectors, one word through the postings: a
+    one-word phrase scores the same either way."""
+    if engine != "postgres":
+        pytest.skip("the two ways to rank are PostgreSQL's")
+    store = new_store()
+    ingest_paths(store, [DATA_DIR, EXAMPLES])
+    by_postings = {p.id: p.bm25 for p in store.search('"bridge" OR "ferry"', limit=10)}
+    with_phrase = {p.id: p.bm25 for p in store.search('"bridge" OR "ferry" OR "zebra crossing"', limit=10)}
+    assert by_postings and with_phrase == pytest.approx(by_postings)
+    found = store.search('"riverton bridge"', limit=5)
+    assert found and all("riverton bridge" in f"{p.article.title} {p.text}".lower() for p in found)
 
 
 # Choosing the engine: QABOT_DATABASE_URL, --db, and what a bad URL says -----------------------------------
@@ -268,7 +355,7 @@ def test_ingest_ask_and_db_upgrade_through_a_postgresql_url(postgres_url, monkey
 
     emptied = PostgresStore(postgres_url)
     emptied.conn.execute(
-        "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+        "truncate articles, sentences, passages, passage_terms, passage_postings restart identity cascade;"
         "update corpus_stats set passages = 0, tokens = 0"
     )
     emptied.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -19,6 +20,8 @@ from tests.fakes.slack_api import FakeSlackAPI
 
 # An older release's schema on each engine (before the feed tables: 5 in SQLite, 2 in PostgreSQL).
 OLDER = {"sqlite": 5, "postgres": 2}
+# what PostgreSQL's migrations 3 to 5 add: the feed tables, slack_jobs, passage_postings
+PG_TABLES_AFTER_OLDER = ("feed_entries", "feeds", "slack_jobs", "passage_postings")
 
 
 @pytest.fixture
@@ -58,12 +61,22 @@ def latest(engine: str) -> int:
 def older_db(engine, make_db, monkeypatch):
     """A database at an older release's schema holding one article, as that release left it."""
     location = make_db()
-    module, name = (pg_migrations, "PG_MIGRATIONS") if engine == "postgres" else (sqlite_migrations, "MIGRATIONS")
-    with monkeypatch.context() as patched:
-        patched.setattr(module, name, getattr(module, name)[: OLDER[engine]])
+    article = Article(title="Acme history", body="Acme was founded in 1901 by Ada Park.", source="a.txt")
+    if engine == "postgres":
+        # today's PostgresStore writes tables the older schema lacks (passage_postings): store the article with
+        # today's schema, then take back what the later migrations added
         store = open_store(location)
-        store.add_article(Article(title="Acme history", body="Acme was founded in 1901 by Ada Park.", source="a.txt"))
+        store.add_article(article)
         store.close()
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(f"drop table {', '.join(PG_TABLES_AFTER_OLDER)}")
+            conn.execute("update schema_version set version = %s", [OLDER[engine]])
+    else:
+        with monkeypatch.context() as patched:
+            patched.setattr(sqlite_migrations, "MIGRATIONS", sqlite_migrations.MIGRATIONS[: OLDER[engine]])
+            store = open_store(location)
+            store.add_article(article)
+            store.close()
     assert version_of(location) == OLDER[engine]
     return location
 

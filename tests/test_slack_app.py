@@ -237,7 +237,7 @@ def make_slack(tmp_path, fake_slack, request):
             store = PostgresStore(url)
             if fresh:
                 store.conn.execute(
-                    "truncate articles, sentences, passages, passage_terms restart identity cascade;"
+                    "truncate articles, sentences, passages, passage_terms, passage_postings restart identity cascade;"
                     f"update corpus_stats set passages = 0, tokens = 0; truncate {SLACK_TABLES} restart identity"
                 )
             state = open_state(url)

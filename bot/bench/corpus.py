@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from bot.bench.report import size_label
 from bot.core.records import Article
 from bot.errors import ConfigError
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
@@ -31,6 +33,8 @@ __all__ = [
     "build_articles",
     "pick_questions",
     "ensure_corpus_db",
+    "ensure_pg_corpus",
+    "pg_corpus_url",
     "SEED",
     "CORPUS_VERSION",
     "Progress",
@@ -234,3 +238,114 @@ def ensure_corpus_db(
     logger.info("bench corpus built articles=%d seconds=%.0f db=%s", n_articles, seconds, db_path)
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return db_path, {**meta, "built_this_run": True}
+
+
+# The same corpora in PostgreSQL -------------------------------------------------------------------------------
+
+PG_DATABASE_PREFIX = "qabot_bench_"
+
+
+def pg_corpus_url(server_url: str, n_articles: int) -> str:
+    """The URL of the benchmark database of `n_articles` articles on the server of `server_url`: the same URL with
+    its database replaced by `qabot_bench_<size>`.
+
+        >>> pg_corpus_url("postgresql://postgres@127.0.0.1:5432/postgres", 10_000)
+        'postgresql://postgres@127.0.0.1:5432/qabot_bench_10k'
+    """
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{PG_DATABASE_PREFIX}{size_label(n_articles)}"))
+
+
+def _create_pg_database(server_url: str, name: str) -> None:
+    """Create the database `name` on the server of `server_url` unless it exists (never drops one)."""
+    import psycopg
+    from psycopg import sql
+
+    from bot.store.postgres import connect_pg
+
+    admin = connect_pg(server_url)
+    try:
+        if admin.execute("select 1 from pg_database where datname = %s", [name]).fetchone() is None:
+            admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"Cannot create the benchmark database {name} through {server_url.split('@')[-1]}: "
+            f"{' '.join(str(exc).split())}. Pass --postgres with a user that may create databases."
+        ) from exc
+    finally:
+        admin.close()
+
+
+def ensure_pg_corpus(
+    squad: SquadData,
+    n_articles: int,
+    server_url: str,
+    *,
+    squad_path: Path,
+    progress: Progress | None = None,
+) -> tuple[str, dict]:
+    """The PostgreSQL database of the first `n_articles` benchmark articles (`qabot_bench_<size>` on the server of
+    `server_url`, created when missing), built once through `PostgresStore.add_article` in `bulk()`.
+
+    The same articles as `ensure_corpus_db`'s SQLite file. Its `bench_corpus` table records how it was built (and
+    how fast); the database is reused while that recipe matches, else emptied and built again (never dropped).
+
+    :returns: (the database URL, what the build recorded, with `built_this_run`)
+    :raises QABotError: when the server cannot be reached or the database cannot be created.
+    """
+    from bot.store.pg_migrations import latest_pg_version
+    from bot.store.postgres import PostgresStore
+
+    url = pg_corpus_url(server_url, n_articles)
+    _create_pg_database(server_url, urlsplit(url).path.lstrip("/"))
+    recipe = {
+        "articles": n_articles,
+        "seed": SEED,
+        "corpus_version": CORPUS_VERSION,
+        "source_bytes": squad_path.stat().st_size,
+        "passage_max_words": PASSAGE_MAX_WORDS,
+        "sentence_splitter": "sentencex",
+        "engine": "postgresql",
+        "pg_schema_version": latest_pg_version(),
+    }
+    store = PostgresStore(url)
+    try:
+        store.conn.execute("create table if not exists bench_corpus (recipe text not null, meta text not null)")
+        row = store.conn.execute("select recipe, meta from bench_corpus").fetchone()
+        if row is not None and json.loads(row["recipe"]) == recipe:
+            return url, {**json.loads(row["meta"]), "built_this_run": False}
+        store.conn.execute(
+            "truncate bench_corpus, articles, sentences, passages, passage_terms, passage_postings "
+            "restart identity cascade; update corpus_stats set passages = 0, tokens = 0"
+        )
+        articles = build_articles(squad, n_articles)
+        started = time.perf_counter()
+        with store.bulk():
+            for done, (article, _) in enumerate(articles, start=1):
+                store.add_article(article)
+                if progress and done % 10_000 == 0:
+                    progress(f"  built {done}/{n_articles} articles in PostgreSQL")
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        store.conn.execute("vacuum analyze")  # what autovacuum does after a large ingest, done now: same plans each run
+        counts = store.query(
+            "select (select count(*) from articles) as articles, (select count(*) from passages) as passages, "
+            "(select count(*) from sentences) as sentences, pg_database_size(current_database()) as db_bytes"
+        )[0]
+        meta = {
+            "recipe": recipe,
+            "articles": counts["articles"],
+            "passages": counts["passages"],
+            "sentences": counts["sentences"],
+            "build_s": seconds,
+            "build_articles_per_s": n_articles / seconds,
+            "vacuum_analyze_s": time.perf_counter() - started,
+            "db_mb": counts["db_bytes"] / 1e6,
+        }
+        store.conn.execute(
+            "insert into bench_corpus (recipe, meta) values (%s, %s)", [json.dumps(recipe), json.dumps(meta)]
+        )
+    finally:
+        store.close()
+    logger.info("bench corpus built engine=postgresql articles=%d seconds=%.0f", n_articles, seconds)
+    return url, {**meta, "built_this_run": True}

@@ -36,12 +36,15 @@ from bot.bench.corpus import (
     Progress,
     build_articles,
     ensure_corpus_db,
+    ensure_pg_corpus,
     fresh_store,
     load_squad_corpus,
     pick_questions,
     used_bytes,
 )
+from bot.bench.engines import measure_engines
 from bot.bench.report import (
+    PARTS,
     AnsweringRow,
     BenchReport,
     ColdStart,
@@ -55,6 +58,8 @@ from bot.bench.report import (
     evaluate_targets,
     size_label,
 )
+from bot.bench.scoping import ensure_split_db, measure_scoping, question_collections
+from bot.bench.tally import Tally
 from bot.core.confidence import Calibrator
 from bot.core.reader import DTYPES, Reader, ReaderConfig
 from bot.core.records import Article
@@ -63,10 +68,10 @@ from bot.core.service import AnsweringService
 from bot.core.text import split_sentences
 from bot.errors import ConfigError
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
-from bot.training.squad import best_scores
 
 __all__ = [
     "run_benchmarks",
+    "parse_parts",
     "measure_answering",
     "measure_ingestion",
     "measure_cold_start",
@@ -83,47 +88,6 @@ PROFILE_ARTICLES = 200
 
 
 # Measurements ---------------------------------------------------------------------------------------------------
-
-
-def _summary(values: Sequence[float]) -> Summary:
-    if not values:
-        return Summary()
-    median, p95 = np.percentile(values, [50, 95])
-    return Summary(float(median), float(p95), float(np.mean(values)))
-
-
-class _Tally:
-    """Per-question timings and scores of one way of answering."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {"retrieve_ms": [], "read_ms": [], "total_ms": []}
-        self.em: list[float] = []
-        self.f1: list[float] = []
-        self.in_context: list[float] = []
-
-    def add(self, question: BenchQuestion, prediction: str | None, contexts: Sequence[str], **times_ms: float) -> None:
-        for name, value in times_ms.items():
-            self.times[name].append(value)
-        em, f1 = best_scores(prediction or "", question.answers)
-        self.em.append(em)
-        self.f1.append(f1)
-        self.in_context.append(float(any(gold in text for gold in question.answers for text in contexts)))
-
-    def result(self) -> WayResult:
-        def percent(values: list[float]) -> float:
-            return 100 * float(np.mean(values)) if values else 0.0
-
-        def times(name: str) -> Summary | None:
-            return _summary(self.times[name]) if self.times[name] else None
-
-        return WayResult(
-            em=percent(self.em),
-            f1=percent(self.f1),
-            answer_in_context=percent(self.in_context),
-            read_ms=times("read_ms") or Summary(),
-            retrieve_ms=times("retrieve_ms"),
-            total_ms=times("total_ms"),
-        )
 
 
 _NAIVE_SQL = (
@@ -176,7 +140,7 @@ def measure_answering(
         for question in warmup:
             service.answer(question.question)
             _naive_answer(naive_store, reader, question.question, top_k)
-        pipeline, naive = _Tally(), _Tally()
+        pipeline, naive = Tally(), Tally()
         for question in questions:
             answer = service.answer(question.question)
             timings = service.last_timings_ms
@@ -400,7 +364,7 @@ def measure_reader_options(
     # threads are set per read below (a process-wide setting), not by each reader
     readers = [Reader.from_config(dataclasses.replace(v.reader, threads=None)).load() for v in variants]
     retriever = Retriever(store, top_k=max(v.top_k for v in variants))
-    tallies = [_Tally() for _ in variants]
+    tallies = [Tally() for _ in variants]
     for index, question in enumerate([*warmup, *questions]):
         passages = [p.text for p in retriever.run(question.question)]
         for variant, reader, tally in zip(variants, readers, tallies):
@@ -529,6 +493,43 @@ def _machine() -> dict:
     }
 
 
+def _corpus_row(n: int, meta: dict) -> CorpusRow:
+    return CorpusRow(
+        articles=n,
+        label=size_label(n),
+        passages=meta["passages"],
+        sentences=meta["sentences"],
+        db_mb=meta["db_mb"],
+        db_mb_per_1k_articles=meta["db_mb"] * 1000 / n,
+        build_articles_per_s=meta["build_articles_per_s"],
+        built_this_run=meta["built_this_run"],
+    )
+
+
+def parse_parts(parts: str | Sequence[str] | None, *, postgres_url: str | None) -> list[str]:
+    """The parts a run measures, in `PARTS` order: all of them by default (`engines` only with a PostgreSQL URL).
+
+        >>> parse_parts("scoping, engines", postgres_url="postgresql://localhost/postgres")
+        ['scoping', 'engines']
+
+    :raises ConfigError: for a part that does not exist, or `engines` without a PostgreSQL URL.
+    """
+    if parts is None:
+        return [part for part in PARTS if part != "engines" or postgres_url]
+    names = [part.strip() for part in (parts.split(",") if isinstance(parts, str) else parts) if part.strip()]
+    unknown = [name for name in names if name not in PARTS]
+    if unknown or not names:
+        raise ConfigError(
+            f"Unknown benchmark part(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PARTS)}."
+        )
+    if "engines" in names and not postgres_url:
+        raise ConfigError(
+            "The engines part compares SQLite with PostgreSQL: pass --postgres with the URL of a PostgreSQL "
+            "server, e.g. --postgres postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+    return [part for part in PARTS if part in names]
+
+
 def run_benchmarks(
     squad_path: str | Path,
     *,
@@ -540,8 +541,10 @@ def run_benchmarks(
     ingest_articles: int = INGEST_ARTICLES,
     command: str = "",
     progress: Progress | None = None,
+    parts: Sequence[str] | None = None,
+    postgres_url: str | None = None,
 ) -> BenchReport:
-    """Build (or reuse) the corpora, then measure everything on this machine.
+    """Build (or reuse) the corpora, then measure everything on this machine (or the chosen `parts`).
 
         report = run_benchmarks("train-v1.1.json.gz", reader=settings.reader_config(), sizes=(1000, 10000))
 
@@ -554,6 +557,8 @@ def run_benchmarks(
     :param workdir: where corpus databases are built and kept between runs (ignored by git).
     :param ingest_articles: articles ingested into a fresh database to measure ingestion speed.
     :param command: the command line, recorded in the report.
+    :param parts: what to measure, of `PARTS` (see `parse_parts`); None: everything.
+    :param postgres_url: a PostgreSQL server where the `engines` part builds its corpora (`qabot_bench_<size>`).
     :raises QABotError: when the data or the model cannot be read, or `qa-bot ask` fails.
     """
     import torch
@@ -566,6 +571,7 @@ def run_benchmarks(
         )
     if not sizes or min(sizes) <= 0 or n_questions <= 0:
         raise ConfigError(f"sizes and questions must be positive, got sizes={list(sizes)} questions={n_questions}")
+    chosen = parse_parts(parts, postgres_url=postgres_url)
     sizes = sorted(set(sizes))
     squad_path, workdir = Path(squad_path), Path(workdir)
     squad = load_squad_corpus(squad_path)
@@ -597,64 +603,110 @@ def run_benchmarks(
     warmup = picked[n_questions:] or questions[:WARMUP_QUESTIONS]
     if not questions:
         raise ConfigError(f"No SQuAD question has its paragraph in the {sizes[0]}-article corpus; use a larger size.")
-    corpus_rows = [
-        CorpusRow(
-            articles=n,
-            label=size_label(n),
-            passages=meta["passages"],
-            sentences=meta["sentences"],
-            db_mb=meta["db_mb"],
-            db_mb_per_1k_articles=meta["db_mb"] * 1000 / n,
-            build_articles_per_s=meta["build_articles_per_s"],
-            built_this_run=meta["built_this_run"],
-        )
-        for n, _, meta in corpora
-    ]
+    corpus_rows = [_corpus_row(n, meta) for n, _, meta in corpora]
 
-    say(f"ingestion: {ingest_articles} articles into a fresh database")
-    probe = [article for article, _ in build_articles(squad, max(ingest_articles, 1))]
-    ingestion = measure_ingestion(probe, workdir)
+    ingestion = None
+    if "ingestion" in chosen:
+        say(f"ingestion: {ingest_articles} articles into a fresh database")
+        probe = [article for article, _ in build_articles(squad, max(ingest_articles, 1))]
+        ingestion = measure_ingestion(probe, workdir)
 
-    loaded = Reader.from_config(reader).load()
+    loaded = Reader.from_config(reader).load() if {"answering", "engines", "reader-options"} & set(chosen) else None
     answering = []
-    for n, db_path, meta in corpora:
-        say(f"answering at {size_label(n)}: {len(questions)} questions, pipeline and naive side by side")
-        store = SQLiteStore(db_path)
-        pipeline, naive, speedup = measure_answering(store, loaded, questions, top_k=top_k, warmup=warmup)
-        store.close()
-        answering.append(
-            AnsweringRow(
-                articles=n,
-                label=size_label(n),
-                passages=meta["passages"],
-                questions=len(questions),
-                pipeline=pipeline,
-                naive=naive,
-                speedup=speedup,
+    if "answering" in chosen:
+        assert loaded is not None
+        for n, db_path, meta in corpora:
+            say(f"answering at {size_label(n)}: {len(questions)} questions, pipeline and naive side by side")
+            store = SQLiteStore(db_path)
+            pipeline, naive, speedup = measure_answering(store, loaded, questions, top_k=top_k, warmup=warmup)
+            store.close()
+            answering.append(
+                AnsweringRow(
+                    articles=n,
+                    label=size_label(n),
+                    passages=meta["passages"],
+                    questions=len(questions),
+                    pipeline=pipeline,
+                    naive=naive,
+                    speedup=speedup,
+                )
             )
+
+    largest_n, largest_db, largest_meta = corpora[-1]
+    cold_start = None
+    if "cold-start" in chosen:
+        say(f"cold start at {size_label(largest_n)}: a fresh qa-bot ask")
+        cold_start = measure_cold_start(
+            largest_db, questions[:COLD_START_QUESTIONS], reader=reader, top_k=top_k, articles=largest_n
         )
 
-    largest_n, largest_db, _ = corpora[-1]
-    say(f"cold start at {size_label(largest_n)}: a fresh qa-bot ask")
-    cold_start = measure_cold_start(
-        largest_db, questions[:COLD_START_QUESTIONS], reader=reader, top_k=top_k, articles=largest_n
-    )
+    reader_options = reading_cost = None
+    if "reader-options" in chosen:
+        assert loaded is not None
+        options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
+        say(f"reader options at {size_label(options_n)}")
+        store = SQLiteStore(options_db)
+        variants = reader_variants(reader, top_k=top_k)
+        reader_options = ReaderOptionsResult(
+            articles=options_n,
+            label=size_label(options_n),
+            questions=len(questions),
+            variants=measure_reader_options(store, questions, variants, warmup=warmup),
+        )
+        configured = next((row for row in answering if row.articles == options_n), None)
+        if configured is not None:  # the reading cost takes the answering part's read time
+            reading_cost = measure_reading_cost(
+                store,
+                reader,
+                questions,
+                top_k=top_k,
+                articles=options_n,
+                read_ms_median=configured.pipeline.read_ms.median,
+            )
+        store.close()
 
-    options_n, options_db, _ = min(corpora, key=lambda c: abs(math.log(c[0] / 10_000)))
-    say(f"reader options at {size_label(options_n)}")
-    store = SQLiteStore(options_db)
-    variants = reader_variants(reader, top_k=top_k)
-    reader_options = ReaderOptionsResult(
-        articles=options_n,
-        label=size_label(options_n),
-        questions=len(questions),
-        variants=measure_reader_options(store, questions, variants, warmup=warmup),
-    )
-    configured = next(row for row in answering if row.articles == options_n)
-    reading_cost = measure_reading_cost(
-        store, reader, questions, top_k=top_k, articles=options_n, read_ms_median=configured.pipeline.read_ms.median
-    )
-    store.close()
+    scoping = None
+    if "scoping" in chosen:
+        say(f"scoping at {size_label(largest_n)}: unscoped and scoped retrieval side by side")
+        split_db = ensure_split_db(largest_db, largest_meta["recipe"], progress=say)
+        scoping = measure_scoping(
+            largest_db,
+            split_db,
+            questions,
+            own_collection=question_collections(squad, sizes[0], questions),
+            top_k=top_k,
+            articles=largest_n,
+            warmup=warmup,
+        )
+
+    engines, pg_corpora = [], []
+    if "engines" in chosen:
+        assert loaded is not None and postgres_url is not None
+        from bot.store.postgres import PostgresStore
+
+        for n, db_path, meta in corpora:
+            say(f"PostgreSQL at {size_label(n)}: building or reusing its corpus")
+            url, pg_meta = ensure_pg_corpus(squad, n, postgres_url, squad_path=squad_path, progress=say)
+            pg_corpora.append(_corpus_row(n, pg_meta))
+            say(f"engines at {size_label(n)}: {len(questions)} questions, SQLite and PostgreSQL side by side")
+            lite, pg = SQLiteStore(db_path), PostgresStore(url)
+            try:
+                engines.append(
+                    measure_engines(
+                        lite,
+                        pg,
+                        loaded,
+                        questions,
+                        top_k=top_k,
+                        articles=n,
+                        passages=meta["passages"],
+                        warmup=warmup,
+                    )
+                )
+            finally:
+                lite.close()
+                pg.close()
+
     report = BenchReport(
         command=command,
         machine=_machine(),
@@ -667,6 +719,10 @@ def run_benchmarks(
         reader_options=reader_options,
         reading_cost=reading_cost,
         bench_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        parts=chosen,
+        engines=engines,
+        pg_corpora=pg_corpora,
+        scoping=scoping,
     )
     report.targets = evaluate_targets(report)
     return report

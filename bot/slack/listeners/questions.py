@@ -5,7 +5,8 @@ one `slack_jobs` row keyed by the event id, so a question acknowledged to Slack 
 that took it dies:
 
 - PostgreSQL (`state.shared`): the row is written before the ack, and its insert is also what keeps a retried
-  delivery that reaches another replica from being asked twice (the ack waits for a count and that insert).
+  delivery that reaches another replica from being asked twice (the ack waits for one round trip that counts the
+  unfinished jobs and inserts the row, atomically across replicas).
 - SQLite: the row is written right after the ack, on a thread of its own, so the ack never waits on the file's
   lock; the workers of this process (or of a `qa-bot worker` on this machine) pick it up.
 
@@ -32,7 +33,7 @@ from bot.core import messages
 from bot.slack import blocks as slack_blocks
 from bot.slack.gate import is_dm_channel
 from bot.slack.listeners.shared import ListenerKit, from_a_person, new_id, question_text
-from bot.store.state_base import Job, ReplyLink
+from bot.store.state_base import Enqueued, Job, ReplyLink
 
 __all__ = ["QUESTION_KINDS", "QuestionJobs", "job_answer_id", "question_kind"]
 
@@ -123,21 +124,20 @@ class QuestionJobs:
         try:
             if not self._is_for_us(kind, event):
                 return True
-            if self.kit.state.unfinished_jobs() >= limit:
-                logger.warning("busy, question refused pending=%d", limit)
-                self.kit.later(self._post, kind, payload, slack_blocks.notice(messages.render("slack_busy")))
-                return True
-            new = self.kit.state.enqueue_job(key, kind, payload)
+            outcome = self.kit.state.enqueue_job(key, kind, payload, max_unfinished=limit)
         except Exception:  # the database: the asker learns it failed rather than waiting for nothing
             reference = new_id()[:8]
             logger.exception("could not queue a question key=%s reference=%s", key, reference)
             self.kit.later(self._post, kind, payload, slack_blocks.error_message(reference))
             return True
-        if new:
+        if outcome is Enqueued.BUSY:
+            logger.warning("busy, question refused pending=%d", limit)
+            self.kit.later(self._post, kind, payload, slack_blocks.notice(messages.render("slack_busy")))
+        elif outcome is Enqueued.QUEUED:
             self.wake()
         else:  # a retry reaching another replica, or this one after a restart
             logger.info("question queued already key=%s", key)
-        return new
+        return outcome is not Enqueued.REPEAT
 
     def _is_for_us(self, kind: str, event: dict) -> bool:
         """A follow-up only in a thread the bot answered, an edit only of a question it answered."""

@@ -243,23 +243,33 @@ def test_question_kind_by_the_event_alone(event, kind):
 # The app's workers, on both engines ---------------------------------------------------------------------------
 
 
-def _leave_running(slack: Slack, key: str, *, attempts: int = 1, reply_ts: str | None = None, lease_s: float = 0.5):
+def _leave_running(
+    slack: Slack,
+    key: str,
+    *,
+    attempts: int = 1,
+    reply_ts: str | None = None,
+    lease_s: float = 0.5,
+    kind: str = "mention",
+    payload: dict = PAYLOAD,
+    created_at: float = 0.0,
+):
     """Write the row a worker that died mid-job leaves behind: running, claimed by a process that is gone, its
     lease running out `lease_s` from now. One insert, so the app's own workers cannot claim it before."""
-    values = [key, "mention", PAYLOAD, "gone-host:999:qa-bot-job-0", time.time() + lease_s, attempts, reply_ts]
+    values = [key, kind, payload, "gone-host:999:qa-bot-job-0", time.time() + lease_s, attempts, reply_ts, created_at]
     columns = "key, kind, payload, state, claimed_by, lease_until, attempts, reply_ts, created_at"
     if hasattr(slack.state, "db"):
         with slack.state.db.conn:
-            values[2] = json.dumps(PAYLOAD)
+            values[2] = json.dumps(payload)
             slack.state.db.execute(
-                f"insert into slack_jobs ({columns}) values (?, ?, ?, 'running', ?, ?, ?, ?, 0)", values
+                f"insert into slack_jobs ({columns}) values (?, ?, ?, 'running', ?, ?, ?, ?, ?)", values
             )
     else:
         from psycopg.types.json import Jsonb
 
-        values[2] = Jsonb(PAYLOAD)
+        values[2] = Jsonb(payload)
         slack.state.conn.execute(
-            f"insert into slack_jobs ({columns}) values (%s, %s, %s, 'running', %s, %s, %s, %s, 0)", values
+            f"insert into slack_jobs ({columns}) values (%s, %s, %s, 'running', %s, %s, %s, %s, %s)", values
         )
 
 

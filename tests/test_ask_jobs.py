@@ -119,3 +119,13 @@ def test_an_ask_older_than_its_response_url_is_not_answered_and_says_so_in_the_l
         True,
     )
     assert slack.state.get_answer(job_answer_id(KEY)) is None  # not read either
+
+
+@BOTH_ENGINES
+def test_an_ask_claimed_again_is_not_counted_against_the_rate_limit_twice(slack):
+    for _ in range(10):  # `rate_limit_per_minute=10`: the dead worker's run was the tenth
+        assert slack.state.allow_question("U0001", per_minute=10).allowed
+    _leave_running(slack, KEY, kind=ASK_KIND, payload=_ask_payload(slack), created_at=time.time())
+    [answer] = slack.fake.wait_for("response_url", timeout_s=10)
+    slack.work.wait_idle()
+    assert "*Mikheev*" in _block(answer, "answer")["text"]["text"]

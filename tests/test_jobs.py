@@ -372,6 +372,25 @@ def test_a_reply_whose_ts_cannot_be_recorded_is_still_an_answer_not_an_apology(s
     assert [(job["state"], job["reply_ts"]) for job in _jobs(slack.state)] == [("done", None)]
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_job_claimed_again_does_not_count_against_the_rate_limit_twice(make_slack, engine):
+    slack = make_slack(engine=engine, rate_limit_per_minute=1)
+    assert slack.state.allow_question("U0001", per_minute=1).allowed  # the dead worker's run counted it
+    _leave_running(slack, "Ev-dead-4")
+    [reply] = slack.fake.wait_for("chat.postMessage", timeout_s=10)
+    slack.work.wait_idle()
+    assert reply["text"].startswith("Mikheev — ") and slack.fake.bodies("chat.postEphemeral") == []
+    slack.event("event_message_im.json")  # a new question: the limit is still there, one question a minute
+    [refusal] = slack.fake.wait_for("chat.postEphemeral")
+    slack.work.wait_idle()
+    assert refusal["text"].startswith("You have asked 1 questions in the last minute")
+    assert [(job["key"], job["attempts"], job["reply_ts"]) for job in _jobs(slack.state)][1] == (
+        "Ev0000000003",
+        1,
+        "replied",  # a refusal is a reply: a worker claiming the job again does not answer it after all
+    )
+
+
 def _dm(number: int):
     def edit(payload: dict) -> None:
         payload["event_id"] = f"EvDM{number:04d}"

@@ -226,6 +226,16 @@ class QuestionJobs:
             retry_handlers=base.retry_handlers.copy() if base.retry_handlers is not None else None,
         )
 
+    def _rate_limited(self, job: Job, user: str) -> dict | None:
+        """The rate limit's refusal, or None, counting each question once: a job claimed again after its worker
+        died was counted by that worker's run (a refusal it sent is recorded as its reply, so it never gets here),
+        and the asker must not pay for the crash. A worker that died before counting leaves the question uncounted:
+        the cheaper mistake."""
+        if job.attempts > 1:
+            logger.info("rate limit counted before key=%s attempts=%d", job.key, job.attempts)
+            return None
+        return self.kit.rate_limited(user)
+
     def _respond(self, payload: dict, message: dict, **options: object) -> bool:
         """Post `message` ephemerally through an `/ask`'s response_url, as Bolt's `respond` would; True when sent."""
         respond = Respond(response_url=payload["response_url"], proxy=self.client.proxy, ssl=self.client.ssl)
@@ -243,7 +253,7 @@ class QuestionJobs:
             return
         logger.info("question kind=ask user=%s", user)
         question = question_text(ask.get("text"), bot_user_id=None)
-        refusal = self.kit.rate_limited(user)
+        refusal = self._rate_limited(job, user)
         if refusal:
             if self._respond(ask, refusal):
                 replied(REPLIED_WITHOUT_TS)
@@ -280,9 +290,10 @@ class QuestionJobs:
             notice = slack_blocks.notice(messages.render("slack_empty_question"))
             replied(client.chat_postMessage(channel=channel, thread_ts=thread_ts, **notice)["ts"])
             return
-        refusal = self.kit.rate_limited(user)
+        refusal = self._rate_limited(job, user)
         if refusal:
             client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, **refusal)
+            replied(REPLIED_WITHOUT_TS)
             return
         # in a thread the bot has answered in, the earlier questions and their articles guide the search
         thread = self.kit.state.thread_context(channel, thread_ts, before_ts=ts) if thread_ts != ts else None
@@ -317,11 +328,12 @@ class QuestionJobs:
             return
         user = new.get("user", "")
         logger.info("question edited channel=%s user=%s ts=%s", channel, user, new["ts"])
-        refusal = self.kit.rate_limited(user)
+        refusal = self._rate_limited(job, user)
         if refusal:
-            self.kit.try_call(
+            if self.kit.try_call(
                 client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal
-            )
+            ):
+                replied(REPLIED_WITHOUT_TS)
             return
         team = new.get("user_team") or new.get("team")
         collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)

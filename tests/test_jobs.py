@@ -22,7 +22,7 @@ from bot.settings import Settings
 from bot.slack.jobs import MAX_ATTEMPTS, worker_name
 from bot.slack.listeners.questions import job_answer_id, question_kind
 from bot.store.retention import DAY_S, RetentionSweeper
-from bot.store.state_base import AskedQuestion, Job, StoredAnswer
+from bot.store.state_base import AskedQuestion, Enqueued, Job, StoredAnswer
 from tests.conftest import state_rows
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.test_slack_app import (  # noqa: F401
@@ -48,11 +48,45 @@ def _jobs(state) -> list[dict]:
 
 def test_a_job_is_queued_once_whichever_connection_queues_it_again(new_state):
     first, second = new_state(), new_state()
-    assert first.enqueue_job("Ev1", "mention", PAYLOAD, now=100.0) is True
-    assert second.enqueue_job("Ev1", "mention", {"event": {}}, now=101.0) is False
+    assert first.enqueue_job("Ev1", "mention", PAYLOAD, now=100.0) is Enqueued.QUEUED
+    assert second.enqueue_job("Ev1", "mention", {"event": {}}, now=101.0) is Enqueued.REPEAT
     assert second.unfinished_jobs() == 1
     job = second.claim_job("host:1:job-0", lease_s=60, now=102.0)
-    assert job == Job(key="Ev1", kind="mention", payload=PAYLOAD, attempts=1, claimed_by="host:1:job-0")
+    assert job == Job(
+        key="Ev1", kind="mention", payload=PAYLOAD, attempts=1, claimed_by="host:1:job-0", created_at=100.0
+    )
+
+
+def test_past_the_cap_a_new_question_is_busy_and_a_repeat_is_still_a_repeat(new_state):
+    state = new_state()
+    assert [state.enqueue_job(f"Ev{n}", "dm", {}, max_unfinished=2) for n in (1, 2, 3)] == [
+        Enqueued.QUEUED,
+        Enqueued.QUEUED,
+        Enqueued.BUSY,
+    ]
+    assert state.enqueue_job("Ev1", "dm", {}, max_unfinished=2) is Enqueued.REPEAT  # a retry: no busy reply
+    state.claim_job("w", lease_s=10)
+    state.finish_job("Ev1")
+    assert state.enqueue_job("Ev3", "dm", {}, max_unfinished=2) is Enqueued.QUEUED  # a finished job frees its place
+    assert [job["key"] for job in _jobs(state)] == ["Ev1", "Ev2", "Ev3"]
+
+
+def test_eight_replicas_queueing_at_once_against_a_cap_of_three_queue_exactly_three(new_state):
+    states = [new_state() for _ in range(8)]  # eight connections: eight replicas acknowledging at the same moment
+    start = threading.Barrier(8)
+
+    def enqueue(key: str, state) -> Enqueued:
+        start.wait()
+        return state.enqueue_job(key, "mention", PAYLOAD, max_unfinished=3)
+
+    for round_number in range(5):  # the race is short: run it a few times
+        keys = [f"Ev{round_number}-{number}" for number in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(enqueue, keys, states))
+        assert sorted(outcome.value for outcome in outcomes) == ["busy"] * 5 + ["queued"] * 3, round_number
+        assert states[0].unfinished_jobs() == 3
+        while (job := states[0].claim_job("w", lease_s=10)) is not None:  # answered: room for the next round
+            states[0].finish_job(job.key)
 
 
 def test_eight_workers_racing_claim_every_job_exactly_once(new_state):
@@ -122,7 +156,7 @@ def test_finished_jobs_are_not_claimed_and_are_forgotten_a_day_later(new_state):
     assert (state.unfinished_jobs(), state.claim_job("w", lease_s=10, now=6000.0).key) == (1, "Ev-waiting")
     assert state.forget_finished_jobs(before=1000.0) == 1
     assert [job["key"] for job in _jobs(state)] == ["Ev-waiting", "Ev-new"]
-    assert state.enqueue_job("Ev-new", "dm", {}) is False  # still stops a late retry
+    assert state.enqueue_job("Ev-new", "dm", {}) is Enqueued.REPEAT  # still stops a late retry
 
 
 def test_the_daily_sweep_forgets_jobs_finished_over_a_day_ago(new_state):
@@ -209,23 +243,33 @@ def test_question_kind_by_the_event_alone(event, kind):
 # The app's workers, on both engines ---------------------------------------------------------------------------
 
 
-def _leave_running(slack: Slack, key: str, *, attempts: int = 1, reply_ts: str | None = None, lease_s: float = 0.5):
+def _leave_running(
+    slack: Slack,
+    key: str,
+    *,
+    attempts: int = 1,
+    reply_ts: str | None = None,
+    lease_s: float = 0.5,
+    kind: str = "mention",
+    payload: dict = PAYLOAD,
+    created_at: float = 0.0,
+):
     """Write the row a worker that died mid-job leaves behind: running, claimed by a process that is gone, its
     lease running out `lease_s` from now. One insert, so the app's own workers cannot claim it before."""
-    values = [key, "mention", PAYLOAD, "gone-host:999:qa-bot-job-0", time.time() + lease_s, attempts, reply_ts]
+    values = [key, kind, payload, "gone-host:999:qa-bot-job-0", time.time() + lease_s, attempts, reply_ts, created_at]
     columns = "key, kind, payload, state, claimed_by, lease_until, attempts, reply_ts, created_at"
     if hasattr(slack.state, "db"):
         with slack.state.db.conn:
-            values[2] = json.dumps(PAYLOAD)
+            values[2] = json.dumps(payload)
             slack.state.db.execute(
-                f"insert into slack_jobs ({columns}) values (?, ?, ?, 'running', ?, ?, ?, ?, 0)", values
+                f"insert into slack_jobs ({columns}) values (?, ?, ?, 'running', ?, ?, ?, ?, ?)", values
             )
     else:
         from psycopg.types.json import Jsonb
 
-        values[2] = Jsonb(PAYLOAD)
+        values[2] = Jsonb(payload)
         slack.state.conn.execute(
-            f"insert into slack_jobs ({columns}) values (%s, %s, %s, 'running', %s, %s, %s, %s, 0)", values
+            f"insert into slack_jobs ({columns}) values (%s, %s, %s, 'running', %s, %s, %s, %s, %s)", values
         )
 
 
@@ -326,6 +370,25 @@ def test_a_reply_whose_ts_cannot_be_recorded_is_still_an_answer_not_an_apology(s
     slack.work.wait_idle()
     assert reply["text"].startswith("Mikheev — ") and len(slack.fake.bodies("chat.postMessage")) == 1
     assert [(job["state"], job["reply_ts"]) for job in _jobs(slack.state)] == [("done", None)]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_job_claimed_again_does_not_count_against_the_rate_limit_twice(make_slack, engine):
+    slack = make_slack(engine=engine, rate_limit_per_minute=1)
+    assert slack.state.allow_question("U0001", per_minute=1).allowed  # the dead worker's run counted it
+    _leave_running(slack, "Ev-dead-4")
+    [reply] = slack.fake.wait_for("chat.postMessage", timeout_s=10)
+    slack.work.wait_idle()
+    assert reply["text"].startswith("Mikheev — ") and slack.fake.bodies("chat.postEphemeral") == []
+    slack.event("event_message_im.json")  # a new question: the limit is still there, one question a minute
+    [refusal] = slack.fake.wait_for("chat.postEphemeral")
+    slack.work.wait_idle()
+    assert refusal["text"].startswith("You have asked 1 questions in the last minute")
+    assert [(job["key"], job["attempts"], job["reply_ts"]) for job in _jobs(slack.state)][1] == (
+        "Ev0000000003",
+        1,
+        "replied",  # a refusal is a reply: a worker claiming the job again does not answer it after all
+    )
 
 
 def _dm(number: int):

@@ -523,15 +523,17 @@ def test_a_failure_outside_the_reader_still_reaches_the_user(slack, monkeypatch,
         raise StoreError("database is locked")
 
     monkeypatch.setattr(slack.state, "allow_question", broken)
-    with caplog.at_level(logging.ERROR, logger="bot.slack.app"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.jobs"):
         slack.command("slash_ask.form.txt")
         [apology] = slack.fake.wait_for("response_url")
-    [record] = [r for r in caplog.records if r.message.startswith("slack job failed job=_ask")]
+    [record] = [r for r in caplog.records if r.message.startswith("job failed key=command:T0001:U0001:")]
     reference = record.message.split("reference=")[1]
-    assert (apology["text"], apology["response_type"]) == (
+    assert (apology["text"], apology["response_type"], apology["replace_original"]) == (
         f"Sorry, something went wrong while answering (reference {reference}). The details are in the bot's log.",
         "ephemeral",
+        False,
     )
+    assert record.exc_info[0] is StoreError and " kind=ask " in record.message
 
 
 def test_missing_credentials_are_config_errors(tmp_path, fake_slack):

@@ -2,8 +2,8 @@
 
 Listeners only do Slack I/O. Each one acknowledges at once and hands the slow part (reading, fetching, storing)
 to a small worker pool, so Bolt's own threads stay free to acknowledge the next request within Slack's 3 s. A
-question asked by an event (a mention, a DM, a follow-up, an edit) becomes a job in the database instead, answered
-by the job workers (`bot.slack.jobs`) of this process or of any other sharing the database, so it survives a crash.
+question (a mention, a DM, a follow-up, an edit, an `/ask`) becomes a job in the database instead, answered by the
+job workers (`bot.slack.jobs`) of this process or of any other sharing the database, so it survives a crash.
 Answering goes through `AnsweringService`; wording comes from prompts/ through `slack_blocks`. The listeners live
 in `bot.slack.listeners`, by kind: events, commands, actions.
 """

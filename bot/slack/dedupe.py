@@ -14,8 +14,9 @@ depends on the state:
   insert wrote the row answers. When the database cannot be reached, the delivery is handled anyway (memory still
   stops repeats to this replica) and the failure is logged: a missed answer is worse than a rare double one.
 
-A question (a mention, a DM, a follow-up, an edit) is claimed by its job's row instead (`slack_jobs`, keyed by the
-same id: `bot.slack.listeners.questions`), so only `remember` (memory) is asked for it here.
+A question (a mention, a DM, a follow-up, an edit, an `/ask`) is claimed by its job's row instead (`slack_jobs`,
+keyed by the same id or delivery key: `bot.slack.listeners.questions`), so only `remember` (memory) is asked for it
+here.
 """
 
 from __future__ import annotations

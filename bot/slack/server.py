@@ -27,6 +27,7 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.slack.app import WORKER_THREADS, create_app
 from bot.slack.jobs import JobRunner
+from bot.slack.stopping import STOP_JOBS_S, stop_signals
 from bot.store import is_postgres_url
 from bot.store.retention import RetentionSweeper
 
@@ -55,7 +56,6 @@ HTTP_THREADS = 8
 MAX_BODY_BYTES = 1024 * 1024
 _PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
 HEALTH_TIMEOUT_S = 2  # libpq's shortest connect_timeout; a load balancer's check should not hang much longer
-STOP_JOBS_S = 30.0  # on exit, how long the questions being answered may take; later, others re-claim them
 
 
 def check_health(database: str | Path, *, min_free_mb: int) -> tuple[bool, dict]:
@@ -293,9 +293,12 @@ def connect_to_slack(settings: Settings, *, receiving: bool = True) -> WebClient
 
 
 def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> None:
-    """Check the Slack credentials, load the reader once, then serve Slack until interrupted.
+    """Check the Slack credentials, load the reader once, then serve Slack until SIGTERM or SIGINT (Ctrl-C).
 
         serve(load_settings(), port=3000)
+
+    On SIGTERM or SIGINT it stops taking requests and questions, lets the questions being read finish for up to
+    `STOP_JOBS_S` (the rest wait in the database for another process) and returns, after one `stopped` log line.
 
     :param host: interface for the HTTP server (ignored in Socket Mode).
     :param port: port for the HTTP server (ignored in Socket Mode).
@@ -312,12 +315,23 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> Non
     app = create_app(settings, service, client=client, jobs=jobs)
     poller = start_feed_poller(settings)
     sweeper = RetentionSweeper(settings.database, retention_days=settings.question_retention_days).start()
+    stopped_by = "SIGINT"  # a KeyboardInterrupt that no handler of ours raised: Ctrl-C before they were installed
+
+    def interrupt(name: str) -> None:
+        nonlocal stopped_by
+        stopped_by = name
+        raise KeyboardInterrupt  # ends waitress's loop (or Socket Mode's wait) the way Ctrl-C does
+
     try:
-        _serve_app(app, settings, host=host, port=port)
+        with stop_signals(interrupt):
+            _serve_app(app, settings, host=host, port=port)
+    except KeyboardInterrupt:
+        pass
     finally:
-        jobs.stop(timeout_s=STOP_JOBS_S)  # the questions being read are answered; the queued ones wait in the database
-        poller.stop(timeout_s=5)
-        sweeper.stop(timeout_s=5)
+        finished = jobs.stop(timeout_s=STOP_JOBS_S)  # the questions being read; the queued ones wait in the database
+        poller.stop(timeout_s=2)  # a feed round cut short is polled again next round
+        sweeper.stop(timeout_s=2)
+    logger.info("stopped signal=%s questions_finished=%s", stopped_by, finished)
 
 
 def start_feed_poller(settings: Settings, **options: Any) -> FeedPoller:
@@ -342,7 +356,11 @@ def _serve_app(app: App, settings: Settings, *, host: str, port: int) -> None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         logger.info("serving mode=socket")
-        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        try:
+            handler.start()
+        finally:
+            handler.close()
         return
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     wsgi = create_wsgi_app(
@@ -353,8 +371,6 @@ def _serve_app(app: App, settings: Settings, *, host: str, port: int) -> None:
     server = create_http_server(wsgi, host=host, port=port)
     logger.info("serving mode=http host=%s port=%s events_path=%s", host, server.effective_port, EVENTS_PATH)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        logger.info("stopped")
+        server.run()  # returns on KeyboardInterrupt, after waiting (up to 5 s) for the requests being handled
     finally:
         server.close()

@@ -11,7 +11,6 @@ shares it only with the `serve` on the same machine using the same file (said in
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +25,8 @@ from bot.slack.gate import Gate
 from bot.slack.jobs import JobRunner
 from bot.slack.listeners import ListenerKit
 from bot.slack.listeners.questions import QuestionJobs
-from bot.slack.server import STOP_JOBS_S, connect_to_slack
+from bot.slack.server import connect_to_slack
+from bot.slack.stopping import STOP_JOBS_S, stop_signals
 from bot.store import open_state
 
 __all__ = ["run_worker"]
@@ -57,20 +57,25 @@ def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None
     work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-bot-work")  # the kit's; jobs do not use it
     kit = ListenerKit(settings, service, state, work, gate=gate)
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda signum, frame: stop.set())
-    runner = JobRunner(threads=threads, lease_s=settings.job_lease_s).start(state, QuestionJobs(kit, client))
-    logger.info("worker ready threads=%d db=%s", threads, settings.database_label)
-    try:
-        while not stop.wait(1.0):  # woken now and then, so a signal is handled promptly
-            pass
-    finally:
-        logger.info("worker stopping, finishing the questions being answered")
-        runner.stop(timeout_s=STOP_JOBS_S)
-        work.shutdown(wait=False)
-        state.close()
-    logger.info("worker stopped")
+    stopped_by = "stop"  # the event, set by a test
+
+    def on_signal(name: str) -> None:
+        nonlocal stopped_by
+        stopped_by = name
+        stop.set()
+
+    with stop_signals(on_signal):
+        runner = JobRunner(threads=threads, lease_s=settings.job_lease_s).start(state, QuestionJobs(kit, client))
+        logger.info("worker ready threads=%d db=%s", threads, settings.database_label)
+        try:
+            while not stop.wait(1.0):  # woken now and then, so a signal is handled promptly
+                pass
+        finally:
+            logger.info("worker stopping, finishing the questions being answered")
+            finished = runner.stop(timeout_s=STOP_JOBS_S)
+            work.shutdown(wait=False)
+            state.close()
+    logger.info("worker stopped signal=%s questions_finished=%s", stopped_by, finished)
 
 
 def _team_of(client: WebClient) -> str:

@@ -17,12 +17,15 @@ from contextlib import contextmanager
 
 from bot.store.pg_connect import connect_pg
 
-__all__ = ["FEED_POLL_LOCK", "advisory_turn"]
+__all__ = ["FEED_POLL_LOCK", "JOB_QUEUE_LOCK", "advisory_turn"]
 
 logger = logging.getLogger(__name__)
 
 # Any numbers, the same in every qa-bot, apart from pg_migrations' migration lock. Advisory locks are per database.
 FEED_POLL_LOCK = 716_301_017
+# Held (transaction-scoped, waited for) by each capped enqueue of a question, so that counting the unfinished jobs
+# and inserting one is a single step across replicas (`bot.store.pg_state`); a few hundred microseconds each.
+JOB_QUEUE_LOCK = 716_301_018
 
 
 @contextmanager

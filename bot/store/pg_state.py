@@ -24,14 +24,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
+from psycopg import ClientCursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from bot.store.pg_connect import PgSession, describe_url, store_errors
+from bot.store.pg_locks import JOB_QUEUE_LOCK
 from bot.store.pg_migrations import migrate_pg
 from bot.store.state_base import (
     EVENT_MEMORY_S,
     RATE_WINDOW_S,
+    Enqueued,
     Job,
     RateDecision,
     ReplyLink,
@@ -75,7 +78,29 @@ where key = (
   order by created_at limit 1
   for update skip locked
 )
-returning key, kind, payload, attempts, reply_ts, claimed_by
+returning key, kind, payload, attempts, reply_ts, claimed_by, created_at
+"""
+
+# A capped enqueue, sent as one simple query (one round trip, one implicit transaction): the advisory lock is taken
+# by the first statement and held to the end of the second, whose snapshot (read committed: one per statement) is
+# taken after the lock, so it counts every job inserted by an enqueue that held the lock before. A single statement
+# could not do it: its snapshot would predate the wait for the lock, and two askers would both see room for one.
+# A repeat is told apart from a full queue, so a retry of a queued question never gets the busy reply.
+_ENQUEUE_CAPPED_SQL = """
+select pg_advisory_xact_lock(%(lock)s);
+with present as (
+  select exists (select 1 from slack_jobs where key = %(key)s) as repeat
+), room as (
+  select count(*) < %(cap)s as free from slack_jobs where state in ('pending', 'running')
+), added as (
+  insert into slack_jobs (key, kind, payload, state, attempts, created_at)
+  select %(key)s, %(kind)s, %(payload)s, 'pending', 0, %(now)s
+  where not (select repeat from present) and (select free from room)
+  on conflict (key) do nothing
+  returning 1
+)
+select exists (select 1 from added) as queued, (select repeat from present) as repeat,
+  (select free from room) as free
 """
 
 
@@ -275,18 +300,33 @@ class PostgresSlackState:
 
     # Jobs ----------------------------------------------------------------------------------------------------
 
-    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
-        """Queue a question as a pending job unless `key` is already there (queued by any replica); True when new."""
+    def enqueue_job(
+        self, key: str, kind: str, payload: dict, *, max_unfinished: int | None = None, now: float | None = None
+    ) -> Enqueued:
+        """Queue a question as a pending job unless `key` is there already (queued by any replica: `REPEAT`) or
+        `max_unfinished` jobs of every replica are unfinished (`BUSY`); one round trip either way. Capped enqueues
+        take turns on an advisory lock for the length of one insert, so concurrent replicas never overshoot."""
         now = time.time() if now is None else now
+        params = {"key": key, "kind": kind, "payload": Jsonb(payload), "now": now}
         with self._db("queue a question") as conn:
-            return (
-                conn.execute(
+            if max_unfinished is None:
+                inserted = conn.execute(
                     "insert into slack_jobs (key, kind, payload, state, attempts, created_at) "
-                    "values (%s, %s, %s, 'pending', 0, %s) on conflict (key) do nothing",
-                    [key, kind, Jsonb(payload), now],
+                    "values (%(key)s, %(kind)s, %(payload)s, 'pending', 0, %(now)s) on conflict (key) do nothing",
+                    params,
                 ).rowcount
-                == 1
-            )
+                return Enqueued.QUEUED if inserted == 1 else Enqueued.REPEAT
+            # client-side binding: the only way to send two statements with parameters in one simple query
+            with ClientCursor(conn) as cursor:
+                cursor.execute(_ENQUEUE_CAPPED_SQL, {**params, "lock": JOB_QUEUE_LOCK, "cap": max_unfinished})
+                cursor.nextset()  # past the lock's row
+                row = cursor.fetchone()
+        assert row is not None  # a select without from: one row
+        if row["queued"]:
+            return Enqueued.QUEUED
+        if row["repeat"] or row["free"]:  # free but not inserted: an uncapped insert of the same key won the race
+            return Enqueued.REPEAT
+        return Enqueued.BUSY
 
     def unfinished_jobs(self) -> int:
         with self._db("count the queued questions") as conn:

@@ -25,6 +25,7 @@ from bot.store.state_base import (
     EVENT_MEMORY_S,
     RATE_WINDOW_S,
     AskedQuestion,
+    Enqueued,
     Job,
     RateDecision,
     ReplyLink,
@@ -245,16 +246,45 @@ class SlackState:
 
     # Jobs ----------------------------------------------------------------------------------------------------
 
-    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
-        """Queue a question as a pending job unless `key` is already there; True when it was new."""
+    def enqueue_job(
+        self, key: str, kind: str, payload: dict, *, max_unfinished: int | None = None, now: float | None = None
+    ) -> Enqueued:
+        """Queue a question as a pending job unless `key` is there already (`REPEAT`) or `max_unfinished` jobs are
+        unfinished (`BUSY`). The file's write lock (`begin immediate`) is taken before the count, so a `qa-bot
+        worker` or another serve on the same file cannot slip a job in between."""
         now = time.time() if now is None else now
+        conn = self.db.conn
         with self._lock:
-            cursor = self._write(
-                "insert or ignore into slack_jobs (key, kind, payload, state, attempts, created_at) "
-                "values (?, ?, ?, 'pending', 0, ?)",
-                [key, kind, json.dumps(payload), now],
-            )
-        return cursor.rowcount == 1
+            try:
+                conn.execute("begin immediate")
+                try:
+                    outcome = self._enqueue(conn, key, kind, payload, max_unfinished=max_unfinished, now=now)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not queue a question in {self.path}: {exc}") from exc
+        return outcome
+
+    @staticmethod
+    def _enqueue(
+        conn: sqlite3.Connection, key: str, kind: str, payload: dict, *, max_unfinished: int | None, now: float
+    ) -> Enqueued:
+        if conn.execute("select exists (select 1 from slack_jobs where key = ?)", [key]).fetchone()[0]:
+            return Enqueued.REPEAT
+        if max_unfinished is not None:
+            unfinished = conn.execute(
+                "select count(*) from slack_jobs where state in ('pending', 'running')"
+            ).fetchone()[0]
+            if unfinished >= max_unfinished:
+                return Enqueued.BUSY
+        conn.execute(
+            "insert into slack_jobs (key, kind, payload, state, attempts, created_at) "
+            "values (?, ?, ?, 'pending', 0, ?)",
+            [key, kind, json.dumps(payload), now],
+        )
+        return Enqueued.QUEUED
 
     def unfinished_jobs(self) -> int:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AskedQuestion",
     "EVENT_MEMORY_S",
+    "Enqueued",
     "Job",
     "RATE_WINDOW_S",
     "RateDecision",
@@ -134,6 +136,14 @@ class RateDecision:
     retry_after_s: int = 0
 
 
+class Enqueued(Enum):
+    """What `SlackStateStore.enqueue_job` did with a question."""
+
+    QUEUED = "queued"  # a new pending job
+    REPEAT = "repeat"  # a job with its key was there already (a retried delivery): nothing changed
+    BUSY = "busy"  # `max_unfinished` jobs were unfinished already: nothing queued, the asker is told
+
+
 @dataclass(frozen=True)
 class Job:
     """A question acknowledged to Slack and not yet answered, as a worker claimed it from `slack_jobs`.
@@ -144,6 +154,8 @@ class Job:
     :param attempts: how often it was claimed, this claim included: more than 1 after a worker died holding it.
     :param reply_ts: the reply a worker already posted, if any: the job must not post it again.
     :param claimed_by: the worker holding it (`host:pid:thread`).
+    :param created_at: when it was queued (epoch seconds), about when Slack sent it: an `/ask` job's `response_url`
+        works for 30 minutes from then.
     """
 
     key: str
@@ -152,6 +164,7 @@ class Job:
     attempts: int = 1
     reply_ts: str | None = None
     claimed_by: str | None = None
+    created_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, payload: dict) -> Job:
@@ -163,6 +176,7 @@ class Job:
             attempts=row["attempts"],
             reply_ts=row["reply_ts"],
             claimed_by=row["claimed_by"],
+            created_at=row["created_at"],
         )
 
 
@@ -295,9 +309,14 @@ class SlackStateStore(Protocol):
 
     # Jobs: questions acknowledged and not yet answered (`bot.slack.jobs`)
 
-    def enqueue_job(self, key: str, kind: str, payload: dict, *, now: float | None = None) -> bool:
-        """Queue a question as a pending job unless a job with `key` exists; True when it was new. The key is the
-        delivery's id, so a retried delivery (reaching any replica) queues nothing."""
+    def enqueue_job(
+        self, key: str, kind: str, payload: dict, *, max_unfinished: int | None = None, now: float | None = None
+    ) -> Enqueued:
+        """Queue a question as a pending job, in one atomic step: `REPEAT` when a job with `key` exists (the key is
+        the delivery's id, so a retried delivery reaching any replica queues nothing), else `BUSY` when
+        `max_unfinished` jobs (of every replica, in a shared state) are unfinished already, else `QUEUED`. The
+        count and the insert are one step across processes too, so concurrent askers never push the queue past
+        `max_unfinished` (None: no cap)."""
         ...
 
     def unfinished_jobs(self) -> int:

@@ -12,7 +12,8 @@ several processes use tokens of their own). `response_url` posts land on
 
 Failure modes, chosen by the token like bolt-python's mock server (auth.test always succeeds so an app can start):
 `xoxb-ratelimited` → HTTP 429 with Retry-After: 1; `xoxb-fail` → 200 `{"ok": false, "error": "fatal_error"}`.
-A single method can be made to fail with `fake.fail("reactions.add", "already_reacted")`.
+A single method can be made to fail with `fake.fail("reactions.add", "already_reacted")`, or to answer only after
+a while with `fake.delay("chat.postMessage", 1.5)` (recorded on arrival, answered after the delay).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FakeSlackAPI:
         self.tokens: list[str] = []
         self._caller = threading.local()  # the token of the request the current handler thread is recording
         self._failures: dict[str, str] = {}
+        self._delays: dict[str, float] = {}
         self._lock = threading.Condition()
         self._ts_counter = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -76,6 +78,10 @@ class FakeSlackAPI:
     def fail(self, method: str, error: str) -> None:
         """Make every later call to `method` answer `{"ok": false, "error": error}`."""
         self._failures[method] = error
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Make every later call to `method` wait `seconds` before it is answered (a slow Slack)."""
+        self._delays[method] = seconds
 
     def next_ts(self) -> str:
         with self._lock:
@@ -199,6 +205,7 @@ def _handler_for(fake: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
             token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip() or str(body.get("token", ""))
             fake._caller.token = token
             fake._record(method, body)
+            time.sleep(fake._delays.get(method, 0.0))
             if method != "auth.test" and token == "xoxb-ratelimited":
                 self._send(
                     429,

@@ -1,5 +1,5 @@
-"""Slash command listeners: /ask (private answer with a share button), /ingest, /qa-admin and /qa-report
-(admins), /qa-help."""
+"""Slash command listeners: /ask's usage (its questions are jobs: `bot.slack.listeners.questions`), /ingest,
+/qa-admin and /qa-report (admins), /qa-help."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bot.errors import IngestError
 from bot.slack import blocks as slack_blocks
 from bot.slack.escape import unescape_slack
 from bot.slack.gate import is_dm_channel
-from bot.slack.listeners.shared import ListenerKit, question_text
+from bot.slack.listeners.shared import ListenerKit
 from bot.sources.fetch import fetch_article
 from bot.sources.files import article_from_text
 
@@ -35,8 +35,8 @@ _COLLECTION_OPTION = re.compile(r"^--collection(?:=|[ \t]+)(\S*)[ \t]*\n?")
 
 
 class CommandListeners:
-    """`/ask`, `/ingest`, `/qa-admin` and `/qa-help`: each acknowledges at once; answering, ingesting and the
-    library's queries run on the worker pools."""
+    """`/ask` (its usage), `/ingest`, `/qa-admin` and `/qa-help`: each acknowledges at once; ingesting and the
+    library's queries run on the worker pools, questions on the job workers."""
 
     def __init__(self, kit: ListenerKit) -> None:
         self.kit = kit
@@ -50,40 +50,10 @@ class CommandListeners:
 
     # Slash commands ------------------------------------------------------------------------------------------
 
-    def on_ask(self, ack: Ack, command: dict, respond: Respond) -> None:
-        question = question_text(command.get("text"), bot_user_id=None)
-        if not question:
-            ack(**slack_blocks.notice(messages.render("slack_ask_usage")))
-            return
-        ack()
-        user = command.get("user_id", "")
-        # /ask reads what the channel it is typed in may read (in a DM: what the asker may read in DMs)
-        collections = self.kit.gate.collections_for(
-            channel=command.get("channel_id", ""), user=user, team=command.get("team_id")
-        )
-        where = (command.get("channel_id") or None, command.get("team_id") or None)
-        self.kit.question_later(
-            self._ask, respond, user, question, collections, where, apology=self.kit.privately(respond)
-        )
-
-    def _ask(
-        self,
-        respond: Respond,
-        user: str,
-        question: str,
-        collections: frozenset[str] | None,
-        where: tuple[str | None, str | None],
-    ) -> None:
-        logger.info("question kind=ask user=%s", user)
-        refusal = self.kit.rate_limited(user)
-        if refusal:
-            self.kit.respond(respond, refusal, response_type="ephemeral")
-            return
-        channel, team = where
-        message, _ = self.kit.answer(
-            question, user=user, shareable=True, collections=collections, channel=channel, team=team
-        )
-        self.kit.respond(respond, message, response_type="ephemeral")
+    def on_ask(self, ack: Ack) -> None:
+        """`/ask` without a question: its usage. A question is taken as a job before any listener runs
+        (`EventListeners.take_questions`) and answered through its response_url by the job workers."""
+        ack(**slack_blocks.notice(messages.render("slack_ask_usage")))
 
     def on_ingest(self, ack: Ack, command: dict, respond: Respond) -> None:
         user = command.get("user_id", "")

@@ -1,5 +1,5 @@
-"""Event listeners: questions (mentions, DMs, follow-ups, edits) taken as jobs before the ack, deletions, retried
-deliveries, unhandled errors."""
+"""Event listeners: questions (mentions, DMs, follow-ups, edits, and `/ask`) taken as jobs before the ack,
+deletions, retried deliveries, unhandled errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.slack.listeners.questions import QuestionJobs, question_kind
-from bot.slack.listeners.shared import ListenerKit, new_id
+from bot.slack.listeners.shared import ListenerKit, new_id, question_text
 
 __all__ = ["EventListeners"]
 
@@ -55,9 +55,12 @@ class EventListeners:
 
     def take_questions(self, body: dict, context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:
         """Global middleware: an event that asks the bot a question (`question_kind`: a mention, a DM, a reply in a
-        thread, an edit) is taken as a job (`QuestionJobs.take`) and acknowledged, before any listener; with
-        PostgreSQL the job is in the database before Slack gets the ack, so a crash cannot lose it. A repeat is
-        acknowledged with no retry. Anything else goes on to the other middleware and listeners."""
+        thread, an edit) or an `/ask` with a question is taken as a job (`QuestionJobs.take`, `take_ask`) and
+        acknowledged, before any listener; with PostgreSQL the job is in the database before Slack gets the ack,
+        so a crash cannot lose it. A repeat is acknowledged with no retry. Anything else (an `/ask` without a
+        question: its usage) goes on to the other middleware and listeners."""
+        if body.get("command") == "/ask":
+            return self._take_ask(body, next)
         event = body.get("event") if body.get("type") == "event_callback" else None
         key = str(body.get("event_id") or "")
         kind = question_kind(event, bot_user_id=context.bot_user_id) if isinstance(event, dict) and key else None
@@ -66,6 +69,14 @@ class EventListeners:
         if not self.questions.take(key, kind, body, bot_user_id=context.bot_user_id, team=context.team_id):
             logger.info("ignored repeated event event_id=%s kind=%s", key, kind)
             return _repeat()
+        return BoltResponse(status=200, body="")
+
+    def _take_ask(self, body: dict, next: Callable[[], BoltResponse]) -> BoltResponse:
+        if not question_text(body.get("text"), bot_user_id=None):
+            return next()
+        key = delivery_key(body) or f"command:{new_id()}"  # Slack always sends a trigger id
+        if not self.questions.take_ask(key, body):
+            logger.info("ignored repeated command command=/ask user=%s", body.get("user_id"))
         return BoltResponse(status=200, body="")
 
     def skip_repeated_deliveries(

@@ -1,20 +1,25 @@
-"""Questions as durable jobs: which Slack events ask one, how each is taken at the ack, and how a worker answers it.
+"""Questions as durable jobs: which Slack requests ask one, how each is taken at the ack, and how a worker answers it.
 
 A mention, a DM, a reply in a thread the bot answered (a follow-up) and the edit of a question it answered become
-one `slack_jobs` row keyed by the event id, so a question acknowledged to Slack is answered even if the process
-that took it dies:
+one `slack_jobs` row keyed by the event id, and `/ask` one keyed by the command's delivery key (team, user, trigger
+id), so a question acknowledged to Slack is answered even if the process that took it dies:
 
 - PostgreSQL (`state.shared`): the row is written before the ack, and its insert is also what keeps a retried
-  delivery that reaches another replica from being asked twice (the ack waits for a count and that insert).
+  delivery that reaches another replica from being asked twice (the ack waits for one round trip that counts the
+  unfinished jobs and inserts the row, atomically across replicas).
 - SQLite: the row is written right after the ack, on a thread of its own, so the ack never waits on the file's
   lock; the workers of this process (or of a `qa-bot worker` on this machine) pick it up.
 
 Past `QABOT_MAX_PENDING` unfinished jobs (every replica's, with PostgreSQL) the asker gets the "busy" reply and
 nothing is queued. The workers (`bot.slack.jobs.JobRunner`, in `qa-bot serve` and `qa-bot worker`) answer a job
-through `QuestionJobs.run`.
+through `QuestionJobs.run`: an event's in the question's thread, an `/ask` privately through the command's
+`response_url` (with the Share button), which Slack accepts for 30 minutes: an `/ask` job older than that is
+logged and dropped. A reply without a `ts` of its own (a `response_url` post, an ephemeral message) is recorded
+as `REPLIED_WITHOUT_TS` once sent, so a job claimed again never sends it twice.
 
     questions = QuestionJobs(kit, client, wake=runner.wake)
-    questions.take("Ev0001", "mention", body, bot_user_id="U0BOT")  # in the middleware, before the ack
+    questions.take("Ev0001", "mention", body, bot_user_id="U0BOT", team="T0001")  # in the middleware, before the ack
+    questions.take_ask("command:T0001:U0001:13.4", command)  # `/ask`, likewise
     runner.start(kit.state, questions)
 """
 
@@ -23,22 +28,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from slack_bolt import Respond
 from slack_sdk import WebClient
 
 from bot.core import messages
 from bot.slack import blocks as slack_blocks
 from bot.slack.gate import is_dm_channel
 from bot.slack.listeners.shared import ListenerKit, from_a_person, new_id, question_text
-from bot.store.state_base import Job, ReplyLink
+from bot.store.state_base import Enqueued, Job, ReplyLink
 
-__all__ = ["QUESTION_KINDS", "QuestionJobs", "job_answer_id", "question_kind"]
+__all__ = [
+    "ASK_KIND",
+    "QUESTION_KINDS",
+    "REPLIED_WITHOUT_TS",
+    "RESPONSE_URL_TTL_S",
+    "QuestionJobs",
+    "job_answer_id",
+    "question_kind",
+]
 
 logger = logging.getLogger(__name__)
 
-QUESTION_KINDS = ("mention", "dm", "follow-up", "edit")
+QUESTION_KINDS = ("mention", "dm", "follow-up", "edit")  # asked by events
+ASK_KIND = "ask"  # asked with `/ask`, answered through its response_url
+RESPONSE_URL_TTL_S = 30 * 60  # Slack accepts posts to a command's response_url for 30 minutes
+REPLIED_WITHOUT_TS = "replied"  # a job's reply_ts when its reply has no ts: it was sent, never send it again
 
 
 def question_kind(event: dict, *, bot_user_id: str | None) -> str | None:
@@ -106,9 +124,24 @@ class QuestionJobs:
         """Take the question of delivery `key` (an Events API body, sent for workspace `team`): False when it is a
         repeat, to acknowledge with no retry; True when it is new to this process, queued now (PostgreSQL) or
         right after the ack (SQLite). The payload is what a worker needs, never a token."""
+        payload = {"event": body.get("event") or {}, "bot_user_id": bot_user_id, "team": team}
+        return self._take(key, kind, payload)
+
+    def take_ask(self, key: str, command: dict) -> bool:
+        """Take an `/ask` (the command's form, `key` its delivery key) like `take` takes an event. The payload keeps
+        where, by whom and what was asked and the response_url, never the command's verification token."""
+        payload = {
+            "channel": command.get("channel_id", ""),
+            "user": command.get("user_id", ""),
+            "team": command.get("team_id") or None,
+            "text": command.get("text") or "",
+            "response_url": command.get("response_url", ""),
+        }
+        return self._take(key, ASK_KIND, payload)
+
+    def _take(self, key: str, kind: str, payload: dict) -> bool:
         if not self.kit.seen.remember(key):
             return False
-        payload = {"event": body.get("event") or {}, "bot_user_id": bot_user_id, "team": team}
         if self.kit.state.shared:
             return self._queue(key, kind, payload)
         if self._intake is None:
@@ -118,29 +151,28 @@ class QuestionJobs:
 
     def _queue(self, key: str, kind: str, payload: dict) -> bool:
         """Queue the question unless it is not ours or the bot is busy; False when another replica queued it."""
-        event = payload["event"]
         limit = self.kit.settings.max_pending
         try:
-            if not self._is_for_us(kind, event):
+            if not self._is_for_us(kind, payload):
                 return True
-            if self.kit.state.unfinished_jobs() >= limit:
-                logger.warning("busy, question refused pending=%d", limit)
-                self.kit.later(self._post, kind, payload, slack_blocks.notice(messages.render("slack_busy")))
-                return True
-            new = self.kit.state.enqueue_job(key, kind, payload)
+            outcome = self.kit.state.enqueue_job(key, kind, payload, max_unfinished=limit)
         except Exception:  # the database: the asker learns it failed rather than waiting for nothing
             reference = new_id()[:8]
             logger.exception("could not queue a question key=%s reference=%s", key, reference)
             self.kit.later(self._post, kind, payload, slack_blocks.error_message(reference))
             return True
-        if new:
+        if outcome is Enqueued.BUSY:
+            logger.warning("busy, question refused pending=%d", limit)
+            self.kit.later(self._post, kind, payload, slack_blocks.notice(messages.render("slack_busy")))
+        elif outcome is Enqueued.QUEUED:
             self.wake()
         else:  # a retry reaching another replica, or this one after a restart
             logger.info("question queued already key=%s", key)
-        return new
+        return outcome is not Enqueued.REPEAT
 
-    def _is_for_us(self, kind: str, event: dict) -> bool:
+    def _is_for_us(self, kind: str, payload: dict) -> bool:
         """A follow-up only in a thread the bot answered, an edit only of a question it answered."""
+        event = payload.get("event") or {}
         if kind == "follow-up":
             return bool(self.kit.state.thread_context(event["channel"], event["thread_ts"]).questions)
         if kind == "edit":
@@ -150,19 +182,29 @@ class QuestionJobs:
     # Answering a job (a worker) ------------------------------------------------------------------------------
 
     def run(self, job: Job, replied: Callable[[str], None]) -> None:
-        """Answer a job: in the question's thread, or by updating the answer of an edited question."""
-        if job.kind == "edit":
+        """Answer a job: in the question's thread, by updating the answer of an edited question, or privately
+        through an `/ask`'s response_url."""
+        if job.kind == ASK_KIND:
+            self._answer_ask(job, replied)
+        elif job.kind == "edit":
             self._update_answer(job, replied)
         elif job.kind in QUESTION_KINDS:
             self._answer_in_thread(job, replied)
         else:
-            raise ValueError(f"unknown job kind {job.kind!r} (known: {', '.join(QUESTION_KINDS)})")
+            raise ValueError(f"unknown job kind {job.kind!r} (known: {', '.join((*QUESTION_KINDS, ASK_KIND))})")
 
     def apologise(self, job: Job, message: dict) -> None:
+        if job.kind == ASK_KIND and _expired(job):
+            logger.warning("apology not shown, the /ask response_url expired key=%s", job.key)
+            return
         self._post(job.kind, job.payload, message)
 
     def _post(self, kind: str, payload: dict, message: dict) -> None:
-        """Post `message` in the thread of the question a job's event asked (the edited message's, for an edit)."""
+        """Post `message` in the thread of the question a job's event asked (the edited message's, for an edit), or
+        privately to the asker of an `/ask`."""
+        if kind == ASK_KIND:
+            self._respond(payload, message, replace_original=False)
+            return
         event = payload["event"]
         asked = {**(event.get("message") or {}), "channel": event.get("channel", "")} if kind == "edit" else event
         self._client_for(payload).chat_postMessage(
@@ -184,6 +226,52 @@ class QuestionJobs:
             retry_handlers=base.retry_handlers.copy() if base.retry_handlers is not None else None,
         )
 
+    def _rate_limited(self, job: Job, user: str) -> dict | None:
+        """The rate limit's refusal, or None, counting each question once: a job claimed again after its worker
+        died was counted by that worker's run (a refusal it sent is recorded as its reply, so it never gets here),
+        and the asker must not pay for the crash. A worker that died before counting leaves the question uncounted:
+        the cheaper mistake."""
+        if job.attempts > 1:
+            logger.info("rate limit counted before key=%s attempts=%d", job.key, job.attempts)
+            return None
+        return self.kit.rate_limited(user)
+
+    def _respond(self, payload: dict, message: dict, **options: object) -> bool:
+        """Post `message` ephemerally through an `/ask`'s response_url, as Bolt's `respond` would; True when sent."""
+        respond = Respond(response_url=payload["response_url"], proxy=self.client.proxy, ssl=self.client.ssl)
+        return self.kit.respond(respond, message, response_type="ephemeral", **options)
+
+    def _answer_ask(self, job: Job, replied: Callable[[str], None]) -> None:
+        ask = job.payload
+        user, channel, team = ask.get("user", ""), ask.get("channel", ""), ask.get("team")
+        if job.reply_ts is not None:  # sent by a worker that died before the bookkeeping: nothing is left to do
+            logger.info("reply sent before, not again key=%s", job.key)
+            return
+        if _expired(job):
+            age_s = time.time() - (job.created_at or 0.0)
+            logger.warning("question not answered, its /ask response_url expired key=%s age_s=%.0f", job.key, age_s)
+            return
+        logger.info("question kind=ask user=%s", user)
+        question = question_text(ask.get("text"), bot_user_id=None)
+        refusal = self._rate_limited(job, user)
+        if refusal:
+            if self._respond(ask, refusal):
+                replied(REPLIED_WITHOUT_TS)
+            return
+        # /ask reads what the channel it is typed in may read (in a DM: what the asker may read in DMs)
+        collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
+        message, _ = self.kit.answer(
+            question,
+            user=user,
+            shareable=True,
+            collections=collections,
+            channel=channel or None,
+            team=team or None,
+            answer_id=job_answer_id(job.key),
+        )
+        if self._respond(ask, message):
+            replied(REPLIED_WITHOUT_TS)
+
     def _answer_in_thread(self, job: Job, replied: Callable[[str], None]) -> None:
         event, bot_user_id = job.payload["event"], job.payload.get("bot_user_id")
         client = self._client_for(job.payload)
@@ -202,9 +290,10 @@ class QuestionJobs:
             notice = slack_blocks.notice(messages.render("slack_empty_question"))
             replied(client.chat_postMessage(channel=channel, thread_ts=thread_ts, **notice)["ts"])
             return
-        refusal = self.kit.rate_limited(user)
+        refusal = self._rate_limited(job, user)
         if refusal:
             client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, **refusal)
+            replied(REPLIED_WITHOUT_TS)
             return
         # in a thread the bot has answered in, the earlier questions and their articles guide the search
         thread = self.kit.state.thread_context(channel, thread_ts, before_ts=ts) if thread_ts != ts else None
@@ -239,11 +328,12 @@ class QuestionJobs:
             return
         user = new.get("user", "")
         logger.info("question edited channel=%s user=%s ts=%s", channel, user, new["ts"])
-        refusal = self.kit.rate_limited(user)
+        refusal = self._rate_limited(job, user)
         if refusal:
-            self.kit.try_call(
+            if self.kit.try_call(
                 client.chat_postEphemeral, channel=channel, user=user, thread_ts=link.thread_ts, **refusal
-            )
+            ):
+                replied(REPLIED_WITHOUT_TS)
             return
         team = new.get("user_team") or new.get("team")
         collections = self.kit.gate.collections_for(channel=channel, user=user, team=team)
@@ -256,3 +346,8 @@ class QuestionJobs:
                 replied(link.reply_ts)
         if updated:
             self.kit.state.link_reply(dataclasses.replace(link, answer_id=stored_id))
+
+
+def _expired(job: Job) -> bool:
+    """Whether an `/ask` job is past its response_url's 30 minutes (counted from when it was queued)."""
+    return job.created_at is not None and time.time() - job.created_at >= RESPONSE_URL_TTL_S

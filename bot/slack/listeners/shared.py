@@ -3,7 +3,6 @@ plumbing around them (run later with an apology on failure, answer with a logged
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -90,8 +89,6 @@ class ListenerKit:
         self.fetches = fetches or work
         self.seen = seen or SeenDeliveries(state)
         self.reader_lock = threading.Lock()  # one reader run at a time: the model already uses every core
-        self._questions_lock = threading.Lock()
-        self.pending_questions = 0  # accepted and not yet answered: queued for a worker or waiting for the reader
 
     def is_admin(self, team: str | None, user: str) -> bool:
         """The one check for every admin action (`/ingest`, `/qa-admin` and its buttons): the (team, user) pair is
@@ -127,36 +124,6 @@ class ListenerKit:
 
         (pool or self.work).submit(run)
 
-    def question_later(
-        self, job: Callable[..., None], *args: object, apology: Callable[[dict], object] | None = None
-    ) -> None:
-        """`later` for a question (`/ask`): at most `max_pending` of them wait for the reader in this process; past
-        that the user is told, through `apology`, that the bot is busy, and nothing is queued. Questions asked by
-        events are jobs instead, capped the same way in the database (`bot.slack.listeners.questions`)."""
-        limit = self.settings.max_pending
-        with self._questions_lock:
-            busy = self.pending_questions >= limit
-            if not busy:
-                self.pending_questions += 1
-        if busy:
-            logger.warning("busy, question refused pending=%d", limit)
-            if apology is not None:
-                try:
-                    apology(slack_blocks.notice(messages.render("slack_busy")))
-                except Exception:
-                    logger.exception("could not tell the user the bot is busy")
-            return
-
-        @functools.wraps(job)
-        def counted(*job_args: object) -> None:
-            try:
-                job(*job_args)
-            finally:
-                with self._questions_lock:
-                    self.pending_questions -= 1
-
-        self.later(counted, *args, apology=apology)
-
     def in_thread(self, client: WebClient, event: dict) -> Callable[[dict], object]:
         return lambda message: client.chat_postMessage(
             channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"], **message
@@ -184,15 +151,18 @@ class ListenerKit:
             logger.warning("slack call failed method=%s error=%s", getattr(call, "__name__", call), slack_error(exc))
             return False
 
-    def respond(self, respond: Respond, message: dict, **options: Any) -> None:
+    def respond(self, respond: Respond, message: dict, **options: Any) -> bool:
+        """Post `message` through a response_url; True when Slack took it (a failure is logged, not raised)."""
         try:
             response = respond(**message, **options)
         except SLACK_CALL_ERRORS as exc:
             logger.warning("response_url post failed error=%s", slack_error(exc))
-            return
+            return False
         status = getattr(response, "status_code", 200)
         if status != 200:
             logger.warning("response_url post failed status=%s", status)
+            return False
+        return True
 
     def answer(
         self,

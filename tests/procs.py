@@ -208,6 +208,7 @@ def signed_headers(body: bytes, *, secret: str = SECRET, timestamp: int | None =
     """The headers Slack signs a request with: HMAC-SHA256 of `v0:{timestamp}:{body}` under the signing secret."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None  # None only without a secret
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
 
 

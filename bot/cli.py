@@ -380,6 +380,19 @@ def _bench_decision(
     )
 
 
+def _long_running_settings(db_path: str | None) -> Settings:
+    """The settings of `serve` or `worker`, with logging set up for a process that runs for days: the level of
+    -v/-vv or QABOT_LOG_LEVEL, whichever says more, and QABOT_LOG_FILE."""
+    import logging
+
+    settings = _settings(db_path=db_path)
+    configure_logging(
+        min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
+        log_file=settings.log_file,
+    )
+    return settings
+
+
 @cli.command()
 @db_option
 @click.option(
@@ -400,15 +413,9 @@ def serve(db_path: str | None, host: str, port: int) -> None:
 
     Example: qa-bot serve --port 3000
     """
-    import logging
-
     from bot.slack.server import serve as serve_slack
 
-    settings = _settings(db_path=db_path)
-    configure_logging(
-        min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
-        log_file=settings.log_file,
-    )
+    settings = _long_running_settings(db_path)
     try:
         serve_slack(settings, host=host, port=port)
     except QABotError as exc:
@@ -435,15 +442,9 @@ def worker(db_path: str | None, threads: int) -> None:
 
     Example: qa-bot worker --db postgresql://qa@db.internal/qa --threads 2
     """
-    import logging
-
     from bot.slack.worker import run_worker
 
-    settings = _settings(db_path=db_path)
-    configure_logging(
-        min(logging.getLogger().getEffectiveLevel(), logging.getLevelName(settings.log_level)),
-        log_file=settings.log_file,
-    )
+    settings = _long_running_settings(db_path)
     try:
         run_worker(settings, threads=threads)
     except QABotError as exc:

@@ -191,6 +191,18 @@ def _count(store: SQLiteStore, table: str) -> int:
     return store.db[table].count
 
 
+def corpus_recipe(n_articles: int, squad_path: Path) -> dict:
+    """What a built corpus depends on: a stored database is reused only while its recipe is this one."""
+    return {
+        "articles": n_articles,
+        "seed": SEED,
+        "corpus_version": CORPUS_VERSION,
+        "source_bytes": squad_path.stat().st_size,
+        "passage_max_words": PASSAGE_MAX_WORDS,
+        "sentence_splitter": "sentencex",
+    }
+
+
 def ensure_corpus_db(
     squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path, progress: Progress | None = None
 ) -> tuple[Path, dict]:
@@ -202,14 +214,7 @@ def ensure_corpus_db(
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / f"squad-{n_articles}.db"
     meta_path = db_path.with_suffix(".json")
-    recipe = {
-        "articles": n_articles,
-        "seed": SEED,
-        "corpus_version": CORPUS_VERSION,
-        "source_bytes": squad_path.stat().st_size,
-        "passage_max_words": PASSAGE_MAX_WORDS,
-        "sentence_splitter": "sentencex",
-    }
+    recipe = corpus_recipe(n_articles, squad_path)
     if meta_path.is_file() and db_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("recipe") == recipe:
@@ -298,16 +303,7 @@ def ensure_pg_corpus(
 
     url = pg_corpus_url(server_url, n_articles)
     _create_pg_database(server_url, urlsplit(url).path.lstrip("/"))
-    recipe = {
-        "articles": n_articles,
-        "seed": SEED,
-        "corpus_version": CORPUS_VERSION,
-        "source_bytes": squad_path.stat().st_size,
-        "passage_max_words": PASSAGE_MAX_WORDS,
-        "sentence_splitter": "sentencex",
-        "engine": "postgresql",
-        "pg_schema_version": latest_pg_version(),
-    }
+    recipe = {**corpus_recipe(n_articles, squad_path), "engine": "postgresql", "pg_schema_version": latest_pg_version()}
     store = PostgresStore(url)
     try:
         store.conn.execute("create table if not exists bench_corpus (recipe text not null, meta text not null)")

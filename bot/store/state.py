@@ -11,7 +11,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,19 @@ logger = logging.getLogger(__name__)
 # A job a worker may take: pending, or running under an expired lease (`?`: now); `state in (...)` lets the partial
 # index of unfinished jobs serve the query.
 _CLAIMABLE = "state in ('pending', 'running') and (state = 'pending' or lease_until < ?)"
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A transaction that takes the file's write lock at its start (`begin immediate`), so what it reads cannot
+    change under it in another process before it writes; committed at the end, rolled back on any error."""
+    conn.execute("begin immediate")
+    try:
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 class SlackState:
@@ -228,18 +242,13 @@ class SlackState:
                 # the file's write lock before the count, so another process's count waits for this one's insert
                 # (the Python lock only orders this connection's threads; a deferred transaction let 11 of 30
                 # concurrent questions through a limit of 10)
-                conn.execute("begin immediate")
-                try:
+                with immediate(conn):
                     conn.execute("delete from slack_requests where user = ? and at <= ?", [user, since])
                     n, oldest = conn.execute(
                         "select count(*), min(at) from slack_requests where user = ?", [user]
                     ).fetchone()
                     if n < per_minute:
                         conn.execute("insert into slack_requests (user, at) values (?, ?)", [user, now])
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not write Slack state to {self.path}: {exc}") from exc
         return RateDecision(True) if n < per_minute else RateDecision(False, retry_after_s(oldest, now=now))
@@ -256,13 +265,8 @@ class SlackState:
         conn = self.db.conn
         with self._lock:
             try:
-                conn.execute("begin immediate")
-                try:
+                with immediate(conn):
                     outcome = self._enqueue(conn, key, kind, payload, max_unfinished=max_unfinished, now=now)
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not queue a question in {self.path}: {exc}") from exc
         return outcome
@@ -304,8 +308,7 @@ class SlackState:
                     == 0
                 ):
                     return None
-                conn.execute("begin immediate")
-                try:
+                with immediate(conn):
                     row = conn.execute(
                         f"select key from slack_jobs where {_CLAIMABLE} order by created_at limit 1", [now]
                     ).fetchone()
@@ -315,10 +318,6 @@ class SlackState:
                             "attempts = attempts + 1 where key = ?",
                             [worker, now + lease_s, row[0]],
                         )
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
             except sqlite3.Error as exc:
                 raise StoreError(f"Could not claim a job in {self.path}: {exc}") from exc
             if row is None:

@@ -15,7 +15,7 @@ from bot.core.ingest import ingest_paths
 from bot.errors import StoreError
 from bot.store.pg_state import PostgresSlackState
 from bot.store.postgres import PostgresStore
-from bot.store.state_base import StoredAnswer
+from bot.store.state_base import Enqueued, StoredAnswer
 from tests.conftest import DATA_DIR, POSTGRES_ADMIN_URL
 
 
@@ -112,3 +112,24 @@ def test_a_migration_waits_for_another_openers_migration_past_the_statement_time
     assert store.query("select version from schema_version") == [{"version": latest_pg_version()}]
     assert waited_s > 1.5
     store.close()
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["uncapped", "capped"])
+def test_a_question_queued_on_a_dropped_state_connection_waits_in_the_table_instead_of_failing(postgres_url, capped):
+    state = PostgresSlackState(postgres_url)
+    clear_jobs(postgres_url)
+    try:
+        terminate(backend_pid(state))
+        cap = 10 if capped else None
+        assert state.enqueue_job("Ev-drop", "mention", {"text": "hi"}, max_unfinished=cap) is Enqueued.QUEUED
+        assert state.query("select key, state from slack_jobs") == [{"key": "Ev-drop", "state": "pending"}]
+        # sent again (a retry of the delivery): still one job
+        assert state.enqueue_job("Ev-drop", "mention", {"text": "hi"}, max_unfinished=cap) is Enqueued.REPEAT
+    finally:
+        clear_jobs(postgres_url)
+        state.close()
+
+
+def clear_jobs(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("delete from slack_jobs")

@@ -136,7 +136,8 @@ class PgSession:
 
     def read(self, run: Callable[[psycopg.Connection[DictRow]], T]) -> T:
         """`run(conn)` under the lock; when the connection turns out lost on the way, it is replaced and `run` is
-        called once more, on the new one. Only for reads: they are safe to repeat.
+        called once more, on the new one. Only for reads, and writes keyed so that a second run changes nothing
+        (a job's insert): they are safe to repeat.
 
         :raises psycopg.Error: what `run` raised, or what the second try raised.
         """

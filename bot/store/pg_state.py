@@ -308,7 +308,8 @@ class PostgresSlackState:
         take turns on an advisory lock for the length of one insert, so concurrent replicas never overshoot."""
         now = time.time() if now is None else now
         params = {"key": key, "kind": kind, "payload": Jsonb(payload), "now": now}
-        with self._db("queue a question") as conn:
+
+        def enqueue(conn: psycopg.Connection[DictRow]) -> Enqueued:
             if max_unfinished is None:
                 inserted = conn.execute(
                     "insert into slack_jobs (key, kind, payload, state, attempts, created_at) "
@@ -321,12 +322,17 @@ class PostgresSlackState:
                 cursor.execute(_ENQUEUE_CAPPED_SQL, {**params, "lock": JOB_QUEUE_LOCK, "cap": max_unfinished})
                 cursor.nextset()  # past the lock's row
                 row = cursor.fetchone()
-        assert row is not None  # a select without from: one row
-        if row["queued"]:
-            return Enqueued.QUEUED
-        if row["repeat"] or row["free"]:  # free but not inserted: an uncapped insert of the same key won the race
-            return Enqueued.REPEAT
-        return Enqueued.BUSY
+            assert row is not None  # a select without from: one row
+            if row["queued"]:
+                return Enqueued.QUEUED
+            if row["repeat"] or row["free"]:  # free but not inserted: an uncapped insert of the same key won the race
+                return Enqueued.REPEAT
+            return Enqueued.BUSY
+
+        # keyed by the delivery, the insert is safe to send again: on a connection the server dropped it is, on a
+        # new one, so the question waits in the table instead of getting an apology (a first try that committed
+        # before the drop comes back as REPEAT, and a worker answers it all the same)
+        return self._read("queue a question", enqueue)
 
     def unfinished_jobs(self) -> int:
         with self._db("count the queued questions") as conn:

@@ -401,6 +401,15 @@ def test_mention_in_channel_answers_in_a_thread_with_the_cited_sentence(slack):
     assert slack.fake.bodies("reactions.add") == slack.fake.bodies("reactions.remove") == [eyes]
 
 
+def test_a_reply_slack_rate_limits_is_posted_after_its_retry_after_not_lost(slack):
+    slack.fake.rate_limit("chat.postMessage", times=1)
+    slack.event("event_app_mention_channel.json")
+    posts = slack.fake.wait_for("chat.postMessage", 2, timeout_s=10)
+    assert posts[0] == posts[1] and "Mikheev" in posts[1]["text"]  # the same answer, sent again after 429
+    slack.fake.wait_for("reactions.remove")
+    assert slack.fake.methods() == ["reactions.add", "chat.postMessage", "chat.postMessage", "reactions.remove"]
+
+
 def test_mention_inside_a_thread_replies_to_the_thread_root(slack):
     slack.reader.answers = {"Mikheev": 0.9}
     slack.event("event_app_mention_in_thread.json")

@@ -20,6 +20,7 @@ from slack_bolt.logger import get_bolt_logger
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.core.access import load_access_policy
 from bot.core.service import AnsweringService
@@ -33,12 +34,13 @@ from bot.slack.listeners.questions import QuestionJobs
 from bot.slack.listeners.shared import question_text
 from bot.store import SlackStateStore, open_state
 
-__all__ = ["create_app", "question_text", "WORKER_THREADS", "FETCH_THREADS"]
+__all__ = ["create_app", "slack_web_client", "question_text", "WORKER_THREADS", "FETCH_THREADS", "RATE_LIMIT_RETRIES"]
 
 logger = logging.getLogger(__name__)
 
 WORKER_THREADS = 2  # answers take the CPU (and a lock); a second worker lets clicks and posts overlap a reading
 # (the same number of job workers answer the questions taken as jobs: one reads while the other posts)
+RATE_LIMIT_RETRIES = 2  # Slack's HTTP 429s are waited out (Retry-After) this many times per call
 FETCH_THREADS = 2  # /ingest fetches wait on other servers: their own pool, so a slow link never delays an answer
 
 
@@ -96,9 +98,7 @@ def create_app(
                 "SLACK_BOT_TOKEN is not set. Install the Slack app (see manifest.yaml) and set "
                 "SLACK_BOT_TOKEN to its Bot User OAuth Token (xoxb-…)."
             )
-        client = WebClient(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url or WebClient.BASE_URL
-        )
+        client = slack_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     if not signing_secret and settings.slack_app_token is None:
         raise ConfigError(
@@ -143,6 +143,17 @@ def create_app(
     register_all(app, kit, questions)
     runner.start(state, questions)
     return app
+
+
+def slack_web_client(token: str, base_url: str | None = None, *, timeout: int = 30) -> WebClient:
+    """The Web API client the app posts with. Slack rate-limits `chat.postMessage` (about one a second per
+    channel), and a busy channel or several replicas answering at once can meet it: an HTTP 429 is waited out
+    (its Retry-After) and the call sent again, `RATE_LIMIT_RETRIES` times, instead of failing the answer and then
+    its apology, which Slack would refuse as well. Nothing else is retried: a call that failed otherwise may have
+    posted."""
+    client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=timeout)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
+    return client
 
 
 def _bot_team_id(app: App, client: WebClient) -> str | None:

@@ -25,7 +25,7 @@ from bot.core.access import load_access_policy
 from bot.core.service import build_service
 from bot.errors import ConfigError
 from bot.settings import Settings
-from bot.slack.app import WORKER_THREADS, create_app
+from bot.slack.app import WORKER_THREADS, create_app, slack_web_client
 from bot.slack.jobs import JobRunner
 from bot.slack.stopping import STOP_JOBS_S, stop_signals
 from bot.store import is_postgres_url
@@ -267,7 +267,7 @@ def connect_to_slack(settings: Settings, *, receiving: bool = True) -> WebClient
             "scope; unset it to serve over HTTP instead."
         )
     base_url = settings.slack_api_url or WebClient.BASE_URL
-    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=base_url, timeout=10)
+    client = slack_web_client(settings.slack_bot_token.get_secret_value(), base_url, timeout=10)
     url = f"{base_url}auth.test"
     sdk_logger = logging.getLogger("slack_sdk.web.base_client")
     sdk_level = sdk_logger.level

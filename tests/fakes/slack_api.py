@@ -41,6 +41,7 @@ class FakeSlackAPI:
         self._caller = threading.local()  # the token of the request the current handler thread is recording
         self._failures: dict[str, str] = {}
         self._delays: dict[str, float] = {}
+        self._rate_limited: dict[str, int] = {}
         self._lock = threading.Condition()
         self._ts_counter = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -78,6 +79,10 @@ class FakeSlackAPI:
     def fail(self, method: str, error: str) -> None:
         """Make every later call to `method` answer `{"ok": false, "error": error}`."""
         self._failures[method] = error
+
+    def rate_limit(self, method: str, times: int = 1) -> None:
+        """Make the next `times` calls to `method` answer HTTP 429 with Retry-After: 1, as Slack's rate limit."""
+        self._rate_limited[method] = times
 
     def delay(self, method: str, seconds: float) -> None:
         """Make every later call to `method` wait `seconds` before it is answered (a slow Slack)."""
@@ -206,7 +211,10 @@ def _handler_for(fake: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
             fake._caller.token = token
             fake._record(method, body)
             time.sleep(fake._delays.get(method, 0.0))
-            if method != "auth.test" and token == "xoxb-ratelimited":
+            with fake._lock:
+                limited = fake._rate_limited.get(method, 0)
+                fake._rate_limited[method] = max(limited - 1, 0)
+            if (method != "auth.test" and token == "xoxb-ratelimited") or limited:
                 self._send(
                     429,
                     json.dumps({"ok": False, "error": "ratelimited"}).encode(),

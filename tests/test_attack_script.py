@@ -4,30 +4,16 @@ app and waitress server as `serve`), in a few seconds. The full attack run is ne
 # ruff: noqa: F811  (the fixtures of test_slack_app, imported by name, are test arguments here)
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bot.logs import FORMAT, OneLineFormatter
+from tests.scripts import load_script
 from tests.test_slack_app import make_slack  # noqa: F401
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "attack.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("qa_bot_attack_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-attack = _load_script()
+attack = load_script("attack.py")
 
 
 @pytest.fixture(autouse=True)

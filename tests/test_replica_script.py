@@ -4,23 +4,10 @@ lost a reply or ran on a busy machine, and its section of BENCHMARKS.md rewritte
 from __future__ import annotations
 
 import doctest
-import importlib.util
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "replica_throughput.py"
+from tests.scripts import load_script
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("qa_bot_replica_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+script = load_script("replica_throughput.py")
 Round = script.Round
 
 

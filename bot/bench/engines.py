@@ -49,17 +49,7 @@ def measure_engines(
             answer = service.answer(question.question)
             if index < len(warmup):
                 continue
-            timings = service.last_timings_ms
-            passages_read = [p.text for p in retriever.run(question.question)]  # untimed: for answer_in_context
-            retrieved.append(passages_read)
-            tally.add(
-                question,
-                answer.text,
-                passages_read,
-                retrieve_ms=timings["retrieve"],
-                read_ms=timings["read"],
-                total_ms=timings["total"],
-            )
+            retrieved.append(tally.add_answered(question, answer.text, service, retriever))
         if retrieved:
             same += retrieved[0] == retrieved[1]
     sqlite_way: WayResult = engines[0][2].result()

@@ -143,16 +143,7 @@ def measure_answering(
         pipeline, naive = Tally(), Tally()
         for question in questions:
             answer = service.answer(question.question)
-            timings = service.last_timings_ms
-            passages = [p.text for p in retriever.run(question.question)]  # untimed: only for answer_in_context
-            pipeline.add(
-                question,
-                answer.text,
-                passages,
-                retrieve_ms=timings["retrieve"],
-                read_ms=timings["read"],
-                total_ms=timings["total"],
-            )
+            pipeline.add_answered(question, answer.text, service, retriever)
             text, bodies, retrieve_ms, read_ms = _naive_answer(naive_store, reader, question.question, top_k)
             naive.add(question, text, bodies, retrieve_ms=retrieve_ms, read_ms=read_ms, total_ms=retrieve_ms + read_ms)
     finally:

@@ -9,12 +9,17 @@ how often a gold answer was in the text read).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bot.bench.corpus import BenchQuestion
 from bot.bench.report import Summary, WayResult
 from bot.training.squad import best_scores
+
+if TYPE_CHECKING:
+    from bot.core.retrieve import Retriever
+    from bot.core.service import AnsweringService
 
 __all__ = ["Tally"]
 
@@ -35,6 +40,23 @@ class Tally:
         self.em.append(em)
         self.f1.append(f1)
         self.in_context.append(float(any(gold in text for gold in question.answers for text in contexts)))
+
+    def add_answered(
+        self, question: BenchQuestion, prediction: str | None, service: AnsweringService, retriever: Retriever
+    ) -> list[str]:
+        """`add` the answer `service` just gave, with its timings and the passages it read (retrieved again,
+        untimed, only for answer-in-passages); returns those passages."""
+        timings = service.last_timings_ms
+        passages = [p.text for p in retriever.run(question.question)]
+        self.add(
+            question,
+            prediction,
+            passages,
+            retrieve_ms=timings["retrieve"],
+            read_ms=timings["read"],
+            total_ms=timings["total"],
+        )
+        return passages
 
     def result(self) -> WayResult:
         def percent(values: list[float]) -> float:

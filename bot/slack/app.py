@@ -34,7 +34,15 @@ from bot.slack.listeners.questions import QuestionJobs
 from bot.slack.listeners.shared import question_text
 from bot.store import SlackStateStore, open_state
 
-__all__ = ["create_app", "slack_web_client", "question_text", "WORKER_THREADS", "FETCH_THREADS", "RATE_LIMIT_RETRIES"]
+__all__ = [
+    "create_app",
+    "slack_web_client",
+    "token_team_id",
+    "question_text",
+    "WORKER_THREADS",
+    "FETCH_THREADS",
+    "RATE_LIMIT_RETRIES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +170,14 @@ def _bot_team_id(app: App, client: WebClient) -> str | None:
         result = getattr(middleware, "auth_test_result", None)
         if result is not None and result.get("team_id"):
             return str(result["team_id"])
+    return token_team_id(client)
+
+
+def token_team_id(client: WebClient) -> str:
+    """The workspace of the client's bot token, asked of Slack (`auth.test`).
+
+    :raises ConfigError: when Slack does not say; QABOT_TEAM_IDS then has to.
+    """
     try:
         return str(client.auth_test()["team_id"])
     except (SlackApiError, SlackClientError, OSError, KeyError) as exc:

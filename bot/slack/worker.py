@@ -14,13 +14,10 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.core.access import load_access_policy
 from bot.core.service import build_service
-from bot.errors import ConfigError
 from bot.settings import Settings
+from bot.slack.app import token_team_id
 from bot.slack.gate import Gate
 from bot.slack.jobs import JobRunner
 from bot.slack.listeners import ListenerKit
@@ -52,7 +49,8 @@ def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None
     service = build_service(settings)
     policy = load_access_policy(settings.access_file, service.store)
     service.warm_up()
-    gate = Gate.from_settings(settings, bot_team_id=None if settings.team_ids else _team_of(client), policy=policy)
+    # the gate needs a workspace even though a worker only reads what a serve let in
+    gate = Gate.from_settings(settings, bot_team_id=None if settings.team_ids else token_team_id(client), policy=policy)
     state = open_state(settings.database)
     work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-bot-work")  # the kit's; jobs do not use it
     kit = ListenerKit(settings, service, state, work, gate=gate)
@@ -76,11 +74,3 @@ def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None
             work.shutdown(wait=False)
             state.close()
     logger.info("worker stopped signal=%s questions_finished=%s", stopped_by, finished)
-
-
-def _team_of(client: WebClient) -> str:
-    """The bot token's workspace (the gate needs one even though a worker only reads what `serve` let in)."""
-    try:
-        return str(client.auth_test()["team_id"])
-    except (SlackApiError, SlackClientError, OSError, KeyError) as exc:
-        raise ConfigError(f"Cannot tell the bot token's workspace ({exc}). Set QABOT_TEAM_IDS.") from exc

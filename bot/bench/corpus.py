@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bot.bench.report import size_label
 from bot.core.records import Article
 from bot.errors import ConfigError
+from bot.store.base import Store
 from bot.store.sqlite import PASSAGE_MAX_WORDS, SQLiteStore
 from bot.training.squad import read_squad_json
 
@@ -203,6 +204,19 @@ def corpus_recipe(n_articles: int, squad_path: Path) -> dict:
     }
 
 
+def _store_articles(
+    store: Store, articles: Sequence[tuple[Article, object]], *, progress: Progress | None, where: str = ""
+) -> float:
+    """Store the benchmark articles in one `bulk()`, saying how far it got every 10,000; returns the seconds taken."""
+    started = time.perf_counter()
+    with store.bulk():
+        for done, (article, _) in enumerate(articles, start=1):
+            store.add_article(article)
+            if progress and done % 10_000 == 0:
+                progress(f"  built {done}/{len(articles)} articles{where}")
+    return time.perf_counter() - started
+
+
 def ensure_corpus_db(
     squad: SquadData, n_articles: int, workdir: Path, *, squad_path: Path, progress: Progress | None = None
 ) -> tuple[Path, dict]:
@@ -220,15 +234,8 @@ def ensure_corpus_db(
         if meta.get("recipe") == recipe:
             return db_path, {**meta, "built_this_run": False}
     meta_path.unlink(missing_ok=True)
-    articles = build_articles(squad, n_articles)
     store = fresh_store(db_path)
-    started = time.perf_counter()
-    with store.bulk():
-        for done, (article, _) in enumerate(articles, start=1):
-            store.add_article(article)
-            if progress and done % 10_000 == 0:
-                progress(f"  built {done}/{n_articles} articles")
-    seconds = time.perf_counter() - started
+    seconds = _store_articles(store, build_articles(squad, n_articles), progress=progress)
     meta = {
         "recipe": recipe,
         "articles": _count(store, "articles"),
@@ -314,14 +321,7 @@ def ensure_pg_corpus(
             "truncate bench_corpus, articles, sentences, passages, passage_terms, passage_postings "
             "restart identity cascade; update corpus_stats set passages = 0, tokens = 0"
         )
-        articles = build_articles(squad, n_articles)
-        started = time.perf_counter()
-        with store.bulk():
-            for done, (article, _) in enumerate(articles, start=1):
-                store.add_article(article)
-                if progress and done % 10_000 == 0:
-                    progress(f"  built {done}/{n_articles} articles in PostgreSQL")
-        seconds = time.perf_counter() - started
+        seconds = _store_articles(store, build_articles(squad, n_articles), progress=progress, where=" in PostgreSQL")
         started = time.perf_counter()
         store.conn.execute("vacuum analyze")  # what autovacuum does after a large ingest, done now: same plans each run
         counts = store.query(
